@@ -1,0 +1,89 @@
+"""The ``mssoft`` command group: options shared by every command, logging, and error handling.
+
+Sub-commands live in one module each and are imported only when called, so ``mssoft --help`` and
+``mssoft build-masks`` never load TensorFlow.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+
+import click
+
+from mssoft import __version__
+from mssoft.errors import MssoftError
+
+__all__ = ["cli", "COMMANDS"]
+
+#: command name -> (module under mssoft.cli, attribute, one-line help)
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "build-masks": ("build_masks", "build_masks", "Build soft lesion masks from expert masks."),
+    "fit": ("fit", "fit", "Train the U-Net on soft (or binary) masks."),
+    "calibrate": ("calibrate", "calibrate", "Choose the binarisation threshold on training scans."),
+    "predict": ("predict", "predict", "Segment scans with a trained run."),
+    "evaluate": ("evaluate", "evaluate", "Compare segmentations with every rater."),
+    "cv": ("cv", "cv", "Leave-one-patient-out cross-validation over ratio and gamma."),
+    "demo": ("demo", "demo", "Soft against binary training on generated data, with a report."),
+    "bench": ("bench", "bench", "Measure the speed and memory of every stage."),
+}
+
+CONTEXT_SETTINGS = {"show_default": True, "help_option_names": ["-h", "--help"]}
+
+
+class _LazyGroup(click.Group):
+    """A group that imports each command's module on first use and turns MssoftError into one line."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        module_name, attribute, _ = COMMANDS[cmd_name]
+        module = importlib.import_module(f"mssoft.cli.{module_name}")
+        return getattr(module, attribute)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, help_text) for name, (_, _, help_text) in COMMANDS.items()]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+    def invoke(self, ctx: click.Context):  # type: ignore[no-untyped-def]
+        try:
+            return super().invoke(ctx)
+        except MssoftError as exc:
+            raise click.ClickException(str(exc)) from None
+        except KeyboardInterrupt:
+            click.echo("Aborted.", err=True)
+            sys.exit(130)
+
+
+@click.group(cls=_LazyGroup, context_settings=CONTEXT_SETTINGS)
+@click.version_option(__version__, "--version", prog_name="mssoft")
+@click.option("-v", "--verbose", count=True, help="More log detail on stderr (-vv for debug).")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors on stderr.")
+@click.pass_context
+def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
+    """mssoft: MS lesion segmentation with soft labels (Kats et al., ISBI 2019).
+
+    Results go to stdout; logs and progress bars go to stderr. Every command writes its resolved
+    configuration and package versions into its output folder.
+    """
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose >= 2 else logging.INFO)
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+        force=True,
+    )
+    # INFO for our own loggers only; -v also shows other libraries' INFO messages.
+    logging.getLogger().setLevel(logging.WARNING if verbose == 0 and not quiet else level)
+    logging.getLogger("mssoft").setLevel(level)
+    ctx.obj = {"quiet": quiet, "verbose": verbose}
+
+
+def main() -> None:  # pragma: no cover - console entry point alternative
+    cli()

@@ -1,0 +1,1 @@
+from mssoft._version import __version__
