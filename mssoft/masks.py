@@ -57,7 +57,7 @@ def parse_flair_threshold(value: str | float | None) -> FlairThreshold:
         return None
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         if not math.isfinite(float(value)):
-            raise ValueError(f"Invalid FLAIR threshold {value!r}: expected a finite number")
+            raise ValueError(f"Invalid value for `flair_threshold` (--flair-threshold) {value!r}: expected a finite number")
         return float(value)
     text = str(value).strip().lower()
     if text in ("none", "off", ""):
@@ -66,13 +66,13 @@ def parse_flair_threshold(value: str | float | None) -> FlairThreshold:
     if match:
         pct = float(match.group(1))
         if not 0.0 <= pct <= 100.0:
-            raise ValueError(f"Invalid FLAIR threshold {value!r}: percentile must be in [0, 100]")
+            raise ValueError(f"Invalid value for `flair_threshold` (--flair-threshold) {value!r}: percentile must be in [0, 100]")
         return f"p{pct:g}"
     try:
         number = float(text)
     except ValueError:
         raise ValueError(
-            f"Invalid FLAIR threshold {value!r}: expected 'pNN' (percentile of brain FLAIR), "
+            f"Invalid value for `flair_threshold` (--flair-threshold) {value!r}: expected 'pNN' (percentile of brain FLAIR), "
             "a number (absolute intensity) or 'none'"
         ) from None
     return parse_flair_threshold(number)
@@ -106,9 +106,9 @@ def resolve_flair_threshold(flair: np.ndarray, threshold: FlairThreshold) -> flo
 def validate_soft_mask_params(ratio: float, gamma: float) -> None:
     """Raise ValueError unless ``ratio >= 1`` and ``0 <= gamma < 1`` (both finite)."""
     if not (math.isfinite(ratio) and ratio >= 1.0):
-        raise ValueError(f"Invalid value for `ratio`. Expected a number >= 1. Received: {ratio}")
+        raise ValueError(f"Invalid value for `ratio` (--ratio). Expected a number >= 1. Received: {ratio}")
     if not (math.isfinite(gamma) and 0.0 <= gamma < 1.0):
-        raise ValueError(f"Invalid value for `gamma`. Expected a number in [0, 1). Received: {gamma}")
+        raise ValueError(f"Invalid value for `gamma` (--gamma). Expected a number in [0, 1). Received: {gamma}")
 
 
 @dataclass(frozen=True)
