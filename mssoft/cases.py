@@ -123,25 +123,31 @@ class LoadedScan:
     meta: VolumeMeta
 
 
-def _isbi_root(root: Path) -> bool:
-    return any(root.glob("*/preprocessed/*_pp.nii*"))
+def _isbi_depth(root: Path) -> str | None:
+    """Glob prefix of the patient folders: ``*`` or ``*/*`` (e.g. ``training/training01``)."""
+    for prefix in ("*", "*/*"):
+        if any(root.glob(f"{prefix}/preprocessed/*_pp.nii*")):
+            return prefix
+    return None
 
 
-def _discover_isbi(root: Path) -> list[Scan]:
+def _discover_isbi(root: Path, prefix: str) -> list[Scan]:
     images: dict[str, dict[str, Path]] = {}
     masks: dict[str, dict[int, Path]] = {}
     patients: dict[str, str] = {}
-    for path in sorted(root.glob("*/preprocessed/*.nii*")):
+    for path in sorted(root.glob(f"{prefix}/preprocessed/*.nii*")):
         match = _ISBI_IMAGE.match(path.name)
         if not match:
             continue
         scan_id = f"{match['patient']}_{match['tp']}"
         modality = normalise_modality(match["mod"])
+        if match["patient"] != path.parent.parent.name:
+            continue  # a file of one patient filed under another: not the ISBI layout
         if modality in images.setdefault(scan_id, {}):
             raise DataError(f"{path}: duplicate {modality} image for scan {scan_id}")
         images[scan_id][modality] = path
         patients[scan_id] = match["patient"]
-    for path in sorted(root.glob("*/masks/*.nii*")):
+    for path in sorted(root.glob(f"{prefix}/masks/*.nii*")):
         match = _ISBI_MASK.match(path.name)
         if not match:
             continue
@@ -211,7 +217,8 @@ def discover_scans(data: str | Path) -> list[Scan]:
     Parameters
     ----------
     data : path-like
-        A folder in the ISBI 2015 layout, or a ``.csv`` manifest.
+        A folder in the ISBI 2015 layout (patient folders directly below it, or one level deeper
+        as in the challenge's ``training/trainingNN``), or a ``.csv`` manifest.
 
     Returns
     -------
@@ -230,8 +237,8 @@ def discover_scans(data: str | Path) -> list[Scan]:
         if data.suffix.lower() != ".csv":
             raise DataError(f"{data}: expected an ISBI 2015 data folder or a .csv manifest")
         scans = _discover_manifest(data)
-    elif _isbi_root(data):
-        scans = _discover_isbi(data)
+    elif (prefix := _isbi_depth(data)) is not None:
+        scans = _discover_isbi(data, prefix)
     else:
         raise DataError(
             f"{data}: no ISBI 2015 layout found (expected */preprocessed/*_pp.nii[.gz]); "

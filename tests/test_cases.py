@@ -83,3 +83,10 @@ def test_scan_file_problems_are_named(isbi_root):
     save(np.full((24, 28, 20), np.nan, np.float32), np.eye(4), scan.masks[2])
     with pytest.raises(DataError, match="mask2.nii.gz: mask is all NaN"):
         load_scan(scan, modalities=["flair"], rater=2)
+
+
+def test_isbi_layout_one_level_deeper(tmp_path):
+    write_isbi(tmp_path / "isbi2015" / "training", patients=1, timepoints=1)
+    write_isbi(tmp_path / "isbi2015" / "testdata", patients=0, timepoints=1, test_patients=1)
+    scans = discover_scans(tmp_path / "isbi2015")
+    assert [s.scan_id for s in scans] == ["test01_01", "training01_01"]
