@@ -1,0 +1,85 @@
+import math
+
+import pytest
+
+from mssoft.cases import Scan
+from mssoft.cv_plan import (
+    GridPoint,
+    grid_points,
+    leave_one_patient_out,
+    parse_float_list,
+    parse_shard,
+    plan_cells,
+)
+from mssoft.cv_report import best_point, format_table, plot_sweep, summarise
+from mssoft.errors import ConfigError
+
+
+def scans(spec):
+    return [Scan(f"{p}_{t}", p, {"flair": None}) for p, n in spec for t in range(n)]
+
+
+def test_folds_never_mix_a_patient_between_sides():
+    folds = leave_one_patient_out(scans([("a", 3), ("b", 1), ("c", 2)]))
+    assert [f.held_out for f in folds] == ["a", "b", "c"]
+    for fold in folds:
+        assert all(s.startswith(fold.held_out + "_") for s in fold.test)
+        assert not any(s.startswith(fold.held_out + "_") for s in fold.train)
+        assert len(fold.train) + len(fold.test) == 6
+    with pytest.raises(ConfigError, match="at least 2 patients"):
+        leave_one_patient_out(scans([("a", 3)]))
+
+
+def test_grid_collapses_binary_points_and_validates():
+    points = grid_points([1.0, 1.2], [0.3, 0.5])
+    assert points == [GridPoint(1.0, 0.0), GridPoint(1.2, 0.3), GridPoint(1.2, 0.5)]
+    assert points[0].name == "binary" and points[1].name == "ratio1.20_gamma0.30"
+    with pytest.raises(ConfigError, match="--gamma"):
+        grid_points([1.2], [1.3])
+    assert parse_float_list("1.0, 1.1,1.2", option="--ratios") == (1.0, 1.1, 1.2)
+    for bad in ("", "a,b", "1,1"):
+        with pytest.raises(ConfigError, match="--ratios"):
+            parse_float_list(bad, option="--ratios")
+
+
+def test_cells_and_shards():
+    folds = leave_one_patient_out(scans([("a", 1), ("b", 1)]))
+    cells = plan_cells(folds, grid_points([1.0, 1.2], [0.3]), repeats=2, seed=7)
+    assert len(cells) == 8 and len({c.key for c in cells}) == 8
+    assert {c.seed for c in cells} == {7, 8}
+    assert str(cells[1].folder("/o")) == "/o/cells/a/binary/repeat1"
+    assert parse_shard("2/3") == (1, 3) and parse_shard(None) == (0, 1)
+    for bad in ("0/3", "4/3", "x"):
+        with pytest.raises(ConfigError, match="--shard"):
+            parse_shard(bad)
+
+
+def rows():
+    out = []
+    for fold, base in (("a", 0.6), ("b", 0.5)):
+        for repeat in (0, 1):
+            for ratio, gamma, bonus in ((1.0, 0.0, 0.0), (1.2, 0.3, 0.05)):
+                for rater in (1, 2):
+                    out.append({"fold": fold, "repeat": repeat, "ratio": ratio, "gamma": gamma,
+                                "rater": rater, "dice": base + bonus + 0.01 * repeat - 0.1 * (rater - 1),
+                                "ppv": 0.8, "tpr": 0.5 + bonus})
+    return out
+
+
+def test_summary_table_and_best_point(tmp_path):
+    summaries = summarise(rows())
+    dice = {(s.ratio, s.rater): s for s in summaries if s.metric == "dice"}
+    # repeat r: mean over folds a, b = 0.55 + bonus + 0.01 r; over repeats: mean 0.555, std 0.00707
+    assert dice[(1.0, 1)].mean == pytest.approx(0.555)
+    assert dice[(1.2, 1)].mean == pytest.approx(0.605)
+    assert dice[(1.2, 2)].std == pytest.approx(math.sqrt(0.00005), rel=1e-6)
+    assert dice[(1.0, 1)].spread_over == "repeats" and dice[(1.0, 1)].n == 2
+    assert best_point(summaries)[:2] == (1.2, 0.3)
+    table = format_table(summaries)
+    assert "| mask size | gamma | Dice R1 | Dice R2 | Precision R1" in table
+    assert "| 120% | 0.3 | 60.5 ± 0.7 | 50.5 ± 0.7 |" in table
+    assert "| 100% (binary) | 0 |" in table
+    one_repeat = summarise([r for r in rows() if r["repeat"] == 0])
+    assert one_repeat[0].spread_over == "patients"
+    png = plot_sweep(summaries, tmp_path / "sweep.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
