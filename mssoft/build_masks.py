@@ -15,7 +15,7 @@ import numpy as np
 
 from mssoft.cases import Scan, check_scan, read_mask
 from mssoft.errors import ConfigError, DataError
-from mssoft.io import read_header, read_volume, write_volume
+from mssoft.io import VolumeMeta, read_header, read_volume, write_volume
 from mssoft.masks import parse_flair_threshold, soft_mask, validate_soft_mask_params
 from mssoft.provenance import read_config, write_config
 
@@ -114,7 +114,7 @@ def soft_mask_path(folder: str | Path, scan_id: str) -> Path:
     return Path(folder) / f"{scan_id}{SOFTMASK_SUFFIX}"
 
 
-def soft_mask_for_scan(scan: Scan, config: MaskConfig) -> tuple[np.ndarray, object, MaskSummary]:
+def soft_mask_for_scan(scan: Scan, config: MaskConfig) -> tuple[np.ndarray, VolumeMeta, MaskSummary]:
     """Build the soft mask of one scan.
 
     Parameters

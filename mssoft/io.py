@@ -39,6 +39,7 @@ __all__ = [
     "read_volume",
     "write_volume",
     "check_same_grid",
+    "grid_meta",
     "atomic_path",
     "write_json",
     "NIFTI_SUFFIXES",
@@ -250,6 +251,45 @@ def write_volume(
         nib.save(img, str(tmp))
     logger.debug("wrote %s", path)
     return path
+
+
+def grid_meta(
+    shape: Sequence[int], affine: np.ndarray, *, path: str | os.PathLike[str] | None = None
+) -> VolumeMeta:
+    """Metadata of a new 3D grid (no file), so arrays made in memory can go to :func:`write_volume`.
+
+    Parameters
+    ----------
+    shape : sequence of 3 int
+        Array shape *in the file's own orientation* (the orientation ``affine`` describes).
+    affine : ndarray of shape (4, 4)
+        Voxel-to-world (mm) affine; stored as both qform and sform (code 1, scanner).
+    path : path-like, optional
+        Name used in messages (default ``"(new grid)"``).
+
+    Returns
+    -------
+    VolumeMeta
+        As :func:`read_header` would return for a file written on this grid.
+
+    Raises
+    ------
+    DataError
+        ``shape`` is not 3 positive sizes, or ``affine`` is singular or not finite.
+    """
+    where = Path(path) if path is not None else Path("(new grid)")
+    dims = tuple(int(s) for s in shape)
+    if len(dims) != 3 or min(dims) < 1:
+        raise DataError(f"{where}: expected 3 positive sizes, got shape {tuple(shape)}")
+    affine = np.asarray(affine, dtype=np.float64)
+    if affine.shape != (4, 4):
+        raise DataError(f"{where}: expected a 4x4 affine, got shape {affine.shape}")
+    # A zero-stride array: nibabel reads only its shape, nothing is allocated.
+    img = nib.Nifti1Image(np.broadcast_to(np.zeros((), np.uint8), dims), affine)
+    img.header.set_qform(affine, code=1)
+    img.header.set_sform(affine, code=1)
+    img.header.set_xyzt_units("mm")
+    return _meta(img, where)
 
 
 def check_same_grid(metas: Sequence[VolumeMeta]) -> None:

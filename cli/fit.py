@@ -1,0 +1,227 @@
+"""``mssoft fit``: train the U-Net on soft (or binary) masks and write a run folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from mssoft.errors import ConfigError
+
+from ._common import DATA_ARGUMENT
+
+_ON_THE_FLY = ("ratio", "gamma", "flair_threshold", "per_lesion")
+
+
+def _given(ctx: click.Context, name: str) -> bool:
+    """Whether the user set option ``name`` (rather than click's default)."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source not in (
+        click.core.ParameterSource.DEFAULT,
+        click.core.ParameterSource.DEFAULT_MAP,
+    )
+
+
+def _comma_list(text: str | None) -> tuple[str, ...] | None:
+    return None if text is None else tuple(v.strip() for v in text.split(",") if v.strip())
+
+
+def _option_names(names: list[str]) -> str:
+    return ", ".join("--" + n.replace("_", "-") for n in names)
+
+
+@click.command("fit")
+@DATA_ARGUMENT
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Run folder (created; must be new or empty unless --resume).",
+)
+@click.option(
+    "--masks",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Soft masks from `mssoft build-masks` (their rater and settings are recorded there).",
+)
+@click.option(
+    "--ratio",
+    default=1.0,
+    type=float,
+    help="Without --masks: build soft masks on the fly, grown to RATIO times the lesion volume "
+    "(1 = the rater's binary mask, the paper's baseline; 1.2 = the paper's best).",
+)
+@click.option(
+    "--gamma", default=0.3, type=float, help="Soft label of the grown ring (with --ratio > 1)."
+)
+@click.option(
+    "--flair-threshold",
+    default="p50",
+    help="Ring voxels darker than this FLAIR value get 0 (with --ratio > 1): 'pNN', a number "
+    "or 'none'.",
+)
+@click.option("--per-lesion", is_flag=True, help="Grow each lesion to RATIO times its own volume.")
+@click.option(
+    "--rater",
+    type=click.IntRange(min=1),
+    default=None,
+    show_default="1, or the rater of --masks",
+    help="Whose masks to train on; slices without a lesion of this rater are left out.",
+)
+@click.option(
+    "--modalities",
+    default=None,
+    show_default="all that every scan has, FLAIR first",
+    help="Input channels in order, comma-separated (e.g. flair,t1,t2,pd).",
+)
+@click.option(
+    "--patients",
+    default=None,
+    show_default="all patients with masks",
+    help="Train and validate on these patients only, comma-separated.",
+)
+@click.option(
+    "--epochs", default=30, type=click.IntRange(min=1), help="Total epochs (also when resuming)."
+)
+@click.option(
+    "--batch-size", default=8, type=click.IntRange(min=1), help="Global batch size (all devices)."
+)
+@click.option(
+    "--learning-rate",
+    default=1e-4,
+    type=click.FloatRange(min=0.0, min_open=True),
+    help="Adam learning rate.",
+)
+@click.option(
+    "--base-filters",
+    default=32,
+    type=click.IntRange(min=1),
+    help="Filters of the first U-Net level.",
+)
+@click.option("--depth", default=4, type=click.IntRange(min=1), help="Number of U-Net poolings.")
+@click.option(
+    "--seed", default=0, type=click.IntRange(min=0), help="Seed of weights, split and augmentation."
+)
+@click.option(
+    "--val-fraction",
+    default=0.2,
+    type=click.FloatRange(0.0, 1.0, max_open=True),
+    help="Share of the lesion slices (or patients) held out for validation; 0 = none.",
+)
+@click.option(
+    "--split",
+    "split",
+    default="slices",
+    type=click.Choice(["slices", "patients"]),
+    help="Draw validation slices at random (the paper) or whole patients.",
+)
+@click.option(
+    "--strategy",
+    default="auto",
+    type=click.Choice(["auto", "default", "mirrored"]),
+    help="Distribution: auto = mirrored over all GPUs when more than one is visible.",
+)
+@click.option(
+    "--devices", default=None, help="Devices for the strategy, comma-separated (e.g. GPU:0,GPU:1)."
+)
+@click.option(
+    "--mixed-precision",
+    is_flag=True,
+    help="Compute in bfloat16 on CPU / float16 on GPU (the output layer stays float32).",
+)
+@click.option(
+    "--resume", is_flag=True, help="Continue the run in --out from its last completed epoch."
+)
+@click.pass_context
+def fit(
+    ctx: click.Context,
+    data: Path,
+    out: Path,
+    masks: Path | None,
+    ratio: float,
+    gamma: float,
+    flair_threshold: str,
+    per_lesion: bool,
+    rater: int | None,
+    modalities: str | None,
+    patients: str | None,
+    epochs: int,
+    batch_size: int,
+    learning_rate: float,
+    base_filters: int,
+    depth: int,
+    seed: int,
+    val_fraction: float,
+    split: str,
+    strategy: str,
+    devices: str | None,
+    mixed_precision: bool,
+    resume: bool,
+) -> None:
+    """Train the 2D U-Net with the soft Dice loss on the lesion slices of DATA.
+
+    DATA is an ISBI 2015 data folder or a CSV manifest; only scans with a mask of the rater are
+    used. The targets are, in this order of precedence: the soft masks of --masks; soft masks
+    built on the fly when --ratio > 1 (with --gamma, --flair-threshold, --per-lesion); otherwise
+    the rater's binary masks (the paper's baseline).
+
+    Writes OUT/model.keras (best validation loss), OUT/config.json (modalities in channel order,
+    rater, mask source, train/validation scans, ...), OUT/split.json, OUT/history.csv,
+    TensorBoard logs in OUT/logs and the training state in OUT/backup (for --resume). Progress
+    goes to stderr, one line per epoch; the summary to stdout.
+    """
+    from mssoft.build_masks import MaskConfig
+    from mssoft.train_config import TrainConfig
+
+    given = [name for name in _ON_THE_FLY if _given(ctx, name)]
+    mask = None
+    if masks is not None:
+        if given:
+            raise ConfigError(
+                f"Invalid value for `--masks`: {_option_names(given)} build masks on the fly "
+                "and cannot be combined with --masks"
+            )
+    else:
+        mask = MaskConfig(
+            rater=rater or 1,
+            ratio=ratio,
+            gamma=gamma,
+            flair_threshold=flair_threshold,
+            per_lesion=per_lesion,
+        )
+        extra = [name for name in given if name != "ratio"]
+        if mask.ratio == 1.0 and extra:
+            raise ConfigError(
+                f"Invalid value for `--ratio`: 1 trains on binary masks, so "
+                f"{_option_names(extra)} would have no effect; pass --ratio > 1 (e.g. 1.2)"
+            )
+
+    config = TrainConfig(
+        data=data,
+        out=out,
+        masks=masks,
+        mask=mask,
+        rater=rater,
+        modalities=_comma_list(modalities),
+        patients=_comma_list(patients),
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        base_filters=base_filters,
+        depth=depth,
+        seed=seed,
+        val_fraction=val_fraction,
+        split=split,
+        strategy=strategy,
+        devices=_comma_list(devices),
+        mixed_precision=mixed_precision,
+        resume=resume,
+    )
+    from mssoft.train import fit as run_fit  # imports TensorFlow
+
+    result = run_fit(config)
+    best = "nan" if result.best_loss is None else f"{result.best_loss:.4f}"
+    click.echo(
+        f"epochs={result.epochs}\tbest_epoch={result.best_epoch}\tbest_{result.monitor}={best}\t"
+        f"model={result.model_path}"
+    )

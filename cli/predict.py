@@ -1,0 +1,83 @@
+"""``mssoft predict``: segment scans with a trained (and calibrated) run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from mssoft.predict import predict_folder
+from mssoft.run_folder import CALIBRATION_NAME
+
+from ._common import DATA_ARGUMENT, echo_line, progress
+
+
+@click.command("predict")
+@click.argument("run", type=click.Path(exists=True, file_okay=False, path_type=Path), metavar="RUN")
+@DATA_ARGUMENT
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Output folder (created; must not be inside DATA nor be RUN).",
+)
+@click.option(
+    "--threshold",
+    type=float,
+    default=None,
+    help="Lesion where prob >= THRESHOLD  [default: RUN/calibration.json, else 0.5]",
+)
+@click.option(
+    "--min-size",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Keep lesions of more than MIN_SIZE voxels  [default: RUN/calibration.json, else 18]",
+)
+@click.option(
+    "--scans", default=None, metavar="IDS", help="Comma-separated scan ids  [default: all]"
+)
+@click.option("--batch-size", default=16, type=click.IntRange(min=1), help="Slices per model call.")
+@click.option("--overwrite", is_flag=True, help="Replace the outputs of an earlier predict in OUT.")
+def predict(
+    run: Path,
+    data: Path,
+    out: Path,
+    threshold: float | None,
+    min_size: int | None,
+    scans: str | None,
+    batch_size: int,
+    overwrite: bool,
+) -> None:
+    """Segment the scans of DATA with the model of RUN.
+
+    DATA is an ISBI 2015 data folder or a CSV manifest (masks are not needed). Writes
+    OUT/<scan>_prob.nii.gz (float32 probabilities) and OUT/<scan>_seg.nii.gz (uint8, 0/1) on each
+    scan's FLAIR grid and orientation, and OUT/config.json.
+    """
+    report = predict_folder(
+        run,
+        data,
+        out,
+        threshold=threshold,
+        min_size=min_size,
+        scans=scans,
+        batch_size=batch_size,
+        overwrite=overwrite,
+        progress=lambda items: progress(items, desc="predict", total=len(items)),
+    )
+    if report.threshold_source == "default":
+        echo_line(
+            f"warning: {run / CALIBRATION_NAME} not found; used threshold "
+            f"{report.binarisation.threshold:g} and min_size {report.binarisation.min_size} "
+            "(run `mssoft calibrate` first)"
+        )
+    for scan in report.scans:
+        echo_line(
+            f"{scan.scan_id}\tlesions={scan.lesions}\tvolume_ml={scan.volume_ml:.3f}\tseg={scan.seg_path}"
+        )
+    b = report.binarisation
+    click.echo(
+        f"total\tscans={len(report.scans)}\tthreshold={b.threshold:g}\tmin_size={b.min_size}"
+        f"\tthreshold_source={report.threshold_source}\tout={report.out}"
+    )
