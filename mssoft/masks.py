@@ -2,8 +2,11 @@
 
 The binary mask ``M`` is grown by 3D dilation to ``ratio`` times its volume: the dilated region
 ``D0`` is the ``round((ratio - 1) * |M|)`` voxels outside ``M`` that are nearest to ``M`` by
-Euclidean distance in millimetres (a growing ball, stopped exactly at the target count; ties are
-broken by the voxel's position in the RAS array, C order). Dilated voxels darker than a FLAIR
+Euclidean distance in millimetres (a growing ball, stopped exactly at the target count). Voxels at
+equal distance are taken in a fixed scrambled order of their RAS array index (a multiplicative
+hash), so a partly used distance shell is spread evenly over all lesions rather than given to the
+lesions nearest the array origin; the result is deterministic and does not depend on the file's
+orientation. Dilated voxels darker than a FLAIR
 threshold are dropped, ``D = D0 ∩ {FLAIR >= t}``, and the soft mask is ``S = M + gamma * D``.
 
 Distances are computed only in the lesions' neighbourhood (a bounding box grown until it provably
@@ -121,6 +124,16 @@ class _Box:
         return tuple(slice(a, b) for a, b in zip(self.lo, self.hi))
 
 
+def _tie_break_key(flat: np.ndarray) -> np.ndarray:
+    """A fixed scrambling of voxel indices that orders voxels at equal distance.
+
+    Knuth's multiplicative hash (a bijection on 32-bit integers) spreads the voxels of a partly
+    filled distance shell evenly over the whole mask, where plain index order would give the whole
+    shell to the lesions with the lowest indices.
+    """
+    return (flat.astype(np.uint64) * np.uint64(2654435761)) & np.uint64(0xFFFFFFFF)
+
+
 def _nearest_outside(
     seed: np.ndarray,
     exclude: np.ndarray,
@@ -160,12 +173,12 @@ def _nearest_outside(
         if np.count_nonzero(within) >= count or not bounds:
             local = np.flatnonzero(within if bounds else eligible)
             local_dist = dist.ravel()[local]
-            # Deterministic tie-breaking: global C-order index of the voxel.
+            # Equal distances: scrambled RAS index order (see _tie_break_key).
             coords = np.unravel_index(local, crop_seed.shape)
             global_flat = np.ravel_multi_index(
                 tuple(c + o for c, o in zip(coords, lo)), tuple(shape)
             )
-            order = np.lexsort((global_flat, local_dist))[:count]
+            order = np.lexsort((_tie_break_key(global_flat), local_dist))[:count]
             return global_flat[order]
         pad = pad * 2
 
