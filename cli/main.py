@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
 
 import click
@@ -72,6 +73,8 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
     configuration and package versions into its output folder.
     """
     level = logging.WARNING if quiet else (logging.DEBUG if verbose >= 2 else logging.INFO)
+    # TensorFlow's C++ start-up chatter (oneDNN, CUDA probing) only with -vv.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose >= 2 else "2")
     logging.basicConfig(
         level=level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

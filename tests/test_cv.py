@@ -1,0 +1,77 @@
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from mssoft.cli.main import cli
+from mssoft.synthetic import write_isbi_dataset
+
+pytestmark = pytest.mark.slow
+
+TINY = ["--epochs", "1", "--base-filters", "4", "--depth", "2", "--batch-size", "4",
+        "--modalities", "flair,t2", "--ratios", "1.0,1.2", "--gammas", "0.3"]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cvdata") / "isbi"
+    write_isbi_dataset(root, n_patients=2, timepoints=2, shape=(32, 40, 24), seed=3, n_lesions=4)
+    return root
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def test_sweep_resumes_without_redoing_cells_and_keeps_patients_apart(tmp_path, data):
+    out = tmp_path / "cv"
+    first = run("cv", data, "--out", out, *TINY, "--shard", "1/2")
+    assert first.exit_code == 0, first.output
+    assert "cells: 2/4 finished (2 run now)" in first.stdout
+    assert "incomplete" in first.stdout
+    done = sorted(out.glob("cells/*/*/*/result.json"))
+    assert len(done) == 2
+    stamps = {p: p.stat().st_mtime_ns for p in done}
+    # a cell interrupted mid-way (folder without result.json) is started again
+    (out / "cells" / "training02" / "binary" / "repeat0" / "run").mkdir(parents=True, exist_ok=True)
+
+    second = run("cv", data, "--out", out, *TINY)
+    assert second.exit_code == 0, second.output
+    assert "cells: 4/4 finished (2 run now)" in second.stdout
+    assert {p: p.stat().st_mtime_ns for p in done} == stamps  # finished cells were not redone
+    assert "best: " in second.stdout
+
+    table = (out / "table.md").read_text()
+    assert "| 100% (binary) | 0 |" in table and "| 120% | 0.3 |" in table
+    assert "Incomplete" not in table
+    assert (out / "sweep.png").read_bytes()[:4] == b"\x89PNG"
+    lines = (out / "cv_results.csv").read_text().splitlines()
+    assert lines[0].startswith("fold,ratio,gamma,repeat,seed,rater,threshold,min_size,n_scans,dice,ppv,tpr")
+    assert len(lines) == 1 + 2 * 2 * 2  # folds x grid points x raters (1 repeat)
+    for result in out.glob("cells/*/*/*/result.json"):
+        record = json.loads(result.read_text())
+        held_out = record["fold"]
+        assert all(s.startswith(held_out) for s in record["test_scans"])
+        assert not any(s.startswith(held_out) for s in record["train_scans"])
+        run_config = json.loads((result.parent / "run" / "config.json").read_text())["config"]
+        trained_on = set(run_config["train_scans"]) | set(run_config["val_scans"])
+        assert trained_on and not any(s.startswith(held_out) for s in trained_on)
+        calibration = json.loads((result.parent / "run" / "calibration.json").read_text())
+        assert not any(s.startswith(held_out) for s in calibration["scans"])
+        assert {r["rater"] for r in record["scans"]} == {1, 2}
+
+    third = run("cv", data, "--out", out, *TINY)
+    assert "cells: 4/4 finished (0 run now)" in third.stdout
+
+
+def test_sweep_rejects_changed_options_and_bad_grids(tmp_path, data):
+    out = tmp_path / "cv"
+    out.mkdir()
+    (out / "config.json").write_text(json.dumps({"command": "cv", "config": {"epochs": 99}}))
+    changed = run("cv", data, "--out", out, *TINY)
+    assert changed.exit_code == 1 and "holds a sweep with other options" in changed.stderr
+    bad = run("cv", data, "--out", tmp_path / "x", "--ratios", "1.0,abc")
+    assert bad.exit_code == 1 and "--ratios" in bad.stderr
+    bad = run("cv", data, "--out", tmp_path / "y", "--gammas", "1.5")
+    assert bad.exit_code == 1 and "--gamma" in bad.stderr
+    assert run("cv", "--help").exit_code == 0
