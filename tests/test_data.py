@@ -1,4 +1,3 @@
-import time
 
 import numpy as np
 import pytest
@@ -224,27 +223,3 @@ def test_validation_pipeline_is_ordered_and_not_augmented(binary):
     images, targets = binary.gather(positions)
     np.testing.assert_array_equal(np.concatenate([b[0] for b in batches]), images)
     np.testing.assert_array_equal(np.concatenate([b[1] for b in batches]), targets)
-
-
-def test_pipeline_feeds_much_faster_than_training():
-    # Full-size slices (224x192x4): training consumes 2-4 slices/s on this machine kind; the
-    # pipeline must deliver at least 10x that, with rotation.
-    rng = np.random.default_rng(0)
-    images = [rng.normal(size=(40, 224, 192, 4)).astype(np.float32) for _ in range(2)]
-    targets = [rng.uniform(size=(40, 224, 192, 1)).astype(np.float32) for _ in range(2)]
-    slices = SliceSet(
-        images,
-        targets,
-        [np.arange(40)] * 2,
-        ["a", "b"],
-        ["a", "b"],
-        [40, 40],
-        ("flair", "t1", "t2", "pd"),
-        MaskSource(),
-    )
-    dataset = make_dataset(slices, np.arange(80), batch_size=8, training=True, seed=0)
-    next(iter(dataset))  # tracing
-    start = time.perf_counter()
-    n = sum(len(x) for x, _ in dataset)
-    rate = n / (time.perf_counter() - start)
-    assert n == 80 and rate > 40, f"{rate:.0f} slices/s"
