@@ -12,17 +12,23 @@ from tqdm import tqdm
 
 T = TypeVar("T")
 
-DATA_ARGUMENT = click.argument(
-    "data", type=click.Path(exists=True, path_type=Path), metavar="DATA"
-)
+DATA_ARGUMENT = click.argument("data", type=click.Path(exists=True, path_type=Path), metavar="DATA")
 
 
 def progress(items: Iterable[T], *, desc: str, total: int | None = None) -> Iterator[T]:
     """A progress bar on stderr (hidden with ``mssoft -q``)."""
     ctx = click.get_current_context(silent=True)
     quiet = bool(ctx and ctx.find_root().obj and ctx.find_root().obj.get("quiet"))
-    yield from tqdm(items, desc=desc, total=total, file=sys.stderr, disable=quiet, unit="scan",
-                    dynamic_ncols=True, leave=False)
+    yield from tqdm(
+        items,
+        desc=desc,
+        total=total,
+        file=sys.stderr,
+        disable=quiet,
+        unit="scan",
+        dynamic_ncols=True,
+        leave=False,
+    )
 
 
 def echo_line(text: str) -> None:

@@ -15,19 +15,39 @@ from ._common import DATA_ARGUMENT, echo_line, progress
 
 @click.command("build-masks")
 @DATA_ARGUMENT
-@click.option("--out", "out", required=True, type=click.Path(path_type=Path),
-              help="Output folder (created; must not be inside DATA).")
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Output folder (created; must not be inside DATA).",
+)
 @click.option("--rater", default=1, type=click.IntRange(min=1), help="Whose mask to soften.")
-@click.option("--ratio", default=1.2, type=float,
-              help="Grow each mask to this multiple of its volume (1.2 = 120 %; 1 = binary).")
+@click.option(
+    "--ratio",
+    default=1.2,
+    type=float,
+    help="Grow each mask to this multiple of its volume (1.2 = 120 %; 1 = binary).",
+)
 @click.option("--gamma", default=0.3, type=float, help="Soft label of the grown ring, in [0, 1).")
-@click.option("--flair-threshold", default="p50",
-              help="Ring voxels with FLAIR below this get 0: 'pNN' = NN-th percentile of brain "
-                   "FLAIR, a number = absolute intensity, 'none' = keep all.")
+@click.option(
+    "--flair-threshold",
+    default="p50",
+    help="Ring voxels with FLAIR below this get 0: 'pNN' = NN-th percentile of brain "
+    "FLAIR, a number = absolute intensity, 'none' = keep all.",
+)
 @click.option("--per-lesion", is_flag=True, help="Grow each lesion to RATIO times its own volume.")
 @click.option("--overwrite", is_flag=True, help="Replace the soft masks of an earlier run in OUT.")
-def build_masks(data: Path, out: Path, rater: int, ratio: float, gamma: float,
-                flair_threshold: str, per_lesion: bool, overwrite: bool) -> None:
+def build_masks(
+    data: Path,
+    out: Path,
+    rater: int,
+    ratio: float,
+    gamma: float,
+    flair_threshold: str,
+    per_lesion: bool,
+    overwrite: bool,
+) -> None:
     """Build soft lesion masks S = M + gamma * D from rater masks M.
 
     DATA is an ISBI 2015 data folder or a CSV manifest. D is the ring of voxels nearest to M (in
@@ -35,19 +55,29 @@ def build_masks(data: Path, out: Path, rater: int, ratio: float, gamma: float,
     Writes OUT/<scan>_softmask.nii.gz (float32, on the rater mask's grid and orientation) and
     OUT/config.json.
     """
-    config = MaskConfig(rater=rater, ratio=ratio, gamma=gamma,
-                        flair_threshold=flair_threshold, per_lesion=per_lesion)
+    config = MaskConfig(
+        rater=rater,
+        ratio=ratio,
+        gamma=gamma,
+        flair_threshold=flair_threshold,
+        per_lesion=per_lesion,
+    )
     scans = discover_scans(data)
     inputs = [path for scan in scans for path in scan.files()]
-    out = prepare_output_folder(out, command="build-masks", data=data, input_files=inputs,
-                                overwrite=overwrite)
+    out = prepare_output_folder(
+        out, command="build-masks", data=data, input_files=inputs, overwrite=overwrite
+    )
     total_lesion = total_ring = 0
     summaries = build_soft_masks(scans, out, config)
     for summary in progress(summaries, desc="build-masks", total=len(scans)):
         total_lesion += summary.lesion_voxels
         total_ring += summary.ring_voxels
-        echo_line(f"{summary.scan_id}\tlesion_voxels={summary.lesion_voxels}\t"
-                  f"soft_voxels={summary.ring_voxels}\tratio={summary.achieved_ratio:.3f}")
+        echo_line(
+            f"{summary.scan_id}\tlesion_voxels={summary.lesion_voxels}\t"
+            f"soft_voxels={summary.ring_voxels}\tratio={summary.achieved_ratio:.3f}"
+        )
     achieved = (total_lesion + total_ring) / total_lesion if total_lesion else float("nan")
-    click.echo(f"total\tscans={len(scans)}\tlesion_voxels={total_lesion}\t"
-               f"soft_voxels={total_ring}\tratio={achieved:.3f}\tout={out}")
+    click.echo(
+        f"total\tscans={len(scans)}\tlesion_voxels={total_lesion}\t"
+        f"soft_voxels={total_ring}\tratio={achieved:.3f}\tout={out}"
+    )

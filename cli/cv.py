@@ -13,38 +13,95 @@ from ._common import DATA_ARGUMENT
 
 @click.command("cv")
 @DATA_ARGUMENT
-@click.option("--out", "out", required=True, type=click.Path(path_type=Path),
-              help="Sweep folder; re-running the same command there skips finished cells.")
-@click.option("--ratios", default="1.0,1.1,1.2,1.3,1.4",
-              help="Mask sizes to try, comma-separated (1.0 = the binary baseline).")
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Sweep folder; re-running the same command there skips finished cells.",
+)
+@click.option(
+    "--ratios",
+    default="1.0,1.1,1.2,1.3,1.4",
+    help="Mask sizes to try, comma-separated (1.0 = the binary baseline).",
+)
 @click.option("--gammas", default="0.3", help="Soft labels to try, comma-separated.")
-@click.option("--repeats", default=1, type=click.IntRange(min=1),
-              help="Models per cell with seeds SEED, SEED+1, ... (the paper used 5).")
+@click.option(
+    "--repeats",
+    default=1,
+    type=click.IntRange(min=1),
+    help="Models per cell with seeds SEED, SEED+1, ... (the paper used 5).",
+)
 @click.option("--seed", default=0, type=click.IntRange(min=0), help="First seed.")
-@click.option("--rater", default=1, type=click.IntRange(min=1),
-              help="Rater whose masks are softened and trained on (all raters are evaluated).")
-@click.option("--flair-threshold", default="p50", help="Soft-mask FLAIR threshold ('pNN', a number or 'none').")
+@click.option(
+    "--rater",
+    default=1,
+    type=click.IntRange(min=1),
+    help="Rater whose masks are softened and trained on (all raters are evaluated).",
+)
+@click.option(
+    "--flair-threshold",
+    default="p50",
+    help="Soft-mask FLAIR threshold ('pNN', a number or 'none').",
+)
 @click.option("--per-lesion", is_flag=True, help="Grow each lesion to RATIO times its own volume.")
-@click.option("--modalities", default=None, show_default="all that every scan has, FLAIR first",
-              help="Input channels in order, comma-separated.")
+@click.option(
+    "--modalities",
+    default=None,
+    show_default="all that every scan has, FLAIR first",
+    help="Input channels in order, comma-separated.",
+)
 @click.option("--epochs", default=30, type=click.IntRange(min=1), help="Epochs per model.")
 @click.option("--batch-size", default=8, type=click.IntRange(min=1), help="Global batch size.")
-@click.option("--learning-rate", default=1e-4, type=click.FloatRange(min=0.0, min_open=True),
-              help="Adam learning rate.")
+@click.option(
+    "--learning-rate",
+    default=1e-4,
+    type=click.FloatRange(min=0.0, min_open=True),
+    help="Adam learning rate.",
+)
 @click.option("--base-filters", default=32, type=click.IntRange(min=1), help="U-Net width.")
 @click.option("--depth", default=4, type=click.IntRange(min=1), help="U-Net poolings.")
 @click.option("--mixed-precision", is_flag=True, help="bfloat16 on CPU, float16 on GPU.")
-@click.option("--strategy", default="auto", type=click.Choice(["auto", "default", "mirrored"]),
-              help="Device strategy of each fit.")
-@click.option("--jobs", default=1, type=click.IntRange(min=1),
-              help="Processes running cells at once (process k gets GPU k when there are enough).")
-@click.option("--shard", default=None, metavar="K/N",
-              help="Run only every N-th cell starting at the K-th: start K=1..N on several machines "
-                   "sharing OUT, then run once more without --shard to write the table.")
-def cv(data: Path, out: Path, ratios: str, gammas: str, repeats: int, seed: int, rater: int,
-       flair_threshold: str, per_lesion: bool, modalities: str | None, epochs: int, batch_size: int,
-       learning_rate: float, base_filters: int, depth: int, mixed_precision: bool, strategy: str,
-       jobs: int, shard: str | None) -> None:
+@click.option(
+    "--strategy",
+    default="auto",
+    type=click.Choice(["auto", "default", "mirrored"]),
+    help="Device strategy of each fit.",
+)
+@click.option(
+    "--jobs",
+    default=1,
+    type=click.IntRange(min=1),
+    help="Processes running cells at once (process k gets GPU k when there are enough).",
+)
+@click.option(
+    "--shard",
+    default=None,
+    metavar="K/N",
+    help="Run only every N-th cell starting at the K-th: start K=1..N on several machines "
+    "sharing OUT, then run once more without --shard to write the table.",
+)
+def cv(
+    data: Path,
+    out: Path,
+    ratios: str,
+    gammas: str,
+    repeats: int,
+    seed: int,
+    rater: int,
+    flair_threshold: str,
+    per_lesion: bool,
+    modalities: str | None,
+    epochs: int,
+    batch_size: int,
+    learning_rate: float,
+    base_filters: int,
+    depth: int,
+    mixed_precision: bool,
+    strategy: str,
+    jobs: int,
+    shard: str | None,
+) -> None:
     """Leave-one-patient-out cross-validation over soft-mask settings (the paper's Tables 1/2).
 
     For each held-out patient, grid point (ratio x gamma) and repeat: fit on the other patients,
@@ -55,22 +112,42 @@ def cv(data: Path, out: Path, ratios: str, gammas: str, repeats: int, seed: int,
     from mssoft.cv import CVConfig, run_cv
 
     config = CVConfig(
-        data=data, out=out, ratios=parse_float_list(ratios, option="--ratios"),
-        gammas=parse_float_list(gammas, option="--gammas"), repeats=repeats, seed=seed, rater=rater,
-        flair_threshold=flair_threshold, per_lesion=per_lesion,
+        data=data,
+        out=out,
+        ratios=parse_float_list(ratios, option="--ratios"),
+        gammas=parse_float_list(gammas, option="--gammas"),
+        repeats=repeats,
+        seed=seed,
+        rater=rater,
+        flair_threshold=flair_threshold,
+        per_lesion=per_lesion,
         modalities=tuple(m for m in modalities.split(",") if m.strip()) if modalities else None,
-        epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-        base_filters=base_filters, depth=depth, mixed_precision=mixed_precision, strategy=strategy,
-        shard=parse_shard(shard), jobs=jobs,
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        base_filters=base_filters,
+        depth=depth,
+        mixed_precision=mixed_precision,
+        strategy=strategy,
+        shard=parse_shard(shard),
+        jobs=jobs,
     )
     result = run_cv(config)
-    click.echo(f"cells: {result.cells_done}/{result.cells_total} finished ({result.cells_run} run now)")
+    click.echo(
+        f"cells: {result.cells_done}/{result.cells_total} finished ({result.cells_run} run now)"
+    )
     if not result.complete:
-        click.echo(f"incomplete: re-run the same command to finish; partial results in {result.out}")
+        click.echo(
+            f"incomplete: re-run the same command to finish; partial results in {result.out}"
+        )
     if result.rows:
         click.echo((result.out / "table.md").read_text().rstrip())
     if result.complete and result.best is not None:
         ratio, gamma, dice = result.best
-        label = "binary (ratio 1)" if ratio == 1.0 or gamma == 0.0 else f"ratio {ratio:g}, gamma {gamma:g}"
+        label = (
+            "binary (ratio 1)"
+            if ratio == 1.0 or gamma == 0.0
+            else f"ratio {ratio:g}, gamma {gamma:g}"
+        )
         click.echo(f"best: {label} (mean Dice over raters {100 * dice:.1f} %)")
     click.echo(f"results: {result.out / 'cv_results.csv'}")

@@ -34,7 +34,7 @@ CONTEXT_SETTINGS = {"show_default": True, "help_option_names": ["-h", "--help"]}
 
 
 class _LazyGroup(click.Group):
-    """A group that imports each command's module on first use and turns MssoftError into one line."""
+    """Imports each command's module on first use; turns MssoftError into one line."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(COMMANDS)

@@ -60,7 +60,9 @@ class MaskConfig:
 
     def __post_init__(self) -> None:
         if int(self.rater) != self.rater or self.rater < 1:
-            raise ConfigError(f"Invalid value for `--rater`. Expected an integer >= 1. Received: {self.rater}")
+            raise ConfigError(
+                f"Invalid value for `--rater`. Expected an integer >= 1. Received: {self.rater}"
+            )
         try:
             validate_soft_mask_params(float(self.ratio), float(self.gamma))
             threshold = parse_flair_threshold(self.flair_threshold)
@@ -114,7 +116,9 @@ def soft_mask_path(folder: str | Path, scan_id: str) -> Path:
     return Path(folder) / f"{scan_id}{SOFTMASK_SUFFIX}"
 
 
-def soft_mask_for_scan(scan: Scan, config: MaskConfig) -> tuple[np.ndarray, VolumeMeta, MaskSummary]:
+def soft_mask_for_scan(
+    scan: Scan, config: MaskConfig
+) -> tuple[np.ndarray, VolumeMeta, MaskSummary]:
     """Build the soft mask of one scan.
 
     Parameters
@@ -160,7 +164,9 @@ def soft_mask_for_scan(scan: Scan, config: MaskConfig) -> tuple[np.ndarray, Volu
     return soft, meta, MaskSummary(scan.scan_id, lesion, ring, dilated)
 
 
-def build_soft_masks(scans: Sequence[Scan], out: str | Path, config: MaskConfig) -> Iterator[MaskSummary]:
+def build_soft_masks(
+    scans: Sequence[Scan], out: str | Path, config: MaskConfig
+) -> Iterator[MaskSummary]:
     """Build and write the soft mask of every scan, then ``out/config.json``.
 
     All scans' headers are checked before anything is written. Each mask is written atomically
@@ -186,7 +192,12 @@ def build_soft_masks(scans: Sequence[Scan], out: str | Path, config: MaskConfig)
         soft, meta, summary = soft_mask_for_scan(scan, config)
         path = write_volume(soft, meta, soft_mask_path(out, scan.scan_id), dtype=np.float32)
         summary = MaskSummary(**{**asdict(summary), "path": path})
-        logger.info("%s: %d lesion voxels, %d soft voxels", scan.scan_id, summary.lesion_voxels, summary.ring_voxels)
+        logger.info(
+            "%s: %d lesion voxels, %d soft voxels",
+            scan.scan_id,
+            summary.lesion_voxels,
+            summary.ring_voxels,
+        )
         summaries.append(summary)
         yield summary
     write_config(
@@ -197,7 +208,9 @@ def build_soft_masks(scans: Sequence[Scan], out: str | Path, config: MaskConfig)
     )
 
 
-def read_soft_mask_folder(folder: str | Path, scans: Sequence[Scan]) -> tuple[MaskConfig, dict[str, Path]]:
+def read_soft_mask_folder(
+    folder: str | Path, scans: Sequence[Scan]
+) -> tuple[MaskConfig, dict[str, Path]]:
     """The configuration and per-scan files of a ``build-masks`` output folder.
 
     Parameters

@@ -159,9 +159,13 @@ def _discover_isbi(root: Path, prefix: str) -> list[Scan]:
     for scan_id in sorted(images):
         found = images[scan_id]
         if "flair" not in found:
-            raise DataError(f"{next(iter(found.values())).parent}: scan {scan_id} has no FLAIR image")
+            raise DataError(
+                f"{next(iter(found.values())).parent}: scan {scan_id} has no FLAIR image"
+            )
         ordered = {m: found[m] for m in _ISBI_ORDER if m in found}
-        scans.append(Scan(scan_id, patients[scan_id], ordered, dict(sorted(masks.get(scan_id, {}).items()))))
+        scans.append(
+            Scan(scan_id, patients[scan_id], ordered, dict(sorted(masks.get(scan_id, {}).items())))
+        )
     return scans
 
 
@@ -177,7 +181,9 @@ def _discover_manifest(manifest: Path) -> list[Scan]:
     columns = [c.strip().lower() for c in rows[0].keys() if c is not None]
     for required in ("scan", "flair"):
         if required not in columns:
-            raise DataError(f"{manifest}: manifest has no '{required}' column (columns: {', '.join(columns)})")
+            raise DataError(
+                f"{manifest}: manifest has no '{required}' column (columns: {', '.join(columns)})"
+            )
     scans: list[Scan] = []
     seen: set[str] = set()
     for line, raw in enumerate(rows, start=2):
@@ -207,7 +213,9 @@ def _discover_manifest(manifest: Path) -> list[Scan]:
         if "flair" not in images:
             raise DataError(f"{manifest}:{line}: scan '{scan_id}' has no flair file")
         ordered = {"flair": images.pop("flair"), **images}
-        scans.append(Scan(scan_id, row.get("patient") or scan_id, ordered, dict(sorted(masks.items()))))
+        scans.append(
+            Scan(scan_id, row.get("patient") or scan_id, ordered, dict(sorted(masks.items())))
+        )
     return scans
 
 
@@ -265,7 +273,9 @@ def raters_of(scans: Sequence[Scan]) -> list[int]:
     return sorted(common)
 
 
-def resolve_modalities(scans: Sequence[Scan], requested: Sequence[str] | str | None = None) -> tuple[str, ...]:
+def resolve_modalities(
+    scans: Sequence[Scan], requested: Sequence[str] | str | None = None
+) -> tuple[str, ...]:
     """The modalities a model uses.
 
     Parameters
@@ -291,12 +301,15 @@ def resolve_modalities(scans: Sequence[Scan], requested: Sequence[str] | str | N
     if requested:
         names = tuple(normalise_modality(r) for r in requested)
         if len(set(names)) != len(names):
-            raise ConfigError(f"Invalid value for `--modalities`: duplicate names in {','.join(requested)}")
+            raise ConfigError(
+                f"Invalid value for `--modalities`: duplicate names in {','.join(requested)}"
+            )
         for scan in scans:
             missing = [m for m in names if m not in scan.images]
             if missing:
                 raise ConfigError(
-                    f"Invalid value for `--modalities`: scan {scan.scan_id} has no {', '.join(missing)} "
+                    f"Invalid value for `--modalities`: scan {scan.scan_id} has no "
+                    f"{', '.join(missing)} "
                     f"(it has {', '.join(scan.images)})"
                 )
         return names
@@ -306,7 +319,9 @@ def resolve_modalities(scans: Sequence[Scan], requested: Sequence[str] | str | N
     return tuple(common)
 
 
-def check_scan(scan: Scan, *, modalities: Sequence[str] | None = None, rater: int | None = None) -> VolumeMeta:
+def check_scan(
+    scan: Scan, *, modalities: Sequence[str] | None = None, rater: int | None = None
+) -> VolumeMeta:
     """Read the headers of a scan's files and check they share one 3D grid.
 
     Parameters
@@ -340,7 +355,9 @@ def check_scan(scan: Scan, *, modalities: Sequence[str] | None = None, rater: in
     return metas[0]
 
 
-def load_scan(scan: Scan, *, modalities: Sequence[str] | None = None, rater: int | None = None) -> LoadedScan:
+def load_scan(
+    scan: Scan, *, modalities: Sequence[str] | None = None, rater: int | None = None
+) -> LoadedScan:
     """Read a scan's images (and one rater's mask) in RAS orientation.
 
     Parameters
@@ -392,5 +409,7 @@ def read_mask(path: Path) -> np.ndarray:
     values = np.unique(array[finite])
     if not np.all(np.isin(values, (0.0, 1.0))):
         shown = ", ".join(f"{v:g}" for v in values[:6])
-        raise DataError(f"{path}: mask is not binary (values {shown}{', ...' if values.size > 6 else ''})")
+        raise DataError(
+            f"{path}: mask is not binary (values {shown}{', ...' if values.size > 6 else ''})"
+        )
     return np.where(finite, array, 0.0) > 0.5

@@ -1,10 +1,11 @@
-"""Leave-one-patient-out cross-validation over dilation size and soft label (the paper's Tables 1, 2).
+"""Leave-one-patient-out cross-validation over dilation size and soft label (paper Tables 1, 2).
 
 For every fold (one patient held out, all of its time points) and every grid point (ratio, gamma)
 and repeat (seed), a *cell* builds nothing new for the masks (soft masks of a grid point are built
 once for all scans, since a scan's soft mask depends on that scan alone), fits a U-Net on the other
 patients, calibrates its threshold on them, predicts the held-out patient and evaluates it against
-every rater. Cells are written as they finish (``cells/<patient>/<grid point>/repeat<k>/result.json``);
+every rater. Cells are written as they finish
+(``cells/<patient>/<grid point>/repeat<k>/result.json``);
 re-running the same command skips them. ``shard=(k, n)`` runs every n-th cell, so n processes or
 machines sharing the output folder split a sweep; :func:`run_cv` with ``jobs > 1`` starts such
 processes itself.
@@ -50,8 +51,19 @@ __all__ = ["CVConfig", "CVResult", "run_cv", "run_cells", "collect_rows", "write
 logger = logging.getLogger(__name__)
 
 RESULT_NAME = "result.json"
-_METRIC_KEYS = ("dice", "ppv", "tpr", "ltpr", "lfpr", "abs_volume_diff_ml", "rel_volume_diff",
-                "ref_volume_ml", "pred_volume_ml", "ref_lesions", "pred_lesions")
+_METRIC_KEYS = (
+    "dice",
+    "ppv",
+    "tpr",
+    "ltpr",
+    "lfpr",
+    "abs_volume_diff_ml",
+    "rel_volume_diff",
+    "ref_volume_ml",
+    "pred_volume_ml",
+    "ref_lesions",
+    "pred_lesions",
+)
 #: Options that may differ between runs of one sweep (they do not change any cell's result).
 _FREE_OPTIONS = ("shard", "jobs", "data", "out", "strategy")
 
@@ -108,7 +120,9 @@ class CVConfig:
             raise ConfigError(f"Invalid value for `--jobs`: expected >= 1, got {self.jobs}")
         if self.jobs > 1 and self.shard != (0, 1):
             raise ConfigError("Invalid options: `--jobs` and `--shard` cannot be combined")
-        MaskConfig(rater=self.rater, flair_threshold=self.flair_threshold, per_lesion=self.per_lesion)
+        MaskConfig(
+            rater=self.rater, flair_threshold=self.flair_threshold, per_lesion=self.per_lesion
+        )
 
     def record(self) -> dict[str, Any]:
         """JSON-ready configuration."""
@@ -134,11 +148,19 @@ class CVResult:
 def _plan(config: CVConfig) -> tuple[list[Scan], tuple[str, ...], list[GridPoint], list[Cell]]:
     scans = [s for s in discover_scans(config.data) if config.rater in s.masks]
     if not scans:
-        raise ConfigError(f"Invalid value for `--rater`: no scan in {config.data} has a mask of rater {config.rater}")
+        raise ConfigError(
+            f"Invalid value for `--rater`: no scan in {config.data} has a mask of rater "
+            f"{config.rater}"
+        )
     modalities = resolve_modalities(scans, config.modalities)
     folds = leave_one_patient_out(scans)
     points = grid_points(config.ratios, config.gammas)
-    return scans, modalities, points, plan_cells(folds, points, repeats=config.repeats, seed=config.seed)
+    return (
+        scans,
+        modalities,
+        points,
+        plan_cells(folds, points, repeats=config.repeats, seed=config.seed),
+    )
 
 
 def _prepare_out(config: CVConfig, modalities: tuple[str, ...]) -> None:
@@ -148,8 +170,10 @@ def _prepare_out(config: CVConfig, modalities: tuple[str, ...]) -> None:
         stored = read_config(out, command="cv")["config"]
         differ = sorted(k for k in record if k not in _FREE_OPTIONS and stored.get(k) != record[k])
         if differ:
-            raise ConfigError(f"Invalid value for `--out`: {out} holds a sweep with other options "
-                              f"({', '.join(differ)}); use a new folder or the same options")
+            raise ConfigError(
+                f"Invalid value for `--out`: {out} holds a sweep with other options "
+                f"({', '.join(differ)}); use a new folder or the same options"
+            )
         return
     from mssoft.outputs import prepare_output_folder
 
@@ -162,10 +186,17 @@ def _mask_folder(config: CVConfig, point: GridPoint, scans: Sequence[Scan]) -> P
     if point.is_binary:
         return None
     folder = Path(config.out) / "masks" / point.name
-    if (folder / CONFIG_NAME).is_file() and all(soft_mask_path(folder, s.scan_id).is_file() for s in scans):
+    if (folder / CONFIG_NAME).is_file() and all(
+        soft_mask_path(folder, s.scan_id).is_file() for s in scans
+    ):
         return folder
-    mask_config = MaskConfig(rater=config.rater, ratio=point.ratio, gamma=point.gamma,
-                             flair_threshold=config.flair_threshold, per_lesion=config.per_lesion)
+    mask_config = MaskConfig(
+        rater=config.rater,
+        ratio=point.ratio,
+        gamma=point.gamma,
+        flair_threshold=config.flair_threshold,
+        per_lesion=config.per_lesion,
+    )
     folder.mkdir(parents=True, exist_ok=True)
     logger.info("building %s soft masks for %d scans", point.name, len(scans))
     for _ in build_soft_masks(scans, folder, mask_config):
@@ -177,7 +208,10 @@ def _fold_rows(cell: Cell, per_scan: list[dict[str, Any]]) -> list[dict[str, Any
     rows = []
     for rater in sorted({r["rater"] for r in per_scan}):
         mine = [r for r in per_scan if r["rater"] == rater]
-        row = {k: mine[0][k] for k in ("fold", "ratio", "gamma", "repeat", "seed", "rater", "threshold", "min_size")}
+        row = {
+            k: mine[0][k]
+            for k in ("fold", "ratio", "gamma", "repeat", "seed", "rater", "threshold", "min_size")
+        }
         row["n_scans"] = len(mine)
         for key in _METRIC_KEYS:
             values = np.array([float(r[key]) for r in mine])
@@ -186,8 +220,13 @@ def _fold_rows(cell: Cell, per_scan: list[dict[str, Any]]) -> list[dict[str, Any
     return rows
 
 
-def _run_cell(cell: Cell, config: CVConfig, modalities: tuple[str, ...], masks: Path | None,
-              patients: tuple[str, ...]) -> dict[str, Any]:
+def _run_cell(
+    cell: Cell,
+    config: CVConfig,
+    modalities: tuple[str, ...],
+    masks: Path | None,
+    patients: tuple[str, ...],
+) -> dict[str, Any]:
     """Fit on ``patients``, calibrate, predict and evaluate one cell; returns its result record."""
     from mssoft.calibrate import calibrate_run
     from mssoft.evaluate import evaluate_folder
@@ -199,32 +238,61 @@ def _run_cell(cell: Cell, config: CVConfig, modalities: tuple[str, ...], masks: 
         shutil.rmtree(folder)  # a cell interrupted earlier: start it again
     folder.mkdir(parents=True)
     train_config = TrainConfig(
-        data=Path(config.data), out=folder / "run", masks=masks, rater=config.rater,
-        modalities=modalities, patients=patients, epochs=config.epochs,
-        batch_size=config.batch_size, learning_rate=config.learning_rate,
-        base_filters=config.base_filters, depth=config.depth, seed=cell.seed,
-        mixed_precision=config.mixed_precision, strategy=config.strategy,
+        data=Path(config.data),
+        out=folder / "run",
+        masks=masks,
+        rater=config.rater,
+        modalities=modalities,
+        patients=patients,
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        learning_rate=config.learning_rate,
+        base_filters=config.base_filters,
+        depth=config.depth,
+        seed=cell.seed,
+        mixed_precision=config.mixed_precision,
+        strategy=config.strategy,
     )
     fitted = fit(train_config)
-    calibration = calibrate_run(folder / "run", config.data, scans=list(cell.fold.train), rater=config.rater)
+    calibration = calibrate_run(
+        folder / "run", config.data, scans=list(cell.fold.train), rater=config.rater
+    )
     predict_folder(folder / "run", config.data, folder / "pred", scans=list(cell.fold.test))
-    evaluation = evaluate_folder(folder / "pred", config.data, folder / "eval", scans=list(cell.fold.test))
+    evaluation = evaluate_folder(
+        folder / "pred", config.data, folder / "eval", scans=list(cell.fold.test)
+    )
     per_scan = []
     for row in evaluation.rows:
         if row.source != "pred":
             continue
-        per_scan.append({
-            "fold": cell.fold.held_out, "scan": row.scan_id, "ratio": cell.point.ratio,
-            "gamma": cell.point.gamma, "repeat": cell.repeat, "seed": cell.seed, "rater": row.rater,
-            "threshold": calibration.binarisation.threshold, "min_size": calibration.binarisation.min_size,
-            **{k: v for k, v in row.metrics.to_dict().items() if k in _METRIC_KEYS},
-        })
+        per_scan.append(
+            {
+                "fold": cell.fold.held_out,
+                "scan": row.scan_id,
+                "ratio": cell.point.ratio,
+                "gamma": cell.point.gamma,
+                "repeat": cell.repeat,
+                "seed": cell.seed,
+                "rater": row.rater,
+                "threshold": calibration.binarisation.threshold,
+                "min_size": calibration.binarisation.min_size,
+                **{k: v for k, v in row.metrics.to_dict().items() if k in _METRIC_KEYS},
+            }
+        )
     record = {
-        "cell": cell.key, "fold": cell.fold.held_out, "train_scans": list(cell.fold.train),
-        "test_scans": list(cell.fold.test), "ratio": cell.point.ratio, "gamma": cell.point.gamma,
-        "repeat": cell.repeat, "seed": cell.seed, "best_epoch": fitted.best_epoch,
-        "best_val_loss": fitted.best_loss, "threshold": calibration.binarisation.threshold,
-        "min_size": calibration.binarisation.min_size, "scans": per_scan,
+        "cell": cell.key,
+        "fold": cell.fold.held_out,
+        "train_scans": list(cell.fold.train),
+        "test_scans": list(cell.fold.test),
+        "ratio": cell.point.ratio,
+        "gamma": cell.point.gamma,
+        "repeat": cell.repeat,
+        "seed": cell.seed,
+        "best_epoch": fitted.best_epoch,
+        "best_val_loss": fitted.best_loss,
+        "threshold": calibration.binarisation.threshold,
+        "min_size": calibration.binarisation.min_size,
+        "scans": per_scan,
     }
     write_json(record, folder / RESULT_NAME)  # last: marks the cell finished
     return record
@@ -235,7 +303,11 @@ def run_cells(config: CVConfig) -> int:
     scans, modalities, points, cells = _plan(config)
     _prepare_out(config, modalities)
     index, count = config.shard
-    todo = [c for i, c in enumerate(cells) if i % count == index and not (c.folder(config.out) / RESULT_NAME).is_file()]
+    todo = [
+        c
+        for i, c in enumerate(cells)
+        if i % count == index and not (c.folder(config.out) / RESULT_NAME).is_file()
+    ]
     logger.info("shard %d/%d: %d of %d cells to run", index + 1, count, len(todo), len(cells))
     patient_of = {s.scan_id: s.patient_id for s in scans}
     masks: dict[GridPoint, Path | None] = {}
@@ -245,8 +317,12 @@ def run_cells(config: CVConfig) -> int:
         logger.info("cell %d/%d: %s", number, len(todo), cell.key)
         patients = tuple(dict.fromkeys(patient_of[s] for s in cell.fold.train))
         record = _run_cell(cell, config, modalities, masks[cell.point], patients)
-        logger.info("cell %s done: threshold %.2f, dice %s", cell.key, record["threshold"],
-                    ", ".join(f"R{r['rater']} {r['dice']:.3f}" for r in record["scans"]))
+        logger.info(
+            "cell %s done: threshold %.2f, dice %s",
+            cell.key,
+            record["threshold"],
+            ", ".join(f"R{r['rater']} {r['dice']:.3f}" for r in record["scans"]),
+        )
         import keras
 
         keras.backend.clear_session()
@@ -257,8 +333,11 @@ def run_cells(config: CVConfig) -> int:
 def _run_shard(config: CVConfig) -> None:
     """Entry point of a spawned shard process: logs to stderr, tagged with the shard."""
     tag = f"shard{config.shard[0] + 1}/{config.shard[1]}"
-    logging.basicConfig(level=logging.WARNING, format=f"%(asctime)s {tag} %(levelname)s %(name)s: %(message)s",
-                        force=True)
+    logging.basicConfig(
+        level=logging.WARNING,
+        format=f"%(asctime)s {tag} %(levelname)s %(name)s: %(message)s",
+        force=True,
+    )
     logging.getLogger("mssoft").setLevel(logging.INFO)
     run_cells(config)
 
@@ -298,13 +377,17 @@ def write_reports(config: CVConfig) -> CVResult:
         by_cell.setdefault((row["fold"], row["ratio"], row["gamma"], row["repeat"]), []).append(row)
     fold_rows = []
     for key in sorted(by_cell):
-        cell = Cell(Fold(key[0], (), ()), GridPoint(key[1], key[2]), key[3], by_cell[key][0]["seed"])
+        cell = Cell(
+            Fold(key[0], (), ()), GridPoint(key[1], key[2]), key[3], by_cell[key][0]["seed"]
+        )
         fold_rows.extend(_fold_rows(cell, by_cell[key]))
     _write_csv(fold_rows, out / "cv_results.csv")
     summaries = summarise(rows)
     table = format_table(summaries)
     if done < total:
-        table += f"\n**Incomplete**: {done} of {total} cells finished; re-run the command to finish.\n"
+        table += (
+            f"\n**Incomplete**: {done} of {total} cells finished; re-run the command to finish.\n"
+        )
     with atomic_path(out / "table.md") as tmp:
         tmp.write_text("# Leave-one-patient-out cross-validation\n\n" + table)
     plot_sweep(summaries, out / "sweep.png")
@@ -339,7 +422,9 @@ def _run_processes(config: CVConfig) -> None:
         for k in range(config.jobs):
             if gpus >= config.jobs:
                 os.environ["CUDA_VISIBLE_DEVICES"] = str(k)  # inherited by the spawned process
-            process = context.Process(target=_run_shard, args=(replace(config, jobs=1, shard=(k, config.jobs)),))
+            process = context.Process(
+                target=_run_shard, args=(replace(config, jobs=1, shard=(k, config.jobs)),)
+            )
             process.start()
             processes.append(process)
     finally:
@@ -356,8 +441,10 @@ def _run_processes(config: CVConfig) -> None:
                 process.terminate()
     failed = [k + 1 for k, p in enumerate(processes) if p.exitcode != 0]
     if failed:
-        raise MssoftError(f"cross-validation shard(s) {', '.join(map(str, failed))} of {config.jobs} failed "
-                          "(see their log lines above); re-run the command to retry the unfinished cells")
+        raise MssoftError(
+            f"cross-validation shard(s) {', '.join(map(str, failed))} of {config.jobs} failed "
+            "(see their log lines above); re-run the command to retry the unfinished cells"
+        )
 
 
 def _gpu_count() -> int:

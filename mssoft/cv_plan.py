@@ -91,10 +91,13 @@ def parse_float_list(text: str | Sequence[float], *, option: str) -> tuple[float
         try:
             values = tuple(float(v) for v in text.split(",") if v.strip())
         except ValueError:
-            raise ConfigError(f"Invalid value for `{option}`: expected comma-separated numbers, "
-                              f"got {text!r}") from None
+            raise ConfigError(
+                f"Invalid value for `{option}`: expected comma-separated numbers, got {text!r}"
+            ) from None
     if not values or not all(math.isfinite(v) for v in values):
-        raise ConfigError(f"Invalid value for `{option}`: expected comma-separated numbers, got {text!r}")
+        raise ConfigError(
+            f"Invalid value for `{option}`: expected comma-separated numbers, got {text!r}"
+        )
     if len(set(values)) != len(values):
         raise ConfigError(f"Invalid value for `{option}`: duplicate values in {text!r}")
     return values
@@ -107,7 +110,9 @@ def parse_shard(text: str | None) -> tuple[int, int]:
     try:
         index, count = (int(part) for part in text.split("/"))
     except ValueError:
-        raise ConfigError(f"Invalid value for `--shard`: expected K/N such as 1/3, got {text!r}") from None
+        raise ConfigError(
+            f"Invalid value for `--shard`: expected K/N such as 1/3, got {text!r}"
+        ) from None
     if not 1 <= index <= count:
         raise ConfigError(f"Invalid value for `--shard`: expected 1 <= K <= N, got {text!r}")
     return index - 1, count
@@ -123,7 +128,9 @@ def leave_one_patient_out(scans: Sequence[Scan]) -> list[Fold]:
     """
     patients = patients_of(scans)
     if len(patients) < 2:
-        raise ConfigError(f"cross-validation needs at least 2 patients, the data has {len(patients)}")
+        raise ConfigError(
+            f"cross-validation needs at least 2 patients, the data has {len(patients)}"
+        )
     folds = []
     for patient in patients:
         test = tuple(s.scan_id for s in scans if s.patient_id == patient)
@@ -149,7 +156,9 @@ def grid_points(ratios: Sequence[float], gammas: Sequence[float]) -> list[GridPo
     return points
 
 
-def plan_cells(folds: Sequence[Fold], points: Sequence[GridPoint], *, repeats: int, seed: int) -> list[Cell]:
+def plan_cells(
+    folds: Sequence[Fold], points: Sequence[GridPoint], *, repeats: int, seed: int
+) -> list[Cell]:
     """All cells in a fixed order (fold, grid point, repeat); repeat ``k`` uses ``seed + k``.
 
     The same seed serves a repeat in every fold and grid point, so grid points are compared on
@@ -157,4 +166,6 @@ def plan_cells(folds: Sequence[Fold], points: Sequence[GridPoint], *, repeats: i
     """
     if repeats < 1:
         raise ConfigError(f"Invalid value for `--repeats`: expected >= 1, got {repeats}")
-    return [Cell(fold, point, k, seed + k) for fold in folds for point in points for k in range(repeats)]
+    return [
+        Cell(fold, point, k, seed + k) for fold in folds for point in points for k in range(repeats)
+    ]

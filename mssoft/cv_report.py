@@ -45,11 +45,15 @@ def _nanmean(values: Sequence[float]) -> float:
     return float(np.nanmean(array)) if np.isfinite(array).any() else math.nan
 
 
-def summarise(rows: Sequence[dict[str, Any]], metrics: Sequence[str] = ("dice", "ppv", "tpr")) -> list[CellSummary]:
+def summarise(
+    rows: Sequence[dict[str, Any]], metrics: Sequence[str] = ("dice", "ppv", "tpr")
+) -> list[CellSummary]:
     """Mean ± std per (grid point, rater, metric); see the module docstring for the spread."""
     repeats = {int(r["repeat"]) for r in rows}
     by_repeats = len(repeats) > 1
-    groups: dict[tuple[float, float, int, str], dict[Any, list[float]]] = defaultdict(lambda: defaultdict(list))
+    groups: dict[tuple[float, float, int, str], dict[Any, list[float]]] = defaultdict(
+        lambda: defaultdict(list)
+    )
     for row in rows:
         unit = int(row["repeat"]) if by_repeats else str(row["fold"])
         for metric in metrics:
@@ -61,12 +65,24 @@ def summarise(rows: Sequence[dict[str, Any]], metrics: Sequence[str] = ("dice", 
         finite = [s for s in scores if math.isfinite(s)]
         mean = float(np.mean(finite)) if finite else math.nan
         std = float(np.std(finite, ddof=1)) if len(finite) > 1 else math.nan
-        out.append(CellSummary(ratio, gamma, rater, metric, mean, std, len(finite),
-                               "repeats" if by_repeats else "patients"))
+        out.append(
+            CellSummary(
+                ratio,
+                gamma,
+                rater,
+                metric,
+                mean,
+                std,
+                len(finite),
+                "repeats" if by_repeats else "patients",
+            )
+        )
     return out
 
 
-def best_point(summaries: Sequence[CellSummary], *, metric: str = "dice") -> tuple[float, float, float]:
+def best_point(
+    summaries: Sequence[CellSummary], *, metric: str = "dice"
+) -> tuple[float, float, float]:
     """The (ratio, gamma) with the highest ``metric`` averaged over raters, and that value."""
     scores: dict[tuple[float, float], list[float]] = defaultdict(list)
     for s in summaries:
@@ -91,7 +107,9 @@ def format_table(summaries: Sequence[CellSummary]) -> str:
     raters = sorted({s.rater for s in summaries})
     points = sorted({(s.ratio, s.gamma) for s in summaries})
     index = {(s.ratio, s.gamma, s.rater, s.metric): s for s in summaries}
-    header = ["mask size", "gamma"] + [f"{label} R{r}" for _, label in _TABLE_METRICS for r in raters]
+    header = ["mask size", "gamma"] + [
+        f"{label} R{r}" for _, label in _TABLE_METRICS for r in raters
+    ]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for ratio, gamma in points:
         size = "100% (binary)" if ratio == 1.0 or gamma == 0.0 else f"{100 * ratio:.0f}%"
@@ -99,8 +117,10 @@ def format_table(summaries: Sequence[CellSummary]) -> str:
         lines.append("| " + " | ".join([size, f"{gamma:g}", *cells]) + " |")
     spread = {s.spread_over for s in summaries}
     n = max((s.n for s in summaries), default=0)
-    note = (f"Values in %, mean ± standard deviation over {n} {'/'.join(sorted(spread))}; "
-            "a repeat's value is the mean over all held-out scans (leave-one-patient-out).")
+    note = (
+        f"Values in %, mean ± standard deviation over {n} {'/'.join(sorted(spread))}; "
+        "a repeat's value is the mean over all held-out scans (leave-one-patient-out)."
+    )
     return "\n".join(lines) + "\n\n" + note + "\n"
 
 
@@ -129,16 +149,32 @@ def plot_sweep(summaries: Sequence[CellSummary], path: str | Path) -> Path:
             ys = [100 * s.mean for s in stats]
             errs = [100 * s.std if math.isfinite(s.std) else 0.0 for s in stats]
             label = f"rater {rater}" + (f", gamma {gamma:g}" if gamma is not None else "")
-            left.errorbar(xs, ys, yerr=errs, marker=markers[k % len(markers)], capsize=3, label=label)
+            left.errorbar(
+                xs, ys, yerr=errs, marker=markers[k % len(markers)], capsize=3, label=label
+            )
         for ratio, gamma in points:
             p, r = index.get((ratio, gamma, rater, "ppv")), index.get((ratio, gamma, rater, "tpr"))
             if p is None or r is None:
                 continue
-            right.scatter(100 * r.mean, 100 * p.mean, marker=markers[k % len(markers)],
-                          color=f"C{k}", label=f"rater {rater}" if (ratio, gamma) == points[0] else None)
-            right.annotate("binary" if (ratio, gamma) in binary else f"{100 * ratio:.0f}%/{gamma:g}",
-                           (100 * r.mean, 100 * p.mean), fontsize=7, xytext=(3, 3), textcoords="offset points")
-    left.set(xlabel="mask size (% of the rater's volume)", ylabel="Dice (%)", title="Dice against dilation")
+            right.scatter(
+                100 * r.mean,
+                100 * p.mean,
+                marker=markers[k % len(markers)],
+                color=f"C{k}",
+                label=f"rater {rater}" if (ratio, gamma) == points[0] else None,
+            )
+            right.annotate(
+                "binary" if (ratio, gamma) in binary else f"{100 * ratio:.0f}%/{gamma:g}",
+                (100 * r.mean, 100 * p.mean),
+                fontsize=7,
+                xytext=(3, 3),
+                textcoords="offset points",
+            )
+    left.set(
+        xlabel="mask size (% of the rater's volume)",
+        ylabel="Dice (%)",
+        title="Dice against dilation",
+    )
     right.set(xlabel="Recall (%)", ylabel="Precision (%)", title="Precision against recall")
     for ax in (left, right):
         ax.grid(alpha=0.3)

@@ -2,14 +2,26 @@
 
 ``get_strategy("auto")`` mirrors the model over every GPU when more than one is visible and
 otherwise uses TensorFlow's default strategy (one device). Each strategy name maps to one small
-factory in ``_FACTORIES``; a new strategy (e.g. multi-worker) is one more factory and one more
-entry. Importing this module imports TensorFlow; ``import mssoft`` does not.
+factory in ``_FACTORIES``. ``multiworker`` runs one process per machine under
+``MultiWorkerMirroredStrategy``, configured by the standard ``TF_CONFIG`` environment variable
+(:func:`read_tf_config`); :func:`worker_role` tells a process whether it is the chief.
+
+Two settings must be made before TensorFlow initialises, so :func:`get_strategy` should be the
+first TensorFlow call of a process: the multi-worker strategy itself, and the split of the CPU
+into logical devices asked for by the environment variable ``MSSOFT_LOGICAL_CPUS``
+(:func:`configure_logical_cpus`; e.g. ``MSSOFT_LOGICAL_CPUS=2`` with ``--strategy mirrored
+--devices CPU:0,CPU:1`` tries data parallelism without GPUs).
+
+Importing this module imports TensorFlow; ``import mssoft`` does not.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Callable, Sequence
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import tensorflow as tf
@@ -18,13 +30,26 @@ from mssoft.errors import ConfigError
 
 __all__ = [
     "STRATEGIES",
+    "LOGICAL_CPUS_VARIABLE",
+    "TF_CONFIG_VARIABLE",
     "get_strategy",
     "describe_strategy",
     "visible_devices",
     "normalise_devices",
+    "configure_logical_cpus",
+    "read_tf_config",
+    "WorkerRole",
+    "worker_role",
+    "is_multi_worker",
 ]
 
 logger = logging.getLogger(__name__)
+
+#: Environment variable: split the first CPU into this many logical devices (tests, trials).
+LOGICAL_CPUS_VARIABLE = "MSSOFT_LOGICAL_CPUS"
+
+#: Environment variable that describes the cluster to every worker of a multi-worker run.
+TF_CONFIG_VARIABLE = "TF_CONFIG"
 
 
 def visible_devices(device_type: str | None = None) -> list[str]:
@@ -93,9 +118,28 @@ def _mirrored(devices: list[str] | None) -> tf.distribute.Strategy:
     return tf.distribute.MirroredStrategy(devices)
 
 
+def _multiworker(devices: list[str] | None) -> tf.distribute.Strategy:
+    if devices is not None:
+        raise ConfigError(
+            "Invalid value for `--devices`: strategy 'multiworker' uses every GPU of each worker "
+            "(or its CPU); choose them per machine with CUDA_VISIBLE_DEVICES"
+        )
+    if read_tf_config() is None:
+        logger.warning("strategy 'multiworker' without %s: this process is the only worker",
+                       TF_CONFIG_VARIABLE)
+    try:
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    except RuntimeError as exc:  # "Collective ops must be configured at program startup"
+        raise ConfigError(
+            "Invalid value for `--strategy`: 'multiworker' must be set up before TensorFlow "
+            f"initialises; start every worker as a new process (e.g. `mssoft fit`) ({exc})"
+        ) from None
+
+
 _FACTORIES: dict[str, Callable[[list[str] | None], tf.distribute.Strategy]] = {
     "default": _default,
     "mirrored": _mirrored,
+    "multiworker": _multiworker,
 }
 
 #: Names accepted by :func:`get_strategy`.
@@ -113,15 +157,22 @@ def get_strategy(
 ) -> tf.distribute.Strategy:
     """The distribution strategy to build and train a model under.
 
+    Call it before any other TensorFlow operation of the process: it first applies
+    ``MSSOFT_LOGICAL_CPUS`` (:func:`configure_logical_cpus`), and ``multiworker`` can only be set
+    up while TensorFlow is not initialised.
+
     Parameters
     ----------
-    name : {"auto", "default", "mirrored"}
+    name : {"auto", "default", "mirrored", "multiworker"}
         ``default``: TensorFlow's default strategy (one device; with ``devices``, a
         ``OneDeviceStrategy`` on that device). ``mirrored``: synchronous data parallelism over
         ``devices`` (default: all GPUs, or the CPU without GPU). ``auto``: ``mirrored`` when more
         than one GPU is visible (or several ``devices`` are given), else ``default``.
+        ``multiworker``: ``MultiWorkerMirroredStrategy`` over the processes listed in
+        ``TF_CONFIG`` (every GPU of each, or its CPU); train it with
+        :func:`mssoft.multiworker.train_loop`, not ``model.fit``.
     devices : sequence of str, comma-separated str, or None
-        Device names such as ``GPU:0``; every device must be visible.
+        Device names such as ``GPU:0``; every device must be visible. Not with ``multiworker``.
 
     Returns
     -------
@@ -132,7 +183,9 @@ def get_strategy(
     Raises
     ------
     ConfigError
-        Unknown name, invisible or duplicated devices, or several devices for ``default``.
+        Unknown name, invisible or duplicated devices, several devices for ``default``, devices
+        for ``multiworker``, a bad ``TF_CONFIG`` or ``MSSOFT_LOGICAL_CPUS``, or ``multiworker``
+        after TensorFlow was initialised.
     """
     key = str(name).strip().lower()
     if key not in STRATEGIES:
@@ -140,18 +193,31 @@ def get_strategy(
             f"Invalid value for `--strategy`. Expected one of {', '.join(STRATEGIES)}. "
             f"Received: {name!r}"
         )
+    configure_logical_cpus()
+    if key == "multiworker":  # before anything that initialises TensorFlow (listing devices)
+        if devices is not None and not isinstance(devices, str):
+            devices = ",".join(devices)
+        strategy = _multiworker(None if devices is None else [devices])
+        _log(strategy)
+        return strategy
     names = normalise_devices(devices)
     if key == "auto":
         key = _auto(names)
     strategy = _FACTORIES[key](names)
+    _log(strategy)
+    return strategy
+
+
+def _log(strategy: tf.distribute.Strategy) -> None:
     info = describe_strategy(strategy)
+    where = f" ({worker_role(strategy).describe()})" if is_multi_worker(strategy) else ""
     logger.info(
-        "strategy %s: %d replica(s) on %s",
+        "strategy %s: %d replica(s) on %s%s",
         info["name"],
         info["replicas"],
         ", ".join(info["devices"]),
+        where,
     )
-    return strategy
 
 
 def describe_strategy(strategy: tf.distribute.Strategy) -> dict[str, Any]:
@@ -162,8 +228,176 @@ def describe_strategy(strategy: tf.distribute.Strategy) -> dict[str, Any]:
         devices = [
             (tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU"))[0].name
         ]
-    return {
+    info: dict[str, Any] = {
         "name": type(strategy).__name__,
         "replicas": int(strategy.num_replicas_in_sync),
         "devices": [_short(d) for d in devices],
     }
+    if is_multi_worker(strategy):
+        info["workers"] = worker_role(strategy).num_workers
+    return info
+
+
+# === Logical CPU devices ===
+
+
+def configure_logical_cpus(count: int | None = None) -> int | None:
+    """Split the first CPU into ``count`` logical devices (``CPU:0``, ``CPU:1``, ...).
+
+    Useful to try ``--strategy mirrored --devices CPU:0,CPU:1`` (and to test data parallelism)
+    on a machine without GPUs. TensorFlow accepts this only before it initialises.
+
+    Parameters
+    ----------
+    count : int, optional
+        Number of logical CPU devices, >= 1. Default: the environment variable
+        ``MSSOFT_LOGICAL_CPUS``; nothing is done when it is not set.
+
+    Returns
+    -------
+    int or None
+        The number of logical CPU devices configured, or None when nothing was asked.
+
+    Raises
+    ------
+    ConfigError
+        A count that is not an integer >= 1, or TensorFlow already initialised with another
+        number of CPU devices.
+    """
+    source = f"environment variable {LOGICAL_CPUS_VARIABLE}"
+    if count is None:
+        text = os.environ.get(LOGICAL_CPUS_VARIABLE, "").strip()
+        if not text:
+            return None
+        try:
+            count = int(text)
+        except ValueError:
+            count = 0
+    else:
+        source = "`logical_cpus`"
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ConfigError(f"Invalid value for {source}: expected an integer >= 1")
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    current = tf.config.get_logical_device_configuration(cpu)
+    if len(current or [None]) == count:
+        return count
+    try:
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(count)]
+        )
+    except RuntimeError:  # "Virtual devices cannot be modified after being initialized"
+        raise ConfigError(
+            f"Invalid value for {source}: TensorFlow is already initialised in this process with "
+            f"{len(tf.config.list_logical_devices('CPU'))} CPU device(s); set "
+            f"{LOGICAL_CPUS_VARIABLE}={count} before the process starts"
+        ) from None
+    logger.info("CPU split into %d logical devices (%s)", count, LOGICAL_CPUS_VARIABLE)
+    return count
+
+
+# === Multi-worker clusters ===
+
+
+def read_tf_config(environ: Mapping[str, str] | None = None) -> dict[str, Any] | None:
+    """The parsed and checked ``TF_CONFIG`` environment variable, or None when it is not set.
+
+    Parameters
+    ----------
+    environ : mapping, optional
+        The environment (default ``os.environ``).
+
+    Returns
+    -------
+    dict or None
+        ``{"cluster": {task type: ["host:port", ...]}, "task": {"type": str, "index": int}}``.
+
+    Raises
+    ------
+    ConfigError
+        Not JSON, or a ``task`` that is not in the ``cluster``.
+
+    Examples
+    --------
+    >>> read_tf_config({"TF_CONFIG": '{"cluster": {"worker": ["localhost:12345"]}, '
+    ...                               '"task": {"type": "worker", "index": 0}}'})["task"]
+    {'type': 'worker', 'index': 0}
+    """
+    environ = os.environ if environ is None else environ
+    text = environ.get(TF_CONFIG_VARIABLE, "").strip()
+    if not text:
+        return None
+    where = f"Invalid value for environment variable {TF_CONFIG_VARIABLE}"
+    try:
+        spec = json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: not JSON ({exc})") from None
+    if not isinstance(spec, dict) or not isinstance(spec.get("cluster"), dict):
+        raise ConfigError(
+            f'{where}: expected {{"cluster": {{"worker": ["host:port", ...]}}, '
+            '"task": {"type": "worker", "index": 0}}'
+        )
+    cluster, task = spec["cluster"], spec.get("task")
+    if (
+        not isinstance(task, dict)
+        or not isinstance(task.get("type"), str)
+        or isinstance(task.get("index"), bool)
+        or not isinstance(task.get("index"), int)
+    ):
+        raise ConfigError(f'{where}: "task" must be {{"type": "worker", "index": N}}')
+    hosts = cluster.get(task["type"])
+    if not isinstance(hosts, list) or not 0 <= task["index"] < len(hosts):
+        raise ConfigError(
+            f"{where}: task {task['type']} {task['index']} is not in the cluster "
+            f"{json.dumps(cluster)}"
+        )
+    return spec
+
+
+@dataclass(frozen=True)
+class WorkerRole:
+    """Where this process stands in a cluster.
+
+    Attributes
+    ----------
+    task_type : str or None
+        ``"worker"`` or ``"chief"``; None without a cluster (a single process).
+    task_id : int
+        Index of the task within its type.
+    num_workers : int
+        Processes in the cluster (1 without a cluster).
+    is_chief : bool
+        This process writes the run folder: the ``chief`` task, or worker 0 when the cluster has
+        no ``chief``, or the only process.
+    """
+
+    task_type: str | None
+    task_id: int
+    num_workers: int
+    is_chief: bool
+
+    def describe(self) -> str:
+        """E.g. ``"worker 1 of 2 (not chief)"``."""
+        if self.task_type is None:
+            return "single process"
+        role = "chief" if self.is_chief else "not chief"
+        return f"{self.task_type} {self.task_id} of {self.num_workers} ({role})"
+
+
+def worker_role(strategy: tf.distribute.Strategy) -> WorkerRole:
+    """The :class:`WorkerRole` of this process under ``strategy`` (any strategy)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    task_type = getattr(resolver, "task_type", None)
+    if resolver is None or task_type is None:
+        return WorkerRole(None, 0, 1, True)
+    task_id = int(resolver.task_id or 0)
+    cluster = resolver.cluster_spec().as_dict()
+    num_workers = len(cluster.get("worker", ())) + len(cluster.get("chief", ()))
+    is_chief = task_type == "chief" or (
+        task_type == "worker" and task_id == 0 and "chief" not in cluster
+    )
+    return WorkerRole(task_type, task_id, max(num_workers, 1), is_chief)
+
+
+def is_multi_worker(strategy: tf.distribute.Strategy) -> bool:
+    """Whether ``strategy`` is a ``MultiWorkerMirroredStrategy`` (Keras ``fit`` fails under it)."""
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)

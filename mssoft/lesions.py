@@ -74,8 +74,7 @@ def connectivity_structure(connectivity: int) -> np.ndarray:
     """
     if connectivity not in _RANK:
         raise ValueError(
-            "Invalid value for `connectivity`. Expected one of 6, 18, 26. "
-            f"Received: {connectivity}"
+            f"Invalid value for `connectivity`. Expected one of 6, 18, 26. Received: {connectivity}"
         )
     return ndimage.generate_binary_structure(3, _RANK[connectivity])
 

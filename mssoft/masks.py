@@ -1,4 +1,4 @@
-"""Soft lesion masks distilled from a binary expert mask (Kats et al., ISBI 2019), in pure NumPy/SciPy.
+"""Soft lesion masks from a binary expert mask (Kats et al., ISBI 2019), in pure NumPy/SciPy.
 
 The binary mask ``M`` is grown by 3D dilation to ``ratio`` times its volume: the dilated region
 ``D0`` is the ``round((ratio - 1) * |M|)`` voxels outside ``M`` that are nearest to ``M`` by
@@ -34,6 +34,7 @@ __all__ = [
 ]
 
 FlairThreshold = str | float | None
+_BAD_THRESHOLD = "Invalid value for `flair_threshold` (--flair-threshold) {!r}: "
 _PERCENTILE = re.compile(r"^p(\d+(?:\.\d*)?)$")
 
 
@@ -60,7 +61,7 @@ def parse_flair_threshold(value: str | float | None) -> FlairThreshold:
         return None
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         if not math.isfinite(float(value)):
-            raise ValueError(f"Invalid value for `flair_threshold` (--flair-threshold) {value!r}: expected a finite number")
+            raise ValueError(_BAD_THRESHOLD.format(value) + "expected a finite number")
         return float(value)
     text = str(value).strip().lower()
     if text in ("none", "off", ""):
@@ -69,13 +70,13 @@ def parse_flair_threshold(value: str | float | None) -> FlairThreshold:
     if match:
         pct = float(match.group(1))
         if not 0.0 <= pct <= 100.0:
-            raise ValueError(f"Invalid value for `flair_threshold` (--flair-threshold) {value!r}: percentile must be in [0, 100]")
+            raise ValueError(_BAD_THRESHOLD.format(value) + "percentile must be in [0, 100]")
         return f"p{pct:g}"
     try:
         number = float(text)
     except ValueError:
         raise ValueError(
-            f"Invalid value for `flair_threshold` (--flair-threshold) {value!r}: expected 'pNN' (percentile of brain FLAIR), "
+            _BAD_THRESHOLD.format(value) + "expected 'pNN' (percentile of brain FLAIR), "
             "a number (absolute intensity) or 'none'"
         ) from None
     return parse_flair_threshold(number)
@@ -109,9 +110,13 @@ def resolve_flair_threshold(flair: np.ndarray, threshold: FlairThreshold) -> flo
 def validate_soft_mask_params(ratio: float, gamma: float) -> None:
     """Raise ValueError unless ``ratio >= 1`` and ``0 <= gamma < 1`` (both finite)."""
     if not (math.isfinite(ratio) and ratio >= 1.0):
-        raise ValueError(f"Invalid value for `ratio` (--ratio). Expected a number >= 1. Received: {ratio}")
+        raise ValueError(
+            f"Invalid value for `ratio` (--ratio). Expected a number >= 1. Received: {ratio}"
+        )
     if not (math.isfinite(gamma) and 0.0 <= gamma < 1.0):
-        raise ValueError(f"Invalid value for `gamma` (--gamma). Expected a number in [0, 1). Received: {gamma}")
+        raise ValueError(
+            f"Invalid value for `gamma` (--gamma). Expected a number in [0, 1). Received: {gamma}"
+        )
 
 
 @dataclass(frozen=True)
@@ -121,7 +126,7 @@ class _Box:
 
     @property
     def slices(self) -> tuple[slice, ...]:
-        return tuple(slice(a, b) for a, b in zip(self.lo, self.hi))
+        return tuple(slice(a, b) for a, b in zip(self.lo, self.hi, strict=True))
 
 
 def _tie_break_key(flat: np.ndarray) -> np.ndarray:
@@ -152,10 +157,17 @@ def _nearest_outside(
     count = min(count, available)
     if count <= 0:
         return np.empty(0, dtype=np.intp)
-    n_seed = max(int(np.count_nonzero(seed[tuple(slice(a, b) for a, b in zip(box_lo, box_hi))])), 1)
+    n_seed = max(
+        int(
+            np.count_nonzero(seed[tuple(slice(a, b) for a, b in zip(box_lo, box_hi, strict=True))])
+        ),
+        1,
+    )
     # First guess: the shell of a ball holding n_seed + count voxels, plus one voxel.
     radius_mm = (3.0 * (n_seed + count) * float(np.prod(spacing)) / (4.0 * math.pi)) ** (1 / 3)
-    radius_mm = max(radius_mm - (3.0 * n_seed * float(np.prod(spacing)) / (4.0 * math.pi)) ** (1 / 3), 0.0)
+    radius_mm = max(
+        radius_mm - (3.0 * n_seed * float(np.prod(spacing)) / (4.0 * math.pi)) ** (1 / 3), 0.0
+    )
     pad = np.ceil((radius_mm + spacing.max()) / spacing).astype(int) + 1
     while True:
         lo = np.maximum(box_lo - pad, 0)
@@ -176,7 +188,7 @@ def _nearest_outside(
             # Equal distances: scrambled RAS index order (see _tie_break_key).
             coords = np.unravel_index(local, crop_seed.shape)
             global_flat = np.ravel_multi_index(
-                tuple(c + o for c, o in zip(coords, lo)), tuple(shape)
+                tuple(c + o for c, o in zip(coords, lo, strict=True)), tuple(shape)
             )
             order = np.lexsort((_tie_break_key(global_flat), local_dist))[:count]
             return global_flat[order]
@@ -218,7 +230,9 @@ def dilation_region(
     binary = np.asarray(mask) != 0
     spacing_arr = np.asarray(spacing, dtype=np.float64)
     if spacing_arr.shape != (3,) or not np.all(spacing_arr > 0):
-        raise ValueError(f"Invalid value for `spacing`. Expected 3 positive numbers. Received: {spacing}")
+        raise ValueError(
+            f"Invalid value for `spacing`. Expected 3 positive numbers. Received: {spacing}"
+        )
     if binary.ndim != 3:
         raise ValueError(f"`mask` must be 3D, got shape {binary.shape}")
     region = np.zeros(binary.shape, dtype=bool)
@@ -313,7 +327,9 @@ def soft_mask(
         if flair is None:
             raise ValueError("`flair` is required unless flair_threshold is None")
         if np.shape(flair) != binary.shape:
-            raise ValueError(f"`flair` shape {np.shape(flair)} differs from mask shape {binary.shape}")
+            raise ValueError(
+                f"`flair` shape {np.shape(flair)} differs from mask shape {binary.shape}"
+            )
         t = resolve_flair_threshold(np.asarray(flair), threshold)
         region &= np.asarray(flair) >= t
     out[region] = np.float32(gamma)

@@ -61,25 +61,33 @@ def prepare_output_folder(
         data_path = Path(data).expanduser().resolve()
         root = data_path.parent if data_path.is_file() else data_path
         if (data_path.is_dir() and _inside(out, root)) or (data_path.is_file() and out == root):
-            raise ConfigError(f"Invalid value for `{option}`: {out} is inside the input data {data_path}; "
-                              "choose a folder outside it")
+            raise ConfigError(
+                f"Invalid value for `{option}`: {out} is inside the input data {data_path}; "
+                "choose a folder outside it"
+            )
     for path in input_files:
         if Path(path).resolve().parent == out:
             raise ConfigError(f"Invalid value for `{option}`: {out} holds input file {path}")
     if out.is_dir() and any(out.iterdir()):
         config = out / "config.json"
         if not config.is_file():
-            raise ConfigError(f"Invalid value for `{option}`: {out} is not empty and is not an mssoft "
-                              "output folder; choose a new or empty folder")
+            raise ConfigError(
+                f"Invalid value for `{option}`: {out} is not empty and is not an mssoft "
+                "output folder; choose a new or empty folder"
+            )
         try:
             owner = json.loads(config.read_text()).get("command")
         except (OSError, json.JSONDecodeError, AttributeError):
             owner = None
         if owner != command:
-            raise ConfigError(f"Invalid value for `{option}`: {out} holds the output of `mssoft {owner}`, "
-                              f"not `mssoft {command}`")
+            raise ConfigError(
+                f"Invalid value for `{option}`: {out} holds the output of `mssoft {owner}`, "
+                f"not `mssoft {command}`"
+            )
         if not overwrite:
-            raise ConfigError(f"Invalid value for `{option}`: {out} already holds `mssoft {command}` "
-                              "outputs; pass --overwrite to replace them")
+            raise ConfigError(
+                f"Invalid value for `{option}`: {out} already holds `mssoft {command}` "
+                "outputs; pass --overwrite to replace them"
+            )
     out.mkdir(parents=True, exist_ok=True)
     return out

@@ -79,5 +79,7 @@ def read_config(folder: str | Path, *, command: str | None = None) -> dict[str, 
     except (OSError, json.JSONDecodeError) as exc:
         raise DataError(f"{path}: cannot read ({exc})") from None
     if command is not None and record.get("command") != command:
-        raise DataError(f"{path}: written by `mssoft {record.get('command')}`, expected `mssoft {command}`")
+        raise DataError(
+            f"{path}: written by `mssoft {record.get('command')}`, expected `mssoft {command}`"
+        )
     return record

@@ -41,8 +41,9 @@ def save(array, affine, path):
     return path
 
 
-def write_isbi(root: Path, *, patients=2, timepoints=2, shape=(24, 28, 20), affine=None,
-               test_patients=0) -> Path:
+def write_isbi(
+    root: Path, *, patients=2, timepoints=2, shape=(24, 28, 20), affine=None, test_patients=0
+) -> Path:
     """Write a tiny ISBI-layout dataset under ``root``; returns ``root``."""
     affine = np.diag([1.0, 1.0, 1.0, 1.0]) if affine is None else affine
     for p in range(1, patients + test_patients + 1):
@@ -52,16 +53,30 @@ def write_isbi(root: Path, *, patients=2, timepoints=2, shape=(24, 28, 20), affi
             images, mask1 = blob_scan(shape, seed=100 * p + t)
             scan = f"{patient}_{t:02d}"
             for mod, name in MODALITY_FILES.items():
-                save(images[mod], affine, root / patient / "preprocessed" / f"{scan}_{name}_pp.nii.gz")
+                save(
+                    images[mod],
+                    affine,
+                    root / patient / "preprocessed" / f"{scan}_{name}_pp.nii.gz",
+                )
             if kind == "training":
                 mask2 = mask1.copy()
                 mask2[tuple(np.argwhere(mask1)[0])] = False  # rater 2 misses one voxel
-                save(mask1.astype(np.uint8), affine, root / patient / "masks" / f"{scan}_mask1.nii.gz")
-                save(mask2.astype(np.uint8), affine, root / patient / "masks" / f"{scan}_mask2.nii.gz")
+                save(
+                    mask1.astype(np.uint8),
+                    affine,
+                    root / patient / "masks" / f"{scan}_mask1.nii.gz",
+                )
+                save(
+                    mask2.astype(np.uint8),
+                    affine,
+                    root / patient / "masks" / f"{scan}_mask2.nii.gz",
+                )
     return root
 
 
-def write_manifest(root: Path, *, scans=3, shape=(20, 22, 18), affine=None, modalities=("flair", "t2")):
+def write_manifest(
+    root: Path, *, scans=3, shape=(20, 22, 18), affine=None, modalities=("flair", "t2")
+):
     """Write NIfTI files and a manifest with relative paths; returns the manifest path."""
     affine = np.diag([1.0, 1.0, 1.0, 1.0]) if affine is None else affine
     rows = []
@@ -69,8 +84,12 @@ def write_manifest(root: Path, *, scans=3, shape=(20, 22, 18), affine=None, moda
         images, mask1 = blob_scan(shape, seed=i)
         row = {"scan": f"s{i}", "patient": f"p{i // 2}"}
         for mod in modalities:
-            row[mod] = str(save(images[mod], affine, root / "img" / f"s{i}_{mod}.nii").relative_to(root))
-        row["mask1"] = str(save(mask1.astype(np.uint8), affine, root / "lbl" / f"s{i}_m.nii.gz").relative_to(root))
+            row[mod] = str(
+                save(images[mod], affine, root / "img" / f"s{i}_{mod}.nii").relative_to(root)
+            )
+        row["mask1"] = str(
+            save(mask1.astype(np.uint8), affine, root / "lbl" / f"s{i}_m.nii.gz").relative_to(root)
+        )
         rows.append(row)
     manifest = root / "manifest.csv"
     with manifest.open("w", newline="") as handle:

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from conftest import write_isbi
-
 from mssoft.cli.main import cli
+
 from mssoft.masks import dilation_region
 
 
@@ -17,16 +17,31 @@ def run(*args):
 
 def test_build_masks_on_isbi_layout(tmp_path, isbi_root):
     out = tmp_path / "soft"
-    result = run("build-masks", isbi_root, "--out", out, "--ratio", 1.2, "--gamma", 0.3,
-                 "--flair-threshold", "none")
+    result = run(
+        "build-masks",
+        isbi_root,
+        "--out",
+        out,
+        "--ratio",
+        1.2,
+        "--gamma",
+        0.3,
+        "--flair-threshold",
+        "none",
+    )
     assert result.exit_code == 0, result.output
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 5 and lines[-1].startswith("total\tscans=4")
     assert "training01_01\tlesion_voxels=" in lines[0]
     config = json.loads((out / "config.json").read_text())
     assert config["command"] == "build-masks"
-    assert config["config"] == {"rater": 1, "ratio": 1.2, "gamma": 0.3, "flair_threshold": None,
-                                "per_lesion": False}
+    assert config["config"] == {
+        "rater": 1,
+        "ratio": 1.2,
+        "gamma": 0.3,
+        "flair_threshold": None,
+        "per_lesion": False,
+    }
     assert config["versions"]["nibabel"]
     for scan in ("training01_01", "training01_02", "training02_01", "training02_02"):
         img = nib.load(out / f"{scan}_softmask.nii.gz")
@@ -38,10 +53,13 @@ def test_build_masks_on_isbi_layout(tmp_path, isbi_root):
     assert not list(out.glob(".*")), "temporary files left behind"
 
 
-@pytest.mark.parametrize("codes,affine", [
-    ("LAS", np.diag([-1.0, 1.0, 1.0, 1.0])),
-    ("LPS", np.array([[-1.0, 0, 0, 10], [0, -1.2, 0, 20], [0, 0, 2.0, -5], [0, 0, 0, 1]])),
-])
+@pytest.mark.parametrize(
+    "codes,affine",
+    [
+        ("LAS", np.diag([-1.0, 1.0, 1.0, 1.0])),
+        ("LPS", np.array([[-1.0, 0, 0, 10], [0, -1.2, 0, 20], [0, 0, 2.0, -5], [0, 0, 0, 1]])),
+    ],
+)
 def test_output_keeps_input_orientation_and_equals_ras_computation(tmp_path, codes, affine):
     ras_root = write_isbi(tmp_path / "ras", patients=1, timepoints=1)
     other_root = tmp_path / codes
@@ -64,8 +82,12 @@ def test_output_keeps_input_orientation_and_equals_ras_computation(tmp_path, cod
     # the RAS-space computation with the file's spacing, flipped back, gives the same mask
     ras_mask = np.flip(mask_file.get_fdata() > 0, flips)
     spacing = np.sqrt((affine[:3, :3] ** 2).sum(0))
-    flair = np.flip(nib.load(other_root / "training01" / "preprocessed" /
-                             "training01_01_flair_pp.nii.gz").get_fdata(), flips)
+    flair = np.flip(
+        nib.load(
+            other_root / "training01" / "preprocessed" / "training01_01_flair_pp.nii.gz"
+        ).get_fdata(),
+        flips,
+    )
     region = dilation_region(ras_mask, spacing=spacing, ratio=1.2)
     region &= flair >= np.percentile(flair[flair != 0], 50)
     np.testing.assert_array_equal(np.flip(soft == np.float32(0.3), flips), region)
@@ -73,8 +95,19 @@ def test_output_keeps_input_orientation_and_equals_ras_computation(tmp_path, cod
 
 def test_build_masks_on_manifest_per_lesion_rater(tmp_path, manifest):
     out = tmp_path / "soft"
-    result = run("build-masks", manifest, "--out", out, "--per-lesion", "--ratio", 1.5,
-                 "--gamma", 0.25, "--flair-threshold", "none")
+    result = run(
+        "build-masks",
+        manifest,
+        "--out",
+        out,
+        "--per-lesion",
+        "--ratio",
+        1.5,
+        "--gamma",
+        0.25,
+        "--flair-threshold",
+        "none",
+    )
     assert result.exit_code == 0, result.output
     soft = nib.load(out / "s0_softmask.nii.gz").get_fdata(dtype=np.float32)
     assert set(np.unique(soft).tolist()) <= {0.0, np.float32(0.25), 1.0}
@@ -102,12 +135,15 @@ def test_refuses_to_write_into_data_and_to_overwrite(tmp_path, isbi_root):
     assert result.exit_code == 1 and "not an mssoft output folder" in result.stderr
 
 
-@pytest.mark.parametrize("option,value,message", [
-    ("--gamma", "1.5", "--gamma"),
-    ("--ratio", "0.8", "--ratio"),
-    ("--flair-threshold", "median", "--flair-threshold"),
-    ("--rater", "0", "--rater"),
-])
+@pytest.mark.parametrize(
+    "option,value,message",
+    [
+        ("--gamma", "1.5", "--gamma"),
+        ("--ratio", "0.8", "--ratio"),
+        ("--flair-threshold", "median", "--flair-threshold"),
+        ("--rater", "0", "--rater"),
+    ],
+)
 def test_bad_options_give_one_line_and_nonzero_exit(tmp_path, isbi_root, option, value, message):
     result = run("build-masks", isbi_root, "--out", tmp_path / "o", option, value)
     assert result.exit_code != 0

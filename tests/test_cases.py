@@ -18,7 +18,13 @@ def test_isbi_layout_is_detected(tmp_path):
     root = write_isbi(tmp_path / "d", patients=2, timepoints=2, test_patients=1)
     scans = discover_scans(root)
     assert [s.scan_id for s in scans] == [
-        "test03_01", "test03_02", "training01_01", "training01_02", "training02_01", "training02_02"]
+        "test03_01",
+        "test03_02",
+        "training01_01",
+        "training01_02",
+        "training02_01",
+        "training02_02",
+    ]
     training = [s for s in scans if s.scan_id.startswith("training")]
     assert patients_of(training) == ["training01", "training02"]
     assert list(training[0].images) == ["flair", "t1", "t2", "pd"]
@@ -74,7 +80,9 @@ def test_scan_file_problems_are_named(isbi_root):
         load_scan(scan, rater=3)
     # a T2 on another grid
     save(np.zeros((24, 28, 21), np.float32), np.eye(4), scan.images["t2"])
-    with pytest.raises(DataError, match=r"t2_pp.nii.gz: shape \(24, 28, 21\) differs from .*flair_pp"):
+    with pytest.raises(
+        DataError, match=r"t2_pp.nii.gz: shape \(24, 28, 21\) differs from .*flair_pp"
+    ):
         check_scan(scan)
     # a non-binary mask
     save(np.full((24, 28, 20), 0.5, np.float32), np.eye(4), scan.masks[2])

@@ -2,14 +2,28 @@ import json
 
 import pytest
 from click.testing import CliRunner
-
 from mssoft.cli.main import cli
+
 from mssoft.synthetic import write_isbi_dataset
 
 pytestmark = pytest.mark.slow
 
-TINY = ["--epochs", "1", "--base-filters", "4", "--depth", "2", "--batch-size", "4",
-        "--modalities", "flair,t2", "--ratios", "1.0,1.2", "--gammas", "0.3"]
+TINY = [
+    "--epochs",
+    "1",
+    "--base-filters",
+    "4",
+    "--depth",
+    "2",
+    "--batch-size",
+    "4",
+    "--modalities",
+    "flair,t2",
+    "--ratios",
+    "1.0,1.2",
+    "--gammas",
+    "0.3",
+]
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +60,9 @@ def test_sweep_resumes_without_redoing_cells_and_keeps_patients_apart(tmp_path, 
     assert "Incomplete" not in table
     assert (out / "sweep.png").read_bytes()[:4] == b"\x89PNG"
     lines = (out / "cv_results.csv").read_text().splitlines()
-    assert lines[0].startswith("fold,ratio,gamma,repeat,seed,rater,threshold,min_size,n_scans,dice,ppv,tpr")
+    assert lines[0].startswith(
+        "fold,ratio,gamma,repeat,seed,rater,threshold,min_size,n_scans,dice,ppv,tpr"
+    )
     assert len(lines) == 1 + 2 * 2 * 2  # folds x grid points x raters (1 repeat)
     for result in out.glob("cells/*/*/*/result.json"):
         record = json.loads(result.read_text())

@@ -60,9 +60,18 @@ def rows():
         for repeat in (0, 1):
             for ratio, gamma, bonus in ((1.0, 0.0, 0.0), (1.2, 0.3, 0.05)):
                 for rater in (1, 2):
-                    out.append({"fold": fold, "repeat": repeat, "ratio": ratio, "gamma": gamma,
-                                "rater": rater, "dice": base + bonus + 0.01 * repeat - 0.1 * (rater - 1),
-                                "ppv": 0.8, "tpr": 0.5 + bonus})
+                    out.append(
+                        {
+                            "fold": fold,
+                            "repeat": repeat,
+                            "ratio": ratio,
+                            "gamma": gamma,
+                            "rater": rater,
+                            "dice": base + bonus + 0.01 * repeat - 0.1 * (rater - 1),
+                            "ppv": 0.8,
+                            "tpr": 0.5 + bonus,
+                        }
+                    )
     return out
 
 

@@ -57,7 +57,9 @@ def test_bad_files_are_named(tmp_path):
     with pytest.raises(DataError, match="bad.nii.gz: cannot read NIfTI"):
         read_volume(bad)
     nib.save(nib.Nifti1Image(np.zeros((3, 3, 3, 2), np.float32), np.eye(4)), tmp_path / "4d.nii.gz")
-    with pytest.raises(DataError, match=r"4d.nii.gz: expected a 3D volume, got shape \(3, 3, 3, 2\)"):
+    with pytest.raises(
+        DataError, match=r"4d.nii.gz: expected a 3D volume, got shape \(3, 3, 3, 2\)"
+    ):
         read_volume(tmp_path / "4d.nii.gz")
     (tmp_path / "x.txt").write_text("x")
     with pytest.raises(DataError, match="not a NIfTI file"):

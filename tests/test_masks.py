@@ -40,9 +40,9 @@ def test_ties_are_broken_deterministically_and_spread_over_all_lesions():
     cubes = np.zeros((60, 60, 20), bool)
     corners = [(x, y) for x in range(2, 60, 15) for y in range(2, 60, 20)]
     for x, y in corners:
-        cubes[x:x + 4, y:y + 4, 8:12] = True
+        cubes[x : x + 4, y : y + 4, 8:12] = True
     region = dilation_region(cubes, spacing=(1, 1, 1), ratio=1.2)
-    per_cube = [region[x - 1:x + 5, y - 1:y + 5, 7:13].sum() for x, y in corners]
+    per_cube = [region[x - 1 : x + 5, y - 1 : y + 5, 7:13].sum() for x, y in corners]
     assert sum(per_cube) == round(0.2 * cubes.sum())
     mean = np.mean(per_cube)  # 12.8 of the 96 tied face-neighbour voxels of each cube
     assert min(per_cube) > 0.4 * mean and max(per_cube) < 1.6 * mean, per_cube
@@ -107,8 +107,8 @@ def test_input_is_not_modified_and_bad_parameters_rejected():
 
 def test_per_lesion_grows_each_lesion_from_its_own_voxels():
     mask = np.zeros((40, 20, 20), bool)
-    mask[3:6, 8:11, 8:11] = True          # 27 voxels
-    mask[20:30, 5:15, 5:15] = True        # 1000 voxels, far away
+    mask[3:6, 8:11, 8:11] = True  # 27 voxels
+    mask[20:30, 5:15, 5:15] = True  # 1000 voxels, far away
     region = dilation_region(mask, spacing=(1, 1, 1), ratio=1.2, per_lesion=True)
     small = region[:12].sum()
     large = region[12:].sum()
