@@ -44,6 +44,7 @@ from mssoft.cv_plan import Cell, Fold, GridPoint, grid_points, leave_one_patient
 from mssoft.cv_report import best_point, format_table, plot_sweep, summarise
 from mssoft.errors import ConfigError, MssoftError
 from mssoft.io import atomic_path, write_json
+from mssoft.metrics import MEAN_FIELDS
 from mssoft.provenance import CONFIG_NAME, read_config, write_config
 
 __all__ = ["CVConfig", "CVResult", "run_cv", "run_cells", "collect_rows", "write_reports"]
@@ -51,19 +52,6 @@ __all__ = ["CVConfig", "CVResult", "run_cv", "run_cells", "collect_rows", "write
 logger = logging.getLogger(__name__)
 
 RESULT_NAME = "result.json"
-_METRIC_KEYS = (
-    "dice",
-    "ppv",
-    "tpr",
-    "ltpr",
-    "lfpr",
-    "abs_volume_diff_ml",
-    "rel_volume_diff",
-    "ref_volume_ml",
-    "pred_volume_ml",
-    "ref_lesions",
-    "pred_lesions",
-)
 #: Options that may differ between runs of one sweep (they do not change any cell's result).
 _FREE_OPTIONS = ("shard", "jobs", "data", "out", "strategy")
 
@@ -213,7 +201,7 @@ def _fold_rows(cell: Cell, per_scan: list[dict[str, Any]]) -> list[dict[str, Any
             for k in ("fold", "ratio", "gamma", "repeat", "seed", "rater", "threshold", "min_size")
         }
         row["n_scans"] = len(mine)
-        for key in _METRIC_KEYS:
+        for key in MEAN_FIELDS:
             values = np.array([float(r[key]) for r in mine])
             row[key] = float(np.nanmean(values)) if np.isfinite(values).any() else math.nan
         rows.append(row)
@@ -276,7 +264,7 @@ def _run_cell(
                 "rater": row.rater,
                 "threshold": calibration.binarisation.threshold,
                 "min_size": calibration.binarisation.min_size,
-                **{k: v for k, v in row.metrics.to_dict().items() if k in _METRIC_KEYS},
+                **{k: v for k, v in row.metrics.to_dict().items() if k in MEAN_FIELDS},
             }
         )
     record = {
