@@ -118,11 +118,16 @@ def _option_names(names: list[str]) -> str:
 @click.option(
     "--strategy",
     default="auto",
-    type=click.Choice(["auto", "default", "mirrored"]),
-    help="Distribution: auto = mirrored over all GPUs when more than one is visible.",
+    type=click.Choice(["auto", "default", "mirrored", "multiworker"]),
+    help="Distribution: auto = mirrored over all GPUs when more than one is visible; "
+    "multiworker = one process per machine, each started with the same command and its own "
+    "TF_CONFIG (see the README).",
 )
 @click.option(
-    "--devices", default=None, help="Devices for the strategy, comma-separated (e.g. GPU:0,GPU:1)."
+    "--devices",
+    default=None,
+    help="Devices for the strategy, comma-separated (e.g. GPU:0,GPU:1; CPU:0,CPU:1 after "
+    "MSSOFT_LOGICAL_CPUS=2).",
 )
 @click.option(
     "--mixed-precision",
@@ -169,6 +174,11 @@ def fit(
     rater, mask source, train/validation scans, ...), OUT/split.json, OUT/history.csv,
     TensorBoard logs in OUT/logs and the training state in OUT/backup (for --resume). Progress
     goes to stderr, one line per epoch; the summary to stdout.
+
+    With --strategy multiworker, start the same command on every machine (OUT on a shared file
+    system) with TF_CONFIG naming the cluster and the machine's place in it; only the chief
+    (worker 0) writes OUT. Add --resume so that a cluster restarted after a failure continues
+    from the last completed epoch.
     """
     from mssoft.build_masks import MaskConfig
     from mssoft.train_config import TrainConfig

@@ -125,8 +125,9 @@ def _multiworker(devices: list[str] | None) -> tf.distribute.Strategy:
             "(or its CPU); choose them per machine with CUDA_VISIBLE_DEVICES"
         )
     if read_tf_config() is None:
-        logger.warning("strategy 'multiworker' without %s: this process is the only worker",
-                       TF_CONFIG_VARIABLE)
+        logger.warning(
+            "strategy 'multiworker' without %s: this process is the only worker", TF_CONFIG_VARIABLE
+        )
     try:
         return tf.distribute.MultiWorkerMirroredStrategy()
     except RuntimeError as exc:  # "Collective ops must be configured at program startup"
@@ -195,9 +196,7 @@ def get_strategy(
         )
     configure_logical_cpus()
     if key == "multiworker":  # before anything that initialises TensorFlow (listing devices)
-        if devices is not None and not isinstance(devices, str):
-            devices = ",".join(devices)
-        strategy = _multiworker(None if devices is None else [devices])
+        strategy = _multiworker(None if devices is None else [str(devices)])
         _log(strategy)
         return strategy
     names = normalise_devices(devices)
@@ -229,7 +228,11 @@ def describe_strategy(strategy: tf.distribute.Strategy) -> dict[str, Any]:
             (tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU"))[0].name
         ]
     info: dict[str, Any] = {
-        "name": type(strategy).__name__,
+        # TensorFlow's class behind tf.distribute.MultiWorkerMirroredStrategy is named
+        # CollectiveAllReduceStrategy: report the public name
+        "name": "MultiWorkerMirroredStrategy"
+        if is_multi_worker(strategy)
+        else type(strategy).__name__,
         "replicas": int(strategy.num_replicas_in_sync),
         "devices": [_short(d) for d in devices],
     }

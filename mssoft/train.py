@@ -20,8 +20,11 @@ The model's input is z-scored axial slices ``(batch, X, Y, C)`` in the channel o
 :func:`load_run_model` loads it in any process.
 
 The steps are small functions (:func:`resolve_inputs`, :func:`prepare_data`, :func:`build_model`,
-:func:`mssoft.callbacks.run_callbacks`) so that other training loops (e.g. multi-worker) can reuse
-them. Importing this module imports TensorFlow; ``import mssoft`` does not.
+:func:`mssoft.callbacks.run_callbacks`) so that other training loops can reuse them: under
+``strategy="multiworker"`` (``MultiWorkerMirroredStrategy``, where Keras ``fit`` fails) :func:`fit`
+trains with the custom loop :func:`mssoft.multiworker.train_loop`, which writes the same run folder;
+every worker runs the same command and only the chief writes ``config.out``. Importing this module
+imports TensorFlow; ``import mssoft`` does not.
 """
 
 from __future__ import annotations
@@ -59,11 +62,18 @@ from mssoft.data import (
     select_scans,
     split_slices,
 )
-from mssoft.distribute import describe_strategy, get_strategy
+from mssoft.distribute import (
+    WorkerRole,
+    describe_strategy,
+    get_strategy,
+    is_multi_worker,
+    worker_role,
+)
 from mssoft.errors import ConfigError, DataError
 from mssoft.io import atomic_path, write_json
 from mssoft.losses import BinarisedDice, SoftDiceLoss
 from mssoft.model import build_unet
+from mssoft.multiworker import LoopResult, train_loop
 from mssoft.outputs import prepare_output_folder
 from mssoft.provenance import CONFIG_NAME, write_config
 from mssoft.train_config import TrainConfig
@@ -329,35 +339,54 @@ def fit(config: TrainConfig, *, callbacks: Sequence[keras.callbacks.Callback] = 
         differ from the stored run.
     DataError
         Missing, unreadable or inconsistent data.
+    MssoftError
+        A multi-worker run lost a worker (restart every worker with ``resume``).
+
+    Notes
+    -----
+    With ``strategy="multiworker"`` every worker calls :func:`fit` with the same configuration
+    (``TF_CONFIG`` tells them apart); ``fit`` must then be the process's first use of TensorFlow.
+    Only the chief checks and writes ``config.out``; the other workers return the same
+    :class:`FitResult`, built from memory.
     """
     keras.utils.set_random_seed(config.seed)
+    # First TensorFlow call: MultiWorkerMirroredStrategy and logical CPUs need it uninitialised.
+    strategy = get_strategy(config.strategy, config.devices)
+    role = worker_role(strategy)
     with _dtype_policy(config.mixed_precision) as policy:
-        strategy = get_strategy(config.strategy, config.devices)
         inputs = resolve_inputs(config)
-        out, stored = _prepare_run_folder(config, inputs[0])
+        if role.is_chief:
+            out, stored = _prepare_run_folder(config, inputs[0])
+        else:  # the chief checks and writes the run folder; the other workers only read it
+            out, stored = config.out.expanduser().resolve(), None
         data = prepare_data(config, inputs)
+        if not is_multi_worker(strategy):
+            _check_last_batches(config.batch_size, strategy.num_replicas_in_sync, data)
         record = resolved_config(config, data, policy)
         if stored is not None:
             _check_resumable(stored, record, out)
         extra = {"strategy": describe_strategy(strategy), "split_file": SPLIT_NAME}
-        write_config(out, "fit", record, **extra)
-        write_json(data.split.record(data.slices)["slices"], out / SPLIT_NAME)
+        if role.is_chief:
+            write_config(out, "fit", record, **extra)
+            write_json(data.split.record(data.slices)["slices"], out / SPLIT_NAME)
 
         train, val = make_datasets(config, data)
-        with strategy.scope():
-            model = build_model(config, len(data.modalities))
-        done = completed_epochs(out / BACKUP_DIR)
-        if done >= config.epochs:
-            logger.info("%s holds %d trained epochs: nothing to do (raise --epochs)", out, done)
-        model.fit(
-            train,
-            validation_data=val,
-            epochs=config.epochs,
-            verbose=0,
-            shuffle=False,
-            callbacks=[*run_callbacks(out, data.monitor), *callbacks],
-        )
+        if is_multi_worker(strategy):  # Keras fit fails under MultiWorkerMirroredStrategy
+            loop = train_loop(
+                strategy,
+                lambda: build_model(config, len(data.modalities)),
+                train,
+                val,
+                epochs=config.epochs,
+                run_dir=out,
+                callbacks=callbacks,
+            )
+            model = loop.model
+        else:
+            model = _fit_keras(config, strategy, data, train, val, out, callbacks)
 
+    if not role.is_chief:  # only under multiworker
+        return _loop_result(out, loop, role)
     result = _result(out, data.monitor)
     if not result.model_path.is_file():
         logger.warning("no epoch had a finite %s: saving the last model", data.monitor)
@@ -368,6 +397,78 @@ def fit(config: TrainConfig, *, callbacks: Sequence[keras.callbacks.Callback] = 
     }
     write_config(out, "fit", record, **extra, result=summary)
     return result
+
+
+def _check_last_batches(batch_size: int, replicas: int, data: TrainingData) -> None:
+    """Refuse a Keras ``fit`` under ``replicas`` > 1 whose last batch leaves a device empty.
+
+    Keras splits each batch over the devices; a last batch of fewer slices than devices leaves a
+    device with an empty batch, which fails (oneDNN's CPU convolutions return a wrong shape) or
+    hangs. The multi-worker loop handles it, ``model.fit`` does not.
+    """
+    sizes = {"training": len(data.split.train), "validation": len(data.split.val)}
+
+    def fits(size: int) -> bool:
+        return all(n % size == 0 or n % size >= replicas for n in sizes.values())
+
+    if replicas < 2 or fits(batch_size):
+        return
+    part, n = next((p, n) for p, n in sizes.items() if 0 < n % batch_size < replicas)
+    candidates = sorted(
+        range(replicas, 4 * batch_size + replicas), key=lambda b: (abs(b - batch_size), -b)
+    )
+    better = next((b for b in candidates if b % replicas == 0 and fits(b)), None)
+    hint = f"e.g. --batch-size {better}" if better else "fewer devices or another --val-fraction"
+    raise ConfigError(
+        f"Invalid value for `--batch-size`: the last batch of the {n} {part} slices holds "
+        f"{n % batch_size} slice(s) for {replicas} devices, which leaves a device without data; "
+        f"use {hint}"
+    )
+
+
+def _fit_keras(
+    config: TrainConfig,
+    strategy: tf.distribute.Strategy,
+    data: TrainingData,
+    train: Any,
+    val: Any,
+    out: Path,
+    callbacks: Sequence[keras.callbacks.Callback],
+) -> keras.Model:
+    """Train with Keras ``model.fit`` (one device, or mirrored on one machine)."""
+    if tf.train.latest_checkpoint(str(out / BACKUP_DIR)):
+        raise ConfigError(
+            f"Invalid value for `--resume`: {out / BACKUP_DIR} holds the state of a run trained "
+            "with --strategy multiworker; resume it with that strategy, or use a new --out folder"
+        )
+    with strategy.scope():
+        model = build_model(config, len(data.modalities))
+    done = completed_epochs(out / BACKUP_DIR)
+    if done >= config.epochs:
+        logger.info("%s holds %d trained epochs: nothing to do (raise --epochs)", out, done)
+    model.fit(
+        train,
+        validation_data=val,
+        epochs=config.epochs,
+        verbose=0,
+        shuffle=False,
+        callbacks=[*run_callbacks(out, data.monitor), *callbacks],
+    )
+    return model
+
+
+def _loop_result(run_dir: Path, loop: LoopResult, role: WorkerRole) -> FitResult:
+    """The result of a worker that is not the chief (from memory: the chief writes the files)."""
+    logger.info("%s done; the chief wrote %s", role.describe(), run_dir)
+    return FitResult(
+        run_dir=run_dir,
+        model_path=run_dir / MODEL_NAME,
+        epochs=loop.epochs,
+        best_epoch=loop.best_epoch,
+        best_loss=loop.best_loss,
+        monitor=loop.monitor,
+        history=loop.history,
+    )
 
 
 def load_run_model(run_dir: str | Path, *, compile: bool = False) -> keras.Model:

@@ -66,7 +66,7 @@ class TrainConfig:
         Random rotations are uniform in ``[-rotation_degrees, rotation_degrees]``; 0 disables.
     eps : float
         Stabiliser of :class:`mssoft.losses.SoftDiceLoss`.
-    strategy : {"auto", "default", "mirrored"}
+    strategy : {"auto", "default", "mirrored", "multiworker"}
         See :func:`mssoft.distribute.get_strategy`.
     devices : tuple of str or None
         Devices for the strategy (e.g. ``("GPU:0", "GPU:1")``).

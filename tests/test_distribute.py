@@ -11,7 +11,7 @@ from mssoft.errors import ConfigError
 
 
 def test_default_and_auto_without_gpus():
-    assert STRATEGIES == ("auto", "default", "mirrored")
+    assert STRATEGIES == ("auto", "default", "mirrored", "multiworker")
     strategy = get_strategy("default")
     assert strategy is tf.distribute.get_strategy()
     assert describe_strategy(strategy) == {
