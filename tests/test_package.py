@@ -24,3 +24,17 @@ def test_public_api_is_declared():
     for name in mssoft.__all__:
         assert getattr(mssoft, name) is not None
     assert mssoft.__version__
+
+
+def test_every_subpackage_is_installed_by_setup_cfg():
+    import configparser
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    config = configparser.ConfigParser()
+    config.read(root / "setup.cfg")
+    listed = {p.strip() for p in config["options"]["packages"].split(",")}
+    found = {"mssoft.cli"} | {
+        ".".join(init.parent.relative_to(root).parts) for init in (root / "mssoft").rglob("__init__.py")
+    }
+    assert listed == found
