@@ -9,15 +9,17 @@ lesions nearest the array origin; the result is deterministic and does not depen
 orientation. Dilated voxels darker than a FLAIR
 threshold are dropped, ``D = D0 ∩ {FLAIR >= t}``, and the soft mask is ``S = M + gamma * D``.
 
-Distances are computed only in the lesions' neighbourhood (a bounding box grown until it provably
-holds the target count), so a whole brain scan takes a fraction of a second.
+Distances are computed only in the lesions' neighbourhood: in small boxes around the lesion voxels
+(one per occupied 16-voxel cube of the grid), each grown by a margin until the voxels provably
+within the margin reach the target count. A 181 x 217 x 181 scan with tens of lesions takes about
+0.1 s (``mssoft bench``); one distance transform of the whole lesion bounding box took 0.2-0.4 s.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from scipy import ndimage
@@ -104,7 +106,8 @@ def resolve_flair_threshold(flair: np.ndarray, threshold: FlairThreshold) -> flo
     brain = flair[(flair != 0) & np.isfinite(flair)]
     if brain.size == 0:
         raise ValueError("FLAIR has no non-zero voxel: cannot compute a percentile threshold")
-    return float(np.percentile(brain, float(threshold[1:])))
+    # `brain` is a fresh copy: the percentile may partition it in place (same value, no copy).
+    return float(np.percentile(brain, float(threshold[1:]), overwrite_input=True))
 
 
 def validate_soft_mask_params(ratio: float, gamma: float) -> None:
@@ -119,16 +122,6 @@ def validate_soft_mask_params(ratio: float, gamma: float) -> None:
         )
 
 
-@dataclass(frozen=True)
-class _Box:
-    lo: tuple[int, ...]
-    hi: tuple[int, ...]
-
-    @property
-    def slices(self) -> tuple[slice, ...]:
-        return tuple(slice(a, b) for a, b in zip(self.lo, self.hi, strict=True))
-
-
 def _tie_break_key(flat: np.ndarray) -> np.ndarray:
     """A fixed scrambling of voxel indices that orders voxels at equal distance.
 
@@ -139,60 +132,159 @@ def _tie_break_key(flat: np.ndarray) -> np.ndarray:
     return (flat.astype(np.uint64) * np.uint64(2654435761)) & np.uint64(0xFFFFFFFF)
 
 
+_Box = tuple[np.ndarray, np.ndarray]  # (lo, hi) voxel corners, hi exclusive
+#: Side (voxels) of the grid cubes that group lesion voxels into boxes (see _block_boxes).
+_BLOCK = 16
+
+
+def _first_pad(n_seed: int, count: int, spacing: np.ndarray) -> np.ndarray:
+    """A first search margin (voxels per axis): the shell of a ball of ``n_seed + count`` voxels."""
+    voxel = float(np.prod(spacing))
+    radius_mm = (3.0 * (n_seed + count) * voxel / (4.0 * math.pi)) ** (1 / 3)
+    radius_mm = max(radius_mm - (3.0 * n_seed * voxel / (4.0 * math.pi)) ** (1 / 3), 0.0)
+    return np.ceil((radius_mm + spacing.max()) / spacing).astype(int) + 1
+
+
+def _candidates(
+    seed_in: Callable[[tuple[slice, ...]], np.ndarray],
+    boxes: Sequence[_Box],
+    exclude: np.ndarray,
+    spacing: np.ndarray,
+    pad: np.ndarray,
+    reach_mm: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Flat indices and distances (mm) of voxels not in ``exclude`` within ``reach_mm`` of the seed.
+
+    Each box, grown by ``pad`` voxels, gets the distance transform of the seed voxels it holds.
+    That value is never below the true distance to the seed, and equals it for every voxel
+    within ``reach_mm <= min(pad * spacing)`` of a seed voxel of the box. Every voxel within
+    ``reach_mm`` of the seed is in the grown box of its nearest seed voxel, so the smallest value
+    over the boxes is the true distance for exactly the voxels that matter.
+    """
+    shape = np.array(exclude.shape)
+    flats, dists = [], []
+    for lo, hi in boxes:
+        glo, ghi = np.maximum(lo - pad, 0), np.minimum(hi + pad, shape)
+        crop = tuple(slice(a, b) for a, b in zip(glo, ghi, strict=True))
+        dist = ndimage.distance_transform_edt(~seed_in(crop), sampling=spacing)
+        within = ~exclude[crop]
+        if math.isfinite(reach_mm):
+            within &= dist <= reach_mm
+        local = np.flatnonzero(within)
+        coords = tuple(c + o for c, o in zip(np.unravel_index(local, dist.shape), glo, strict=True))
+        flats.append(np.ravel_multi_index(coords, tuple(shape)))
+        dists.append(dist.ravel()[local])
+    flat, dist = np.concatenate(flats), np.concatenate(dists)
+    if len(boxes) > 1:  # a voxel in several grown boxes keeps its smallest (true) distance
+        order = np.lexsort((dist, flat))
+        flat, dist = flat[order], dist[order]
+        first = np.ones(flat.size, dtype=bool)
+        first[1:] = flat[1:] != flat[:-1]
+        flat, dist = flat[first], dist[first]
+    return flat, dist
+
+
 def _nearest_outside(
-    seed: np.ndarray,
+    seed_in: Callable[[tuple[slice, ...]], np.ndarray],
+    boxes: Sequence[_Box],
     exclude: np.ndarray,
     count: int,
     spacing: np.ndarray,
-    box_lo: np.ndarray,
-    box_hi: np.ndarray,
+    *,
+    n_seed: int,
+    available: int,
 ) -> np.ndarray:
-    """Flat indices of the ``count`` voxels not in ``exclude`` nearest to ``seed``.
+    """Flat indices of the ``count`` voxels not in ``exclude`` nearest to the seed.
 
-    ``box_lo``/``box_hi`` bound the seed voxels. The search box is padded until every voxel left
-    outside it is provably farther than the ``count``-th nearest voxel inside it.
+    ``seed_in(crop)`` gives the seed voxels inside a crop of the volume; ``boxes`` together hold
+    every seed voxel (e.g. one box per lesion). The distance transform is computed only in the
+    boxes grown by a margin, and the margin doubles until the voxels provably within it number at
+    least ``count`` (see :func:`_candidates`). Equal distances: scrambled RAS index order
+    (:func:`_tie_break_key`).
     """
-    shape = np.array(seed.shape)
-    available = int(exclude.size - np.count_nonzero(exclude))
+    shape = np.array(exclude.shape)
     count = min(count, available)
     if count <= 0:
         return np.empty(0, dtype=np.intp)
-    n_seed = max(
-        int(
-            np.count_nonzero(seed[tuple(slice(a, b) for a, b in zip(box_lo, box_hi, strict=True))])
-        ),
-        1,
-    )
-    # First guess: the shell of a ball holding n_seed + count voxels, plus one voxel.
-    radius_mm = (3.0 * (n_seed + count) * float(np.prod(spacing)) / (4.0 * math.pi)) ** (1 / 3)
-    radius_mm = max(
-        radius_mm - (3.0 * n_seed * float(np.prod(spacing)) / (4.0 * math.pi)) ** (1 / 3), 0.0
-    )
-    pad = np.ceil((radius_mm + spacing.max()) / spacing).astype(int) + 1
+    lo_all = np.min([lo for lo, _ in boxes], axis=0)
+    hi_all = np.max([hi for _, hi in boxes], axis=0)
+    pad = _first_pad(max(n_seed, 1), count, spacing)
     while True:
-        lo = np.maximum(box_lo - pad, 0)
-        hi = np.minimum(box_hi + pad, shape)
-        box = _Box(tuple(lo), tuple(hi))
-        crop_seed = seed[box.slices]
-        dist = ndimage.distance_transform_edt(~crop_seed, sampling=spacing)
-        # Voxels outside the box differ from every seed voxel by more than pad[a] voxels along a
-        # truncated axis a, hence lie farther than pad[a] * spacing[a] mm.
-        truncated = [(lo[a] > 0, hi[a] < shape[a]) for a in range(3)]
-        bounds = [pad[a] * spacing[a] for a in range(3) if any(truncated[a])]
-        safe_mm = min(bounds) if bounds else math.inf
-        eligible = ~exclude[box.slices]
-        within = eligible & (dist <= safe_mm)
-        if np.count_nonzero(within) >= count or not bounds:
-            local = np.flatnonzero(within if bounds else eligible)
-            local_dist = dist.ravel()[local]
-            # Equal distances: scrambled RAS index order (see _tie_break_key).
-            coords = np.unravel_index(local, crop_seed.shape)
-            global_flat = np.ravel_multi_index(
-                tuple(c + o for c, o in zip(coords, lo, strict=True)), tuple(shape)
-            )
-            order = np.lexsort((_tie_break_key(global_flat), local_dist))[:count]
-            return global_flat[order]
+        # Beyond a grown box along an axis a the volume continues only if pad[a] < shape[a]; a
+        # voxel outside every grown box is then farther than pad[a] * spacing[a] from the seed.
+        open_axes = [a for a in range(3) if pad[a] < shape[a]]
+        reach_mm = min((pad[a] * spacing[a] for a in open_axes), default=math.inf)
+        grown = [np.prod(np.minimum(hi + pad, shape) - np.maximum(lo - pad, 0)) for lo, hi in boxes]
+        union = np.prod(np.minimum(hi_all + pad, shape) - np.maximum(lo_all - pad, 0))
+        # Overlapping grown boxes: one box around everything costs less.
+        use = boxes if sum(grown) < union else [(lo_all, hi_all)]
+        flat, dist = _candidates(seed_in, use, exclude, spacing, pad, reach_mm)
+        if flat.size >= count or not open_axes:
+            order = np.lexsort((_tie_break_key(flat), dist))[:count]
+            return flat[order]
         pad = pad * 2
+
+
+def _block_boxes(binary: np.ndarray, block: int = _BLOCK) -> list[_Box]:
+    """Tight boxes of the mask voxels of each ``block``-sided cube of the grid that holds any.
+
+    A cheap grouping of the lesion voxels into small boxes (no connected-component labelling of
+    the whole volume); :func:`_nearest_outside` gives the same result for any grouping.
+    """
+    coords = np.stack(np.nonzero(binary), axis=1)
+    key = np.ravel_multi_index(
+        tuple((coords // block).T), tuple(-(-np.array(binary.shape) // block))
+    )
+    order = np.argsort(key, kind="stable")
+    coords, key = coords[order], key[order]
+    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    lo = np.minimum.reduceat(coords, starts, axis=0)
+    hi = np.maximum.reduceat(coords, starts, axis=0) + 1
+    return list(zip(lo, hi, strict=True))
+
+
+def _dilation_flat(
+    binary: np.ndarray,
+    spacing: np.ndarray,
+    ratio: float,
+    per_lesion: bool,
+    connectivity: int,
+) -> np.ndarray:
+    """Flat indices of ``D0`` (see :func:`dilation_region`); ``binary`` is a non-empty bool mask."""
+    n_lesion = int(np.count_nonzero(binary))
+    available = binary.size - n_lesion
+    if not per_lesion:
+        return _nearest_outside(
+            lambda crop: binary[crop],
+            _block_boxes(binary),
+            binary,
+            round((ratio - 1.0) * n_lesion),
+            spacing,
+            n_seed=n_lesion,
+            available=available,
+        )
+    labels, _ = label_lesions(binary, connectivity=connectivity)
+    parts = []
+    for index, box in enumerate(ndimage.find_objects(labels), start=1):
+        if box is None:
+            continue
+        size = int(np.count_nonzero(labels[box] == index))
+        parts.append(
+            _nearest_outside(
+                lambda crop, index=index: labels[crop] == index,
+                [_corners(box)],
+                binary,
+                round((ratio - 1.0) * size),
+                spacing,
+                n_seed=size,
+                available=available,
+            )
+        )
+    return np.unique(np.concatenate(parts)) if parts else np.empty(0, dtype=np.intp)
+
+
+def _corners(box: tuple[slice, ...]) -> _Box:
+    return np.array([s.start for s in box]), np.array([s.stop for s in box])
 
 
 def dilation_region(
@@ -228,6 +320,16 @@ def dilation_region(
     """
     validate_soft_mask_params(ratio, 0.0)
     binary = np.asarray(mask) != 0
+    spacing_arr = _check_grid(binary, spacing)
+    region = np.zeros(binary.shape, dtype=bool)
+    if ratio == 1.0 or not binary.any():
+        return region
+    region.ravel()[_dilation_flat(binary, spacing_arr, ratio, per_lesion, connectivity)] = True
+    return region
+
+
+def _check_grid(binary: np.ndarray, spacing: tuple[float, float, float] | np.ndarray) -> np.ndarray:
+    """The spacing as a float64 array; ValueError unless 3 positive numbers and a 3D mask."""
     spacing_arr = np.asarray(spacing, dtype=np.float64)
     if spacing_arr.shape != (3,) or not np.all(spacing_arr > 0):
         raise ValueError(
@@ -235,36 +337,7 @@ def dilation_region(
         )
     if binary.ndim != 3:
         raise ValueError(f"`mask` must be 3D, got shape {binary.shape}")
-    region = np.zeros(binary.shape, dtype=bool)
-    n_lesion = int(np.count_nonzero(binary))
-    if n_lesion == 0 or ratio == 1.0:
-        return region
-    if per_lesion:
-        labels, _ = label_lesions(binary, connectivity=connectivity)
-        objects = ndimage.find_objects(labels)
-        for index, box in enumerate(objects, start=1):
-            if box is None:
-                continue
-            lesion = _component(labels, index, box)
-            count = round((ratio - 1.0) * int(np.count_nonzero(lesion)))
-            lo = np.array([s.start for s in box])
-            hi = np.array([s.stop for s in box])
-            flat = _nearest_outside(lesion, binary, count, spacing_arr, lo, hi)
-            region.ravel()[flat] = True
-        return region
-    count = round((ratio - 1.0) * n_lesion)
-    where = np.nonzero(binary)
-    lo = np.array([w.min() for w in where])
-    hi = np.array([w.max() + 1 for w in where])
-    flat = _nearest_outside(binary, binary, count, spacing_arr, lo, hi)
-    region.ravel()[flat] = True
-    return region
-
-
-def _component(labels: np.ndarray, index: int, box: tuple[slice, ...]) -> np.ndarray:
-    out = np.zeros(labels.shape, dtype=bool)
-    out[box] = labels[box] == index
-    return out
+    return spacing_arr
 
 
 def soft_mask(
@@ -322,7 +395,7 @@ def soft_mask(
     out = binary.astype(np.float32)
     if gamma == 0.0 or ratio == 1.0 or not binary.any():
         return out
-    region = dilation_region(binary, spacing=spacing, ratio=ratio, per_lesion=per_lesion)
+    spacing_arr = _check_grid(binary, spacing)
     if threshold is not None:
         if flair is None:
             raise ValueError("`flair` is required unless flair_threshold is None")
@@ -330,7 +403,12 @@ def soft_mask(
             raise ValueError(
                 f"`flair` shape {np.shape(flair)} differs from mask shape {binary.shape}"
             )
-        t = resolve_flair_threshold(np.asarray(flair), threshold)
-        region &= np.asarray(flair) >= t
-    out[region] = np.float32(gamma)
+    # Flat indices of the ring rather than a second full-size volume: a ring is a few
+    # thousand voxels of a scan of millions.
+    ring = _dilation_flat(binary, spacing_arr, ratio, per_lesion, DEFAULT_CONNECTIVITY)
+    if threshold is not None:
+        flair = np.asarray(flair)
+        t = resolve_flair_threshold(flair, threshold)
+        ring = ring[flair[np.unravel_index(ring, binary.shape)] >= t]
+    out.ravel()[ring] = np.float32(gamma)
     return out
