@@ -111,7 +111,7 @@ _SPARSE_FRACTION = 0.02
 
 
 def _label_sparse(binary: np.ndarray, structure: np.ndarray) -> tuple[np.ndarray, int]:
-    """``ndimage.label`` for a sparse 3D mask, identical labels, in time proportional to the lesions.
+    """``ndimage.label`` for a sparse 3D mask: same labels, in time proportional to the lesions.
 
     The lesion voxels are the nodes of a graph whose edges join neighbours (found by binary search
     of each voxel's forward neighbours among the sorted flat indices); its connected components

@@ -34,7 +34,6 @@ def test_every_subpackage_is_installed_by_setup_cfg():
     config = configparser.ConfigParser()
     config.read(root / "setup.cfg")
     listed = {p.strip() for p in config["options"]["packages"].split(",")}
-    found = {"mssoft.cli"} | {
-        ".".join(init.parent.relative_to(root).parts) for init in (root / "mssoft").rglob("__init__.py")
-    }
+    inits = (root / "mssoft").rglob("__init__.py")
+    found = {"mssoft.cli"} | {".".join(i.parent.relative_to(root).parts) for i in inits}
     assert listed == found
