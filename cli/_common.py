@@ -15,6 +15,13 @@ T = TypeVar("T")
 DATA_ARGUMENT = click.argument("data", type=click.Path(exists=True, path_type=Path), metavar="DATA")
 
 
+def out_option(help_text: str):  # type: ignore[no-untyped-def]
+    """The required ``--out`` folder option of a command."""
+    return click.option(
+        "--out", "out", required=True, type=click.Path(path_type=Path), help=help_text
+    )
+
+
 def progress(items: Iterable[T], *, desc: str, total: int | None = None) -> Iterator[T]:
     """A progress bar on stderr (hidden with ``mssoft -q``)."""
     ctx = click.get_current_context(silent=True)

@@ -10,18 +10,12 @@ from mssoft.build_masks import MaskConfig, build_soft_masks
 from mssoft.cases import discover_scans
 from mssoft.outputs import prepare_output_folder
 
-from ._common import DATA_ARGUMENT, echo_line, progress
+from ._common import DATA_ARGUMENT, echo_line, out_option, progress
 
 
 @click.command("build-masks")
 @DATA_ARGUMENT
-@click.option(
-    "--out",
-    "out",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Output folder (created; must not be inside DATA).",
-)
+@out_option("Output folder (created; must not be inside DATA).")
 @click.option("--rater", default=1, type=click.IntRange(min=1), help="Whose mask to soften.")
 @click.option(
     "--ratio",

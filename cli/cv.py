@@ -8,18 +8,12 @@ import click
 
 from mssoft.cv_plan import parse_float_list, parse_shard
 
-from ._common import DATA_ARGUMENT
+from ._common import DATA_ARGUMENT, out_option
 
 
 @click.command("cv")
 @DATA_ARGUMENT
-@click.option(
-    "--out",
-    "out",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Sweep folder; re-running the same command there skips finished cells.",
-)
+@out_option("Sweep folder; re-running the same command there skips finished cells.")
 @click.option(
     "--ratios",
     default="1.0,1.1,1.2,1.3,1.4",

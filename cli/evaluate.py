@@ -8,7 +8,7 @@ import click
 
 from mssoft.evaluate import evaluate_folder, format_report
 
-from ._common import DATA_ARGUMENT, progress
+from ._common import DATA_ARGUMENT, out_option, progress
 
 
 @click.command("evaluate")
@@ -16,13 +16,7 @@ from ._common import DATA_ARGUMENT, progress
     "pred", type=click.Path(exists=True, file_okay=False, path_type=Path), metavar="PRED"
 )
 @DATA_ARGUMENT
-@click.option(
-    "--out",
-    "out",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Output folder for metrics.csv and summary.json (created).",
-)
+@out_option("Output folder for metrics.csv and summary.json (created).")
 @click.option(
     "--rater",
     "raters",

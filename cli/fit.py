@@ -8,7 +8,7 @@ import click
 
 from mssoft.errors import ConfigError
 
-from ._common import DATA_ARGUMENT
+from ._common import DATA_ARGUMENT, out_option
 
 _ON_THE_FLY = ("ratio", "gamma", "flair_threshold", "per_lesion")
 
@@ -32,13 +32,7 @@ def _option_names(names: list[str]) -> str:
 
 @click.command("fit")
 @DATA_ARGUMENT
-@click.option(
-    "--out",
-    "out",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Run folder (created; must be new or empty unless --resume).",
-)
+@out_option("Run folder (created; must be new or empty unless --resume).")
 @click.option(
     "--masks",
     type=click.Path(exists=True, file_okay=False, path_type=Path),

@@ -9,19 +9,13 @@ import click
 from mssoft.predict import predict_folder
 from mssoft.run_folder import CALIBRATION_NAME
 
-from ._common import DATA_ARGUMENT, echo_line, progress
+from ._common import DATA_ARGUMENT, echo_line, out_option, progress
 
 
 @click.command("predict")
 @click.argument("run", type=click.Path(exists=True, file_okay=False, path_type=Path), metavar="RUN")
 @DATA_ARGUMENT
-@click.option(
-    "--out",
-    "out",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Output folder (created; must not be inside DATA nor be RUN).",
-)
+@out_option("Output folder (created; must not be inside DATA nor be RUN).")
 @click.option(
     "--threshold",
     type=float,
