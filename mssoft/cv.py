@@ -27,7 +27,6 @@ import csv
 import gc
 import json
 import logging
-import math
 import multiprocessing
 import os
 import shutil
@@ -36,15 +35,13 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from mssoft.build_masks import MaskConfig, build_soft_masks, soft_mask_path
 from mssoft.cases import Scan, discover_scans, resolve_modalities
-from mssoft.cv_plan import Cell, Fold, GridPoint, grid_points, leave_one_patient_out, plan_cells
+from mssoft.cv_plan import Cell, GridPoint, grid_points, leave_one_patient_out, plan_cells
 from mssoft.cv_report import best_point, format_table, plot_sweep, summarise
 from mssoft.errors import ConfigError, MssoftError
 from mssoft.io import atomic_path, write_json
-from mssoft.metrics import MEAN_FIELDS
+from mssoft.metrics import MEAN_FIELDS, nanmean
 from mssoft.provenance import CONFIG_NAME, read_config, write_config
 
 __all__ = ["CVConfig", "CVResult", "run_cv", "run_cells", "collect_rows", "write_reports"]
@@ -133,7 +130,10 @@ class CVResult:
         return self.cells_done == self.cells_total
 
 
-def _plan(config: CVConfig) -> tuple[list[Scan], tuple[str, ...], list[GridPoint], list[Cell]]:
+_PlanT = tuple[list[Scan], tuple[str, ...], list[GridPoint], list[Cell]]
+
+
+def _plan(config: CVConfig) -> _PlanT:
     scans = [s for s in discover_scans(config.data) if config.rater in s.masks]
     if not scans:
         raise ConfigError(
@@ -192,7 +192,8 @@ def _mask_folder(config: CVConfig, point: GridPoint, scans: Sequence[Scan]) -> P
     return folder
 
 
-def _fold_rows(cell: Cell, per_scan: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _fold_rows(per_scan: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per rater: the cell's identity and the means over its held-out scans."""
     rows = []
     for rater in sorted({r["rater"] for r in per_scan}):
         mine = [r for r in per_scan if r["rater"] == rater]
@@ -202,8 +203,7 @@ def _fold_rows(cell: Cell, per_scan: list[dict[str, Any]]) -> list[dict[str, Any
         }
         row["n_scans"] = len(mine)
         for key in MEAN_FIELDS:
-            values = np.array([float(r[key]) for r in mine])
-            row[key] = float(np.nanmean(values)) if np.isfinite(values).any() else math.nan
+            row[key] = nanmean([float(r[key]) for r in mine])[0]
         rows.append(row)
     return rows
 
@@ -286,10 +286,16 @@ def _run_cell(
     return record
 
 
-def run_cells(config: CVConfig) -> int:
-    """Run this shard's unfinished cells (in this process). Returns how many were run."""
-    scans, modalities, points, cells = _plan(config)
-    _prepare_out(config, modalities)
+def run_cells(config: CVConfig, *, plan: _PlanT | None = None) -> int:
+    """Run this shard's unfinished cells (in this process). Returns how many were run.
+
+    ``plan`` is :func:`_plan`'s result when the caller has already made it and checked the output
+    folder; a spawned shard process plans (and checks) itself.
+    """
+    if plan is None:
+        plan = _plan(config)
+        _prepare_out(config, plan[1])
+    scans, modalities, _, cells = plan
     index, count = config.shard
     todo = [
         c
@@ -297,6 +303,8 @@ def run_cells(config: CVConfig) -> int:
         if i % count == index and not (c.folder(config.out) / RESULT_NAME).is_file()
     ]
     logger.info("shard %d/%d: %d of %d cells to run", index + 1, count, len(todo), len(cells))
+    import keras
+
     patient_of = {s.scan_id: s.patient_id for s in scans}
     masks: dict[GridPoint, Path | None] = {}
     for number, cell in enumerate(todo, start=1):
@@ -311,8 +319,6 @@ def run_cells(config: CVConfig) -> int:
             record["threshold"],
             ", ".join(f"R{r['rater']} {r['dice']:.3f}" for r in record["scans"]),
         )
-        import keras
-
         keras.backend.clear_session()
         gc.collect()
     return len(todo)
@@ -330,17 +336,23 @@ def _run_shard(config: CVConfig) -> None:
     run_cells(config)
 
 
-def collect_rows(config: CVConfig) -> tuple[list[dict[str, Any]], int, int]:
+def _finished(config: CVConfig, cells: Sequence[Cell]) -> list[Path]:
+    """``result.json`` of every finished cell."""
+    paths = [cell.folder(config.out) / RESULT_NAME for cell in cells]
+    return [p for p in paths if p.is_file()]
+
+
+def collect_rows(
+    config: CVConfig, cells: Sequence[Cell] | None = None
+) -> tuple[list[dict[str, Any]], int, int]:
     """Per-scan rows of every finished cell, with the number of finished and planned cells."""
-    _, _, _, cells = _plan(config)
+    if cells is None:
+        cells = _plan(config)[3]
     rows: list[dict[str, Any]] = []
-    done = 0
-    for cell in cells:
-        path = cell.folder(config.out) / RESULT_NAME
-        if path.is_file():
-            rows.extend(json.loads(path.read_text())["scans"])
-            done += 1
-    return rows, done, len(cells)
+    finished = _finished(config, cells)
+    for path in finished:
+        rows.extend(json.loads(path.read_text())["scans"])
+    return rows, len(finished), len(cells)
 
 
 def _write_csv(rows: Sequence[dict[str, Any]], path: Path) -> None:
@@ -352,10 +364,11 @@ def _write_csv(rows: Sequence[dict[str, Any]], path: Path) -> None:
         writer.writerows(rows)
 
 
-def write_reports(config: CVConfig) -> CVResult:
-    """Write ``cv_results.csv``, ``cv_scans.csv`` and, once all cells are done, table and figure."""
+def write_reports(config: CVConfig, cells: Sequence[Cell] | None = None) -> CVResult:
+    """Write ``cv_results.csv``, ``cv_scans.csv``, ``table.md`` (marked incomplete while cells
+    are missing) and ``sweep.png``."""
     out = Path(config.out)
-    rows, done, total = collect_rows(config)
+    rows, done, total = collect_rows(config, cells)
     result = CVResult(out=out, cells_total=total, cells_done=done, cells_run=0, rows=rows)
     if not rows:
         return result
@@ -363,12 +376,7 @@ def write_reports(config: CVConfig) -> CVResult:
     by_cell: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for row in rows:
         by_cell.setdefault((row["fold"], row["ratio"], row["gamma"], row["repeat"]), []).append(row)
-    fold_rows = []
-    for key in sorted(by_cell):
-        cell = Cell(
-            Fold(key[0], (), ()), GridPoint(key[1], key[2]), key[3], by_cell[key][0]["seed"]
-        )
-        fold_rows.extend(_fold_rows(cell, by_cell[key]))
+    fold_rows = [row for key in sorted(by_cell) for row in _fold_rows(by_cell[key])]
     _write_csv(fold_rows, out / "cv_results.csv")
     summaries = summarise(rows)
     table = format_table(summaries)
@@ -389,14 +397,14 @@ def run_cv(config: CVConfig) -> CVResult:
     With ``config.jobs > 1``, that many processes each run one shard; on a machine with at least
     as many GPUs, process k sees only GPU k.
     """
-    _, modalities, _, _ = _plan(config)
-    _prepare_out(config, modalities)
-    before = collect_rows(config)[1]
+    plan = _plan(config)
+    _prepare_out(config, plan[1])
+    before = len(_finished(config, plan[3]))
     if config.jobs == 1:
-        run_cells(config)
+        run_cells(config, plan=plan)
     else:
         _run_processes(config)
-    result = write_reports(config)
+    result = write_reports(config, plan[3])
     result.cells_run = result.cells_done - before
     return result
 

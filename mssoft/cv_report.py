@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from mssoft.io import atomic_path
+from mssoft.metrics import nanmean
 
 __all__ = ["CellSummary", "summarise", "best_point", "format_table", "plot_sweep"]
 
@@ -40,11 +41,6 @@ class CellSummary:
     spread_over: str
 
 
-def _nanmean(values: Sequence[float]) -> float:
-    array = np.asarray(values, dtype=float)
-    return float(np.nanmean(array)) if np.isfinite(array).any() else math.nan
-
-
 def summarise(
     rows: Sequence[dict[str, Any]], metrics: Sequence[str] = ("dice", "ppv", "tpr")
 ) -> list[CellSummary]:
@@ -61,7 +57,7 @@ def summarise(
             groups[key][unit].append(float(row[metric]))
     out = []
     for (ratio, gamma, rater, metric), units in sorted(groups.items()):
-        scores = [_nanmean(v) for v in units.values()]
+        scores = [nanmean(v)[0] for v in units.values()]
         finite = [s for s in scores if math.isfinite(s)]
         mean = float(np.mean(finite)) if finite else math.nan
         std = float(np.std(finite, ddof=1)) if len(finite) > 1 else math.nan
