@@ -1,18 +1,33 @@
-"""``make bench``: every benchmark of ``mssoft bench``, results in ``benchmarks/results.json``.
+"""``make bench``: every benchmark, results in ``benchmarks/results.json``.
 
-Usage: ``python benchmarks/run.py [mssoft bench options]`` (e.g. ``--quick``, ``--stages
-soft_mask,evaluation``). The table goes to stdout, progress to stderr. About 5 minutes on
-2 idle cores; see ``benchmarks/README.md`` for what is measured.
+Usage: ``python benchmarks/run.py [options]`` (e.g. ``--quick``, ``--stages soft_mask,evaluation``;
+``--help`` lists them). The table goes to stdout, progress to stderr. See ``benchmarks/README.md``
+for what is measured. The harness (``benchmarks/harness``) is not part of the installed package.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import sys
 from pathlib import Path
 
-from mssoft.cli.main import cli
-
-RESULTS = Path(__file__).resolve().with_name("results.json")
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results.json"
 
 if __name__ == "__main__":
-    cli(["bench", "--out", str(RESULTS), *sys.argv[1:]], prog_name="mssoft")
+    sys.path.insert(0, str(HERE))
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+    )
+    logging.getLogger().setLevel(logging.WARNING)
+    logging.getLogger("mssoft").setLevel(logging.INFO)
+    logging.getLogger("harness").setLevel(logging.INFO)
+
+    from harness.command import bench
+
+    bench(["--out", str(RESULTS), *sys.argv[1:]], prog_name="make bench")

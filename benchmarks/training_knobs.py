@@ -2,7 +2,7 @@
 
 Not part of ``make bench``: the investigation behind its training row. Each variant runs in its
 own subprocess (threading and oneDNN are fixed when TensorFlow starts) and trains the model of
-``mssoft fit`` (:func:`mssoft.train.build_model`: U-Net base 32, depth 4, Adam, SoftDiceLoss) with
+``mssoft fit`` (:func:`mssoft.workflows.fit.build_model`: U-Net base 32, depth 4, Adam, SoftDiceLoss) with
 ``train_on_batch`` on one batch of 181 x 217 x 4 slices: a first (tracing) step, one warm-up step,
 then ``--steps`` timed steps (median).
 
@@ -52,10 +52,11 @@ def measure(options: dict[str, object], steps: int) -> dict[str, object]:
         tf.config.threading.set_inter_op_parallelism_threads(int(options["inter"]))
     keras.config.set_dtype_policy(str(options.get("policy", "float32")))
 
-    from mssoft.bench.network import model_flops
-    from mssoft.losses import SoftDiceLoss
-    from mssoft.train import build_model
-    from mssoft.train_config import TrainConfig
+    from harness.network import model_flops
+
+    from mssoft.nn.losses import SoftDiceLoss
+    from mssoft.workflows.fit import build_model
+    from mssoft.workflows.settings import TrainConfig
 
     batch = int(options.get("batch", 8))
     height, width = options.get("shape", [181, 217])

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import click
 
-from mssoft.build_masks import MaskConfig, build_soft_masks
-from mssoft.cases import discover_scans
-from mssoft.outputs import prepare_output_folder
+from mssoft.files.folders import prepare_output_folder
+from mssoft.files.scans import discover_scans
+from mssoft.workflows.build_masks import build_soft_masks
+from mssoft.workflows.settings import MaskConfig
 
 from ._common import DATA_ARGUMENT, echo_line, out_option, progress
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from mssoft.calibrate import calibrate_run, parse_min_sizes, threshold_grid
+from mssoft.arrays.threshold_search import parse_min_sizes, threshold_grid
+from mssoft.workflows.calibrate import calibrate_run
 
 from ._common import DATA_ARGUMENT, echo_line, progress
 

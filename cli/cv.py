@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from mssoft.cv_plan import parse_float_list, parse_shard
+from mssoft.experiments.cv.plan import parse_float_list, parse_shard
 
 from ._common import DATA_ARGUMENT, out_option
 
@@ -103,7 +103,7 @@ def cv(
     rater. Writes OUT/cv_results.csv, OUT/cv_scans.csv, OUT/table.md and OUT/sweep.png and names
     the best grid point on stdout.
     """
-    from mssoft.cv import CVConfig, run_cv
+    from mssoft.experiments.cv.run import CVConfig, run_cv
 
     config = CVConfig(
         data=data,

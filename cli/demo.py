@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from mssoft.demo import QUICK, DemoConfig, quick_config, run_demo
-from mssoft.report import comparison_text, verdict
+from mssoft.experiments.demo.report import comparison_text, verdict
+from mssoft.experiments.demo.run import QUICK, DemoConfig, quick_config, run_demo
 
 from ._common import progress
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from mssoft.evaluate import evaluate_folder, format_report
+from mssoft.workflows.evaluate import evaluate_folder, format_report
 
 from ._common import DATA_ARGUMENT, out_option, progress
 

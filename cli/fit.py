@@ -174,8 +174,7 @@ def fit(
     (worker 0) writes OUT. Add --resume so that a cluster restarted after a failure continues
     from the last completed epoch.
     """
-    from mssoft.build_masks import MaskConfig
-    from mssoft.train_config import TrainConfig
+    from mssoft.workflows.settings import MaskConfig, TrainConfig
 
     given = [name for name in _ON_THE_FLY if _given(ctx, name)]
     mask = None
@@ -221,7 +220,7 @@ def fit(
         mixed_precision=mixed_precision,
         resume=resume,
     )
-    from mssoft.train import fit as run_fit  # imports TensorFlow
+    from mssoft.workflows.fit import fit as run_fit  # imports TensorFlow
 
     result = run_fit(config)
     best = "nan" if result.best_loss is None else f"{result.best_loss:.4f}"

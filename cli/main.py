@@ -27,7 +27,6 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "evaluate": ("evaluate", "evaluate", "Compare segmentations with every rater."),
     "cv": ("cv", "cv", "Leave-one-patient-out cross-validation over ratio and gamma."),
     "demo": ("demo", "demo", "Soft against binary training on generated data, with a report."),
-    "bench": ("bench", "bench", "Measure the speed and memory of every stage."),
 }
 
 CONTEXT_SETTINGS = {"show_default": True, "help_option_names": ["-h", "--help"]}

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from mssoft.predict import predict_folder
-from mssoft.run_folder import CALIBRATION_NAME
+from mssoft.files.layout import CALIBRATION_NAME
+from mssoft.workflows.predict import predict_folder
 
 from ._common import DATA_ARGUMENT, echo_line, out_option, progress
 

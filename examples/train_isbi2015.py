@@ -18,8 +18,8 @@ depth 4, 30 epochs, 21 training scans) take hours; use a GPU or fewer epochs to 
 ## Setup
 
 Nothing here is specific to ISBI 2015 except the folder layout, which
-`mssoft.cases.discover_scans` recognises (a CSV manifest works as well). TensorFlow is imported
-by `mssoft.train` only.
+`mssoft.files.scans.discover_scans` recognises (a CSV manifest works as well). TensorFlow is imported
+by `mssoft.workflows.fit` only.
 """
 
 import argparse  # noqa: E402 (keras-io layout: prose blocks between code)
@@ -27,14 +27,17 @@ import logging  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from mssoft.build_masks import MaskConfig, build_soft_masks  # noqa: E402
-from mssoft.calibrate import calibrate_run  # noqa: E402
-from mssoft.cases import discover_scans  # noqa: E402
 from mssoft.errors import MssoftError  # noqa: E402
-from mssoft.evaluate import evaluate_folder, format_report  # noqa: E402
-from mssoft.outputs import prepare_output_folder  # noqa: E402
-from mssoft.predict import predict_folder  # noqa: E402
-from mssoft.train_config import TrainConfig  # noqa: E402
+from mssoft.files.folders import prepare_output_folder  # noqa: E402
+from mssoft.files.scans import discover_scans  # noqa: E402
+from mssoft.workflows.build_masks import build_soft_masks
+from mssoft.workflows.calibrate import calibrate_run  # noqa: E402
+from mssoft.workflows.evaluate import evaluate_folder, format_report  # noqa: E402
+from mssoft.workflows.predict import predict_folder  # noqa: E402
+from mssoft.workflows.settings import (
+    MaskConfig,
+    TrainConfig,  # noqa: E402
+)
 
 MODELS = ("binary", "soft")
 
@@ -124,7 +127,7 @@ loss. This is `mssoft fit`.
 
 
 def train_models(args: argparse.Namespace, train: list, masks: Path) -> dict[str, Path]:
-    from mssoft.train import fit  # imports TensorFlow
+    from mssoft.workflows.fit import fit  # imports TensorFlow
 
     patients = tuple(dict.fromkeys(s.patient_id for s in train))
     runs = {}
@@ -246,5 +249,5 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
-    logging.getLogger("mssoft.callbacks").setLevel(logging.INFO)  # one line per epoch
+    logging.getLogger("mssoft.nn.callbacks").setLevel(logging.INFO)  # one line per epoch
     sys.exit(main())

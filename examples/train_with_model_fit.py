@@ -3,7 +3,7 @@ Title: Training the soft-label U-Net with plain `model.fit`
 Author: mssoft developers
 Date created: 2026/11/29
 Last modified: 2026/11/29
-Description: Build the tf.data pipeline of lesion slices and soft masks with `mssoft.data`, the
+Description: Build the tf.data pipeline of lesion slices and soft masks with `mssoft.nn.dataset`, the
 U-Net with `build_unet`, and train it with `SoftDiceLoss` through Keras's own `model.fit`.
 
 Run it with `python examples/train_with_model_fit.py [--data DATA] [--epochs N] [--ratio R]`.
@@ -20,12 +20,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from mssoft.build_masks import MaskConfig
-from mssoft.cases import discover_scans, resolve_modalities
-from mssoft.data import load_slices, make_dataset, resolve_mask_source, select_scans, split_slices
-from mssoft.losses import BinarisedDice, SoftDiceLoss
-from mssoft.model import build_unet
+from mssoft.arrays.slices import split_slices
+from mssoft.files.scans import discover_scans, resolve_modalities
+from mssoft.nn.dataset import make_dataset
+from mssoft.nn.losses import BinarisedDice, SoftDiceLoss
+from mssoft.nn.unet import build_unet
 from mssoft.synthetic import write_isbi_dataset
+from mssoft.workflows.settings import MaskConfig
+from mssoft.workflows.training_data import load_slices, resolve_mask_source, training_scans
 
 """
 ## Setup
@@ -64,7 +66,7 @@ rater-1 lesion are dropped; the remaining ones are split 80/20 into training and
 """
 
 source = resolve_mask_source(mask_config=MaskConfig(rater=1, ratio=args.ratio, gamma=0.3))
-scans = select_scans(discover_scans(data), rater=source.rater)
+scans = training_scans(discover_scans(data), rater=source.rater)
 modalities = resolve_modalities(scans)
 slices = load_slices(scans, modalities=modalities, source=source)
 split = split_slices(slices, val_fraction=0.2, seed=args.seed)
@@ -116,7 +118,7 @@ history = model.fit(train_ds, validation_data=val_ds, epochs=args.epochs, shuffl
 ## Prediction
 
 The output is a lesion probability per pixel. Saved as `.keras`, the model reloads in any
-process after `import mssoft.losses, mssoft.model` (the custom objects are registered).
+process after `import mssoft.nn.losses, mssoft.nn.unet` (the custom objects are registered).
 """
 
 path = Path(workdir.name) / "model.keras"

@@ -1,7 +1,7 @@
 """mssoft: multiple sclerosis lesion segmentation with soft labels (Kats et al., ISBI 2019).
 
 The NumPy-level API is importable from here without loading TensorFlow; the Keras parts live in
-``mssoft.model``, ``mssoft.losses``, ``mssoft.data`` and ``mssoft.train`` and are imported
+``mssoft.nn.unet``, ``mssoft.nn.losses``, ``mssoft.nn.dataset`` and ``mssoft.workflows.fit`` and are imported
 explicitly.
 """
 
@@ -14,15 +14,15 @@ from mssoft._version import __version__
 
 # public name -> module that defines it; loaded on first access so `import mssoft` stays light.
 _LAZY = {
-    "read_volume": "mssoft.io",
-    "write_volume": "mssoft.io",
-    "discover_scans": "mssoft.cases",
-    "load_scan": "mssoft.cases",
-    "soft_mask": "mssoft.masks",
-    "dilation_region": "mssoft.masks",
-    "label_lesions": "mssoft.lesions",
-    "remove_small_lesions": "mssoft.lesions",
-    "zscore_brain": "mssoft.intensity",
+    "read_volume": "mssoft.files.nifti",
+    "write_volume": "mssoft.files.nifti",
+    "discover_scans": "mssoft.files.scans",
+    "load_scan": "mssoft.files.scans",
+    "soft_mask": "mssoft.arrays.soft_masks",
+    "dilation_region": "mssoft.arrays.soft_masks",
+    "label_lesions": "mssoft.arrays.lesions",
+    "remove_small_lesions": "mssoft.arrays.lesions",
+    "zscore_brain": "mssoft.arrays.intensity",
     "MssoftError": "mssoft.errors",
     "DataError": "mssoft.errors",
     "ConfigError": "mssoft.errors",

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from mssoft.augment import rotate, rotate_pair, rotation_transforms, sample_angles
+from mssoft.nn.augment import rotate, rotate_pair, rotation_transforms, sample_angles
 
 
 def pattern(n=9):

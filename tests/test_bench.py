@@ -4,11 +4,10 @@ import math
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from mssoft.cli.main import cli
-
-from mssoft.bench import ratios, targets
-from mssoft.bench.machine import fp32_flop_per_cycle, read_cpuinfo
-from mssoft.bench.soft_masks import baseline_soft_mask
+from harness import ratios, targets
+from harness.machine import fp32_flop_per_cycle, read_cpuinfo
+from harness.soft_masks import baseline_soft_mask
+from harness.command import bench
 
 
 def unet_macs_by_hand(height, width, channels, base, depth, head_pixels=None):
@@ -31,8 +30,9 @@ def unet_macs_by_hand(height, width, channels, base, depth, head_pixels=None):
 
 @pytest.mark.parametrize(("shape", "base", "depth"), [((32, 48, 4), 4, 2), ((40, 24, 2), 2, 3)])
 def test_unet_macs_match_the_architecture(shape, base, depth):
-    from mssoft.bench.network import unet_macs
-    from mssoft.model import build_unet
+    from harness.network import unet_macs
+
+    from mssoft.nn.unet import build_unet
 
     counted = unet_macs(build_unet(shape, base_filters=base, depth=depth))
     assert counted["forward_macs"] == unet_macs_by_hand(*shape, base, depth)
@@ -40,7 +40,7 @@ def test_unet_macs_match_the_architecture(shape, base, depth):
 
 
 def test_model_flops_of_the_paper_unet_pads_and_triples():
-    from mssoft.bench.network import model_flops
+    from harness.network import model_flops
 
     flops = model_flops((181, 217), 4, 32, 4)
     assert flops["padded_input"] == [192, 224]
@@ -119,13 +119,22 @@ def test_ratios_and_targets_from_results():
     ],
 )
 def test_bad_stages_fail_with_one_line(args, message):
-    result = CliRunner().invoke(cli, ["bench", *args])
+    result = CliRunner().invoke(bench, args)
     assert result.exit_code == 1
     assert message in result.output and "Traceback" not in result.output
 
 
+def test_harness_is_not_installed():
+    import subprocess
+    import sys
+
+    code = "import mssoft.bench"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/")
+    assert out.returncode != 0 and "No module named 'mssoft.bench'" in out.stderr
+
+
 def test_out_must_not_be_a_folder(tmp_path):
-    result = CliRunner().invoke(cli, ["bench", "--quick", "--out", str(tmp_path)])
+    result = CliRunner().invoke(bench, ["--quick", "--out", str(tmp_path)])
     assert result.exit_code != 0 and "--out" in result.output
 
 
@@ -133,7 +142,7 @@ def test_out_must_not_be_a_folder(tmp_path):
 def test_quick_bench_writes_every_figure(tmp_path):
     out = tmp_path / "results.json"
     result = CliRunner().invoke(
-        cli, ["bench", "--quick", "--out", str(out), "--workdir", str(tmp_path / "work")]
+        bench, ["--quick", "--out", str(out), "--workdir", str(tmp_path / "work")]
     )
     assert result.exit_code == 0, result.output
     record = json.loads(out.read_text())

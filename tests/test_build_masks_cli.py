@@ -7,7 +7,7 @@ from click.testing import CliRunner
 from conftest import write_isbi
 from mssoft.cli.main import cli
 
-from mssoft.masks import dilation_region
+from mssoft.arrays.soft_masks import dilation_region
 
 
 def run(*args):

@@ -7,17 +7,17 @@ from conftest import write_isbi
 from scipy import ndimage
 from test_predict import make_run, run_cli
 
-from mssoft.calibrate import (
+from mssoft.arrays.metrics import scan_metrics
+from mssoft.arrays.postprocess import postprocess
+from mssoft.arrays.threshold_search import (
     choose_binarisation,
     dice_curve,
     dice_curves,
     parse_min_sizes,
     threshold_grid,
 )
-from mssoft.cases import discover_scans, load_scan
 from mssoft.errors import ConfigError
-from mssoft.metrics import scan_metrics
-from mssoft.postprocess import postprocess
+from mssoft.files.scans import discover_scans, load_scan
 
 
 def brute_force_curve(prob, ref, thresholds, min_size, connectivity=18):
@@ -145,8 +145,8 @@ def test_calibrate_command_on_training_scans(tmp_path):
     )
 
     # the same choice by brute force on the predictions, post-processed threshold by threshold
-    from mssoft.predict import predict_volume
-    from mssoft.run_folder import load_run_model
+    from mssoft.nn.model_files import load_run_model
+    from mssoft.workflows.predict import predict_volume
 
     model = load_run_model(run)
     scans = {s.scan_id: s for s in discover_scans(data)}

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 from conftest import save, write_isbi
 
-from mssoft.cases import (
+from mssoft.errors import ConfigError, DataError
+from mssoft.files.scans import (
     check_scan,
     discover_scans,
     load_scan,
@@ -11,7 +12,6 @@ from mssoft.cases import (
     raters_of,
     resolve_modalities,
 )
-from mssoft.errors import ConfigError, DataError
 
 
 def test_isbi_layout_is_detected(tmp_path):

@@ -2,8 +2,8 @@ import math
 
 import pytest
 
-from mssoft.cases import Scan
-from mssoft.cv_plan import (
+from mssoft.errors import ConfigError
+from mssoft.experiments.cv.plan import (
     GridPoint,
     grid_points,
     leave_one_patient_out,
@@ -11,8 +11,8 @@ from mssoft.cv_plan import (
     parse_shard,
     plan_cells,
 )
-from mssoft.cv_report import best_point, format_table, plot_sweep, summarise
-from mssoft.errors import ConfigError
+from mssoft.experiments.cv.report import best_point, format_table, plot_sweep, summarise
+from mssoft.files.scans import Scan
 
 
 def scans(spec):

@@ -1,21 +1,19 @@
-
 import numpy as np
 import pytest
 from conftest import write_isbi, write_manifest
 
-from mssoft.build_masks import MaskConfig, build_soft_masks
-from mssoft.cases import discover_scans, read_mask
-from mssoft.data import (
-    MaskSource,
-    SliceSet,
-    load_slices,
-    make_dataset,
-    resolve_mask_source,
-    select_scans,
-    split_slices,
-)
+from mssoft.arrays.slices import SliceSet, lesion_slice_indices, split_slices
 from mssoft.errors import ConfigError, DataError
-from mssoft.slices import lesion_slice_indices
+from mssoft.files.scans import discover_scans, read_mask
+from mssoft.nn.dataset import make_dataset
+from mssoft.workflows.build_masks import build_soft_masks
+from mssoft.workflows.settings import MaskConfig
+from mssoft.workflows.training_data import (
+    MaskSource,
+    load_slices,
+    resolve_mask_source,
+    training_scans,
+)
 
 SOFT = MaskConfig(ratio=1.5, gamma=0.3, flair_threshold=None)
 
@@ -28,7 +26,7 @@ def root(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def scans(root):
-    return select_scans(discover_scans(root), rater=1)
+    return training_scans(discover_scans(root), rater=1)
 
 
 @pytest.fixture(scope="module")
@@ -52,12 +50,12 @@ def test_test_scans_without_masks_are_left_out(root, scans):
         "training02_02",
     ]
     with pytest.raises(DataError, match="rater 3"):
-        select_scans(discover_scans(root), rater=3)
+        training_scans(discover_scans(root), rater=3)
     assert {
-        s.patient_id for s in select_scans(discover_scans(root), rater=1, patients=["training02"])
+        s.patient_id for s in training_scans(discover_scans(root), rater=1, patients=["training02"])
     } == {"training02"}
     with pytest.raises(ConfigError, match="unknown patient"):
-        select_scans(discover_scans(root), rater=1, patients=["nobody"])
+        training_scans(discover_scans(root), rater=1, patients=["nobody"])
 
 
 def test_only_lesion_slices_are_kept(scans, binary):
@@ -83,7 +81,7 @@ def test_soft_ring_outside_lesion_slices_is_dropped(scans, binary, soft):
         np.testing.assert_array_equal(soft.slice_indices[i], binary.slice_indices[i])
     values = np.unique(np.concatenate([t.ravel() for t in soft.targets]))
     np.testing.assert_allclose(values, [0.0, 0.3, 1.0], atol=1e-6)
-    from mssoft.build_masks import soft_mask_for_scan
+    from mssoft.workflows.build_masks import soft_mask_for_scan
 
     ring_slices = lesion_slice_indices(soft_mask_for_scan(scans[0], SOFT)[0])
     assert len(ring_slices) > len(binary.slice_indices[0])

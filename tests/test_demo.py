@@ -16,12 +16,12 @@ import pytest
 from click.testing import CliRunner
 from mssoft.cli.main import cli
 
-from mssoft.demo import DemoConfig, prepare_demo_folder, quick_config
-from mssoft.demo_analysis import Score
+from mssoft.arrays.metrics import SetSummary
 from mssoft.errors import ConfigError
-from mssoft.figures import focus_window
-from mssoft.metrics import SetSummary
-from mssoft.report import comparison_rows, failed_models, saved_epoch_dice, verdict
+from mssoft.experiments.demo.analysis import Score
+from mssoft.experiments.demo.figures import focus_window
+from mssoft.experiments.demo.report import comparison_rows, failed_models, saved_epoch_dice, verdict
+from mssoft.experiments.demo.run import DemoConfig, prepare_demo_folder, quick_config
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "train_isbi2015.py"

@@ -6,8 +6,8 @@ import textwrap
 import pytest
 import tensorflow as tf
 
-from mssoft.distribute import STRATEGIES, describe_strategy, get_strategy, normalise_devices
 from mssoft.errors import ConfigError
+from mssoft.nn.distribute import STRATEGIES, describe_strategy, get_strategy, normalise_devices
 
 
 def test_default_and_auto_without_gpus():
@@ -56,11 +56,11 @@ TWO_CPUS = textwrap.dedent(
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import keras
-    from mssoft.data import MaskSource, SliceSet, make_dataset
-    from mssoft.distribute import describe_strategy, get_strategy
+    from mssoft.nn.dataset import MaskSource, SliceSet, make_dataset
+    from mssoft.nn.distribute import describe_strategy, get_strategy
     from mssoft.errors import ConfigError
-    from mssoft.losses import SoftDiceLoss, soft_dice_loss
-    from mssoft.model import build_unet
+    from mssoft.nn.losses import SoftDiceLoss, soft_dice_loss
+    from mssoft.nn.unet import build_unet
 
     class ScalarSoftDice(keras.losses.Loss):
         # The mistake SoftDiceLoss avoids: one scalar for the whole batch.

@@ -10,8 +10,8 @@ from conftest import write_isbi
 from scipy import ndimage
 from test_predict import make_run, run_cli
 
-from mssoft.cases import discover_scans
-from mssoft.provenance import write_config
+from mssoft.files.folders import write_config
+from mssoft.files.scans import discover_scans
 
 STRUCTURE_18 = ndimage.generate_binary_structure(3, 2)
 

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from mssoft.errors import DataError
-from mssoft.io import atomic_path, check_same_grid, read_header, read_volume, write_volume
+from mssoft.files.atomic import atomic_path
+from mssoft.files.nifti import check_same_grid, read_header, read_volume, write_volume
 
 ORIENTATIONS = {
     "RAS": np.diag([1.0, 1.0, 1.0, 1.0]),

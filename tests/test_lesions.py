@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from mssoft.lesions import (
+from mssoft.arrays.lesions import (
     LesionDefinition,
     connectivity_structure,
     label_lesions,

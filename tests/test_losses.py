@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 from mssoft.errors import ConfigError
-from mssoft.losses import BinarisedDice, SoftDiceLoss
+from mssoft.nn.losses import BinarisedDice, SoftDiceLoss
 
 
 def eq3(t, p, eps=1e-6):

@@ -2,7 +2,12 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from mssoft.masks import dilation_region, parse_flair_threshold, resolve_flair_threshold, soft_mask
+from mssoft.arrays.soft_masks import (
+    dilation_region,
+    parse_flair_threshold,
+    resolve_flair_threshold,
+    soft_mask,
+)
 
 
 def random_mask(shape=(30, 34, 26), n=6, seed=0):

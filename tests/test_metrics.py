@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from mssoft.metrics import (
+from mssoft.arrays.metrics import (
     MEAN_FIELDS,
     ScanMetrics,
     isbi_score,

@@ -1,7 +1,7 @@
 """Several devices on one machine: ``mssoft fit --strategy mirrored`` over two logical CPUs.
 
 TensorFlow splits a CPU into logical devices only before it initialises, so the mirrored runs
-happen in new processes started with ``MSSOFT_LOGICAL_CPUS=2`` (read by mssoft.distribute).
+happen in new processes started with ``MSSOFT_LOGICAL_CPUS=2`` (read by mssoft.nn.distribute).
 """
 
 import csv
@@ -16,8 +16,8 @@ import pytest
 import tensorflow as tf
 from conftest import write_isbi
 
-from mssoft.distribute import LOGICAL_CPUS_VARIABLE, configure_logical_cpus
 from mssoft.errors import ConfigError
+from mssoft.nn.distribute import LOGICAL_CPUS_VARIABLE, configure_logical_cpus
 
 TIMEOUT = 300
 # 26 lesion slices; --val-fraction 0.3 keeps 18 for training: batches of 6 (and validation
@@ -33,16 +33,16 @@ COLUMNS = ["epoch", "loss", "dice", "val_loss", "val_dice", "seconds"]
 FIXED_ORDER_MSSOFT = textwrap.dedent(
     """
     import sys
-    import mssoft.train
+    import mssoft.workflows.fit
     from mssoft.cli.main import cli
-    from mssoft.data import make_dataset
+    from mssoft.nn.dataset import make_dataset
 
     def fixed_order(config, data):
         train, val = (make_dataset(data.slices, part, batch_size=config.batch_size, training=False)
                       for part in (data.split.train, data.split.val))
         return train, val
 
-    mssoft.train.make_datasets = fixed_order
+    mssoft.workflows.fit.make_datasets = fixed_order
     cli(sys.argv[1:], prog_name="mssoft")
     """
 )

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from mssoft.errors import ConfigError
-from mssoft.model import CropToReference, PadToMultiple, build_unet
+from mssoft.nn.unet import CropToReference, PadToMultiple, build_unet
 
 
 @pytest.mark.parametrize("channels", [1, 3, 4])

@@ -1,4 +1,4 @@
-"""The custom training loop of multi-worker runs (mssoft.multiworker).
+"""The custom training loop of multi-worker runs (mssoft.nn.multiworker_loop).
 
 In-process tests check the loop against Keras ``model.fit`` on one device; the slow tests start two
 worker processes on localhost (free ports from the OS, a timeout, always killed in ``finally``).
@@ -20,12 +20,12 @@ from click.testing import CliRunner
 from conftest import write_isbi
 from mssoft.cli.main import cli
 
-from mssoft.distribute import get_strategy, is_multi_worker, read_tf_config, worker_role
 from mssoft.errors import ConfigError
-from mssoft.losses import BinarisedDice, SoftDiceLoss
-from mssoft.model import build_unet
-from mssoft.multiworker import LoopResult, train_loop
-from mssoft.train import load_run_model
+from mssoft.nn.distribute import get_strategy, is_multi_worker, read_tf_config, worker_role
+from mssoft.nn.losses import BinarisedDice, SoftDiceLoss
+from mssoft.nn.model_files import load_run_model
+from mssoft.nn.multiworker_loop import LoopResult, train_loop
+from mssoft.nn.unet import build_unet
 
 TIMEOUT = 240  # seconds for one cluster run (15 to 40 s on 2 busy cores)
 COLUMNS = ["epoch", "loss", "dice", "val_loss", "val_dice", "seconds"]  # history.csv
@@ -100,7 +100,7 @@ def test_multiworker_strategy_errors_name_the_option(monkeypatch):
 
 
 def build_tiny():
-    """A U-Net with 2 filters and 1 pooling, compiled as mssoft.train.build_model does."""
+    """A U-Net with 2 filters and 1 pooling, compiled as mssoft.workflows.fit.build_model does."""
     model = build_unet((None, None, 2), base_filters=2, depth=1)
     model.compile(
         optimizer=keras.optimizers.Adam(1e-2), loss=SoftDiceLoss(), metrics=[BinarisedDice()]
@@ -288,7 +288,7 @@ def run_cluster(args, tmp_path, name, *, workers=2, timeout=TIMEOUT):
             handle.close()
 
 
-# Every worker trains through mssoft.train.fit, as `mssoft fit --strategy multiworker` does, with
+# Every worker trains through mssoft.workflows.fit.fit, as `mssoft fit --strategy multiworker` does, with
 # two callbacks: one saves the worker's weights after epoch 1 into a file of its own, the other
 # stops the whole cluster at the start of epoch 2 (as a crash would).
 CRASHING_WORKER = textwrap.dedent(
@@ -298,7 +298,7 @@ CRASHING_WORKER = textwrap.dedent(
     import sys
     import keras
     import numpy as np
-    from mssoft.train import TrainConfig, fit
+    from mssoft.workflows.fit import TrainConfig, fit
 
     data, out = sys.argv[1], sys.argv[2]
     task = json.loads(os.environ["TF_CONFIG"])["task"]["index"]

@@ -33,7 +33,7 @@ def test_every_subpackage_is_installed_by_setup_cfg():
     root = Path(__file__).resolve().parents[1]
     config = configparser.ConfigParser()
     config.read(root / "setup.cfg")
-    listed = {p.strip() for p in config["options"]["packages"].split(",")}
+    listed = set(config["options"]["packages"].replace(",", " ").split())
     inits = (root / "mssoft").rglob("__init__.py")
     found = {"mssoft.cli"} | {".".join(i.parent.relative_to(root).parts) for i in inits}
     assert listed == found

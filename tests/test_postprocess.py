@@ -1,9 +1,15 @@
 import numpy as np
 import pytest
 
+from mssoft.arrays.lesions import remove_small_lesions
+from mssoft.arrays.postprocess import (
+    Binarisation,
+    binarise,
+    bounding_box,
+    keep_large_lesions,
+    postprocess,
+)
 from mssoft.errors import ConfigError
-from mssoft.lesions import remove_small_lesions
-from mssoft.postprocess import Binarisation, binarise, bounding_box, keep_large_lesions, postprocess
 
 
 def line_of(n, shape=(30, 5, 5)):

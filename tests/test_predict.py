@@ -9,13 +9,13 @@ from click.testing import CliRunner
 from conftest import write_isbi
 from mssoft.cli.main import cli
 
-from mssoft.cases import discover_scans, load_scan
+from mssoft.arrays.intensity import zscore_brain
+from mssoft.arrays.postprocess import postprocess
 from mssoft.errors import DataError
-from mssoft.intensity import zscore_brain
-from mssoft.io import write_json
-from mssoft.postprocess import postprocess
-from mssoft.provenance import write_config
-from mssoft.run_folder import read_run, resolve_binarisation
+from mssoft.files.atomic import write_json
+from mssoft.files.folders import write_config
+from mssoft.files.run_folder import read_run, resolve_binarisation
+from mssoft.files.scans import discover_scans, load_scan
 
 ISBI_MODALITIES = ("flair", "t1", "t2", "pd")
 
@@ -54,7 +54,7 @@ def run_cli(*args):
 
 
 def test_predict_volume_normalises_like_training_and_ignores_batch_size(isbi_root):
-    from mssoft.predict import predict_volume
+    from mssoft.workflows.predict import predict_volume
 
     image = load_scan(discover_scans(isbi_root)[0]).image  # (24, 28, 20, 4) raw
     model = stand_in_model(4)

@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mssoft.cases import (
+from mssoft.errors import ConfigError, DataError
+from mssoft.files.nifti import read_header, read_volume
+from mssoft.files.scans import (
     check_scan,
     discover_scans,
     load_scan,
@@ -16,8 +18,6 @@ from mssoft.cases import (
     raters_of,
     resolve_modalities,
 )
-from mssoft.errors import ConfigError, DataError
-from mssoft.io import read_header, read_volume
 from mssoft.synthetic import (
     DEFAULT_RATERS,
     MODALITIES,

@@ -12,9 +12,10 @@ from click.testing import CliRunner
 from conftest import write_isbi
 from mssoft.cli.main import cli
 
-from mssoft.build_masks import MaskConfig
 from mssoft.errors import ConfigError
-from mssoft.train import TrainConfig, fit, load_run_model
+from mssoft.nn.model_files import load_run_model
+from mssoft.workflows.fit import fit
+from mssoft.workflows.settings import MaskConfig, TrainConfig
 
 TINY = ["--base-filters", "4", "--depth", "2", "--batch-size", "4"]
 
@@ -80,11 +81,11 @@ LOAD_IN_FRESH_PROCESS = textwrap.dedent(
     import sys
     import numpy as np
     import keras
-    import mssoft.losses, mssoft.model
+    import mssoft.nn.losses, mssoft.nn.unet
     model = keras.saving.load_model(sys.argv[1])  # compiled, no custom_objects
     assert type(model.loss).__name__ == "SoftDiceLoss", model.loss
     y = model.predict(np.zeros((2, 33, 17, 2), "float32"), verbose=0)
-    from mssoft.train import load_run_model
+    from mssoft.workflows.fit import load_run_model
     z = load_run_model(sys.argv[2]).predict(np.ones((1, 20, 24, 2), "float32"), verbose=0)
     print("SHAPES", y.shape, y.dtype, z.shape, float(y.min()) >= 0.0, float(y.max()) <= 1.0)
     """

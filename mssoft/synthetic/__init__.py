@@ -3,7 +3,7 @@
 A new user has no ISBI 2015 data on day one (it is registration-gated); tests, examples and the
 demo run on data generated here. :func:`make_scan` returns one scan in memory;
 :func:`write_isbi_dataset` writes patients and time points in the ISBI 2015 layout that
-:func:`mssoft.cases.discover_scans` reads.
+:func:`mssoft.files.scans.discover_scans` reads.
 
 The phantom is procedural: see :mod:`mssoft.synthetic.anatomy` (tissues),
 :mod:`~mssoft.synthetic.lesion_model` (lesions and their evolution),

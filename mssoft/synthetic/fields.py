@@ -1,7 +1,7 @@
 """Building blocks of the synthetic phantom: seeded random streams, smooth noise, soft shapes.
 
 Everything here works in voxel units on the array grid (axis 0 = x, towards the patient's Right;
-axis 1 = y, Anterior; axis 2 = z, Superior; the RAS order of :mod:`mssoft.io`). Shapes are
+axis 1 = y, Anterior; axis 2 = z, Superior; the RAS order of :mod:`mssoft.files.nifti`). Shapes are
 described by an approximate *signed distance* in voxels (positive inside), and turned into
 partial-volume fractions by :func:`partial_volume`.
 """

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mssoft.lesions import label_lesions
+from mssoft.arrays.lesions import label_lesions
 from mssoft.synthetic.fields import smooth_noise
 
 __all__ = ["RaterModel", "DEFAULT_RATERS", "simulate_rater"]

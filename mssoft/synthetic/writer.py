@@ -1,4 +1,4 @@
-"""Writing synthetic patients in the ISBI 2015 layout read by :func:`mssoft.cases.discover_scans`.
+"""Writing synthetic patients in the ISBI 2015 layout read by :func:`mssoft.files.scans.discover_scans`.
 
 Files under ``root`` (``NN`` the patient, ``TT`` the time point, both from 01)::
 
@@ -13,7 +13,7 @@ Test-style patients (``test=True``) are named ``testNN`` and have no ``masks`` f
 The grid is 1 mm isotropic by default. The affine is LAS (``orientation="LAS"``, as FSL writes
 MNI-space images such as ISBI 2015's: the first file axis runs towards the patient's Left) or RAS,
 with the world origin at the centre of the volume. Arrays are generated in RAS order and flipped
-on writing by :func:`mssoft.io.write_volume`.
+on writing by :func:`mssoft.files.nifti.write_volume`.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ import numpy as np
 
 from mssoft._version import __version__
 from mssoft.errors import ConfigError, DataError
-from mssoft.io import grid_meta, write_json, write_volume
+from mssoft.files.atomic import write_json
+from mssoft.files.nifti import grid_meta, write_volume
 from mssoft.synthetic.raters import DEFAULT_RATERS
 from mssoft.synthetic.scan import DEFAULT_SHAPE, SyntheticScan, make_patient
 

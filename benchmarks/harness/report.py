@@ -1,0 +1,204 @@
+"""The benchmark results as a readable text table."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from harness.network import POLICIES
+
+__all__ = ["format_report"]
+
+
+def _num(value: Any, unit: str = "") -> str:
+    if not isinstance(value, (int, float)) or not math.isfinite(value):
+        return "n/a"
+    if abs(value) >= 100:
+        text = f"{value:,.0f}"
+    elif abs(value) >= 10:
+        text = f"{value:.1f}"
+    else:
+        text = f"{value:.3g}"
+    return text + unit
+
+
+def _pct(value: Any) -> str:
+    return _num(100 * value, " %") if isinstance(value, (int, float)) else "n/a"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(f"{c:<{w}}" for c, w in zip(cells, widths, strict=True)).rstrip()
+
+    return [line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)]
+
+
+def _machine_lines(m: dict[str, Any]) -> list[str]:
+    lines = [
+        f"Machine: {m['cpu']} ({m['vendor']} family {m['family']} model {m['model']} = "
+        f"{m['microarchitecture']}), {m['cores']} cores, {m['memory_gb']} GB RAM",
+        f"fp32 peak, stated:   {m['cores']} cores x {m['clock_ghz_nominal']:.3f} GHz x "
+        f"{m['fp32_flop_per_cycle']} FLOP/cycle = {_num(m['peak_gflops_nominal'])} GFLOP/s",
+    ]
+    probe = m["fma_probe"]
+    if "gflops" in probe:
+        lines.append(
+            f"fp32 peak, measured: FMA loop on every core {_num(probe['gflops'])} GFLOP/s at "
+            f"{probe['clock_ghz']:.2f} GHz (= {_num(probe.get('flop_per_cycle_per_core'))} "
+            f"FLOP/cycle/core); NumPy sgemm {_num(m['sgemm_gflops'])} GFLOP/s"
+        )
+    else:
+        lines.append(
+            f"fp32 peak, measured: NumPy sgemm {_num(m['sgemm_gflops'])} GFLOP/s "
+            f"(FMA probe skipped: {probe['skipped']})"
+        )
+    lines.append(f"peak used below:     {_num(m['peak_gflops'])} GFLOP/s ({m['peak_source']})")
+    return lines
+
+
+def _bf16(record: dict[str, Any]) -> str:
+    if "fraction_of_bf16_peak" not in record:
+        return ""
+    return f" ({_pct(record['fraction_of_bf16_peak'])} of a 2x bf16 peak)"
+
+
+def _stage_rows(results: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    peak = results["machine"]["peak_gflops"]
+    ratios = results.get("ratios", {})
+    if "soft_mask" in results:
+        r = results["soft_mask"]
+        rows.append(
+            [
+                "soft mask, per scan",
+                _num(r["seconds_per_scan"], " s"),
+                f"binary_dilation baseline {_num(r['baseline_seconds_per_scan'], ' s')}",
+                _num(r["speedup_vs_baseline"], "x faster"),
+            ]
+        )
+    if "pipeline" in results:
+        r = results["pipeline"]
+        reference = ""
+        if "training" in results:
+            best = max(results["training"][p]["slices_per_second"] for p in POLICIES)
+            reference = f"fastest training step {_num(best, ' slices/s')}"
+        rows.append(
+            [
+                "tf.data pipeline, rotation on",
+                _num(r["slices_per_second"], " slices/s"),
+                reference,
+                _num(ratios.get("pipeline_over_training"), "x"),
+            ]
+        )
+    if "training" in results:
+        t = results["training"]
+        for policy in POLICIES:
+            r = t[policy]
+            rows.append(
+                [
+                    f"training {policy}, batch {t['batch_size']}",
+                    _num(r["slices_per_second"], " slices/s"),
+                    f"{_num(r['gflops'])} GFLOP/s of {_num(peak)} GFLOP/s fp32 peak" + _bf16(r),
+                    _pct(r["fraction_of_peak"]),
+                ]
+            )
+    if "prediction" in results:
+        for policy in POLICIES:
+            r = results["prediction"][policy]
+            rows.append(
+                [
+                    f"prediction {policy}, per scan",
+                    _num(r["seconds_per_scan"], " s"),
+                    f"{_num(r['slices_per_second'])} slices/s, {_num(r['gflops'])} GFLOP/s"
+                    + _bf16(r),
+                    _pct(r["fraction_of_peak"]),
+                ]
+            )
+    if "evaluation" in results:
+        r = results["evaluation"]
+        rows.append(
+            [
+                "evaluation, per scan",
+                _num(r["seconds_per_scan"], " s"),
+                f"post-processing {_num(r['postprocess_seconds'], ' s')} + metrics vs "
+                f"{r['raters']} raters",
+                "",
+            ]
+        )
+    return rows
+
+
+def _memory_lines(mem: dict[str, Any]) -> list[str]:
+    model = mem["model"]
+    middle, last = mem["runs"][0]["late_epochs"]
+    rows = [
+        [
+            str(r["scans"]),
+            str(r["slices_kept"]),
+            _num(r["slice_data_mb"], " MB"),
+            *(_num(r["peak_rss_mb_after_epoch"][str(e)], " MB") for e in (1, middle, last)),
+            _num(r["epoch_growth_mb"], " MB"),
+            _num(r["late_epoch_growth_mb"], " MB"),
+        ]
+        for r in mem["runs"]
+    ]
+    header = ["Scans", "Slices kept", "Slice data", "Epoch 1", f"Epoch {middle}", f"Epoch {last}"]
+    return [
+        f"Peak resident memory of `mssoft fit` after each epoch "
+        f"({' x '.join(map(str, mem['scan_shape']))} scans, U-Net base {model['base_filters']} "
+        f"depth {model['depth']}, batch {model['batch_size']})",
+        *_table([*header, f"Growth 1-{last}", f"Growth {middle}-{last}"], rows),
+        f"N1 -> N2 scans: peak {_num(mem['scan_growth_mb'], ' MB')} more, for "
+        f"{_num(mem['slice_data_growth_mb'], ' MB')} more slices kept",
+    ]
+
+
+def format_report(results: dict[str, Any]) -> str:
+    """Tables of a :func:`~harness.run_benchmarks` result (no trailing newline)."""
+    s = results["settings"]
+    busy = results.get("other_cpu_share", {})
+    busiest = max(busy.values(), default=0.0)
+    lines = [
+        f"mssoft bench, {'QUICK setting: numbers not meaningful' if s['quick'] else 'full run'}; "
+        f"{results['created']}; {results['total_seconds']:.0f} s",
+        *_machine_lines(results["machine"]),
+    ]
+    if busiest > 0.1:
+        lines.append(
+            f"WARNING: other processes used up to {100 * busiest:.0f} % of the CPU during a "
+            "stage (other_cpu_share): timings are pessimistic"
+        )
+    if "data" in results:
+        scans = "; ".join(
+            f"{d['lesion_ml']:.1f} mL in {d['lesions']} lesions "
+            f"({100 * d['periventricular_fraction']:.0f} % periventricular)"
+            for d in results["data"]
+        )
+        grid = " x ".join(map(str, s["shape"]))
+        lines += ["", f"Data: {len(results['data'])} generated {grid} scans: {scans}"]
+    rows = _stage_rows(results)
+    if rows:
+        lines += ["", *_table(["Stage", "Measured", "Reference", "Ratio"], rows)]
+    if "training" in results:
+        m = results["training"]["model"]
+        lines += [
+            "",
+            f"U-Net: {' x '.join(map(str, m['input']))} slices padded to "
+            f"{' x '.join(map(str, m['padded_input']))}, base {m['base_filters']}, depth "
+            f"{m['depth']}, {m['params']:,} parameters: {m['forward_gflop_per_slice']:.2f} GFLOP "
+            f"forward, {m['training_gflop_per_slice']:.2f} GFLOP training per slice",
+            f"  ({m['rule']})",
+        ]
+    if "memory" in results:
+        lines += ["", *_memory_lines(results["memory"])]
+    if results.get("targets"):
+        rows = [
+            [t["name"], _num(t["value"]), t["target"], "yes" if t["met"] else "NO"]
+            for t in results["targets"]
+        ]
+        lines += ["", *_table(["Target", "Value", "Wanted", "Met"], rows)]
+    lines += ["", "Assumptions:", *(f"  {a}" for a in results["machine"]["assumptions"])]
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""``mssoft cv``: planning, running and reporting a leave-one-patient-out sweep."""

@@ -1,0 +1,171 @@
+"""Planning a leave-one-patient-out sweep: folds, grid points, repeats and their folders.
+
+Pure bookkeeping, no training: :mod:`mssoft.experiments.cv.run` runs the cells this module lays out. Each *cell*
+is one (held-out patient, ratio, gamma, repeat) combination with a folder of its own; a cell is
+finished when its ``result.json`` exists, so an interrupted sweep resumes by skipping finished
+cells, and several machines sharing the output folder can each run a shard of the cells.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from mssoft.arrays.soft_masks import validate_soft_mask_params
+from mssoft.errors import ConfigError
+from mssoft.files.scans import Scan, patients_of
+
+__all__ = [
+    "Fold",
+    "GridPoint",
+    "Cell",
+    "parse_float_list",
+    "parse_shard",
+    "leave_one_patient_out",
+    "grid_points",
+    "plan_cells",
+]
+
+
+@dataclass(frozen=True)
+class Fold:
+    """One leave-one-patient-out fold.
+
+    Attributes
+    ----------
+    held_out : str
+        Patient id whose scans (all time points) are predicted and evaluated.
+    train : tuple of str
+        Scan ids of every other patient: masks, fitting and calibration use only these.
+    test : tuple of str
+        Scan ids of the held-out patient.
+    """
+
+    held_out: str
+    train: tuple[str, ...]
+    test: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class GridPoint:
+    """A soft-mask setting: ``ratio`` 1 (or ``gamma`` 0) is the binary baseline."""
+
+    ratio: float
+    gamma: float
+
+    @property
+    def is_binary(self) -> bool:
+        return self.ratio == 1.0 or self.gamma == 0.0
+
+    @property
+    def name(self) -> str:
+        """Folder name, e.g. ``ratio1.20_gamma0.30`` (``binary`` for the baseline)."""
+        return "binary" if self.is_binary else f"ratio{self.ratio:.2f}_gamma{self.gamma:.2f}"
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One fold × grid point × repeat: an independent fit–calibrate–predict–evaluate run."""
+
+    fold: Fold
+    point: GridPoint
+    repeat: int
+    seed: int
+
+    def folder(self, out: Path) -> Path:
+        """``out/cells/<held-out patient>/<grid point>/repeat<k>``."""
+        return Path(out) / "cells" / self.fold.held_out / self.point.name / f"repeat{self.repeat}"
+
+    @property
+    def key(self) -> str:
+        return f"{self.fold.held_out}/{self.point.name}/repeat{self.repeat}"
+
+
+def parse_float_list(text: str | Sequence[float], *, option: str) -> tuple[float, ...]:
+    """``"1.0,1.1,1.2"`` → ``(1.0, 1.1, 1.2)``; a ConfigError naming ``option`` otherwise."""
+    if not isinstance(text, str):
+        values = tuple(float(v) for v in text)
+    else:
+        try:
+            values = tuple(float(v) for v in text.split(",") if v.strip())
+        except ValueError:
+            raise ConfigError(
+                f"Invalid value for `{option}`: expected comma-separated numbers, got {text!r}"
+            ) from None
+    if not values or not all(math.isfinite(v) for v in values):
+        raise ConfigError(
+            f"Invalid value for `{option}`: expected comma-separated numbers, got {text!r}"
+        )
+    if len(set(values)) != len(values):
+        raise ConfigError(f"Invalid value for `{option}`: duplicate values in {text!r}")
+    return values
+
+
+def parse_shard(text: str | None) -> tuple[int, int]:
+    """``"2/4"`` → ``(1, 4)`` (zero-based shard index, shard count); None → ``(0, 1)``."""
+    if text is None:
+        return 0, 1
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise ConfigError(
+            f"Invalid value for `--shard`: expected K/N such as 1/3, got {text!r}"
+        ) from None
+    if not 1 <= index <= count:
+        raise ConfigError(f"Invalid value for `--shard`: expected 1 <= K <= N, got {text!r}")
+    return index - 1, count
+
+
+def leave_one_patient_out(scans: Sequence[Scan]) -> list[Fold]:
+    """One fold per patient: that patient's scans held out, every other patient's trained on.
+
+    Raises
+    ------
+    ConfigError
+        Fewer than two patients.
+    """
+    patients = patients_of(scans)
+    if len(patients) < 2:
+        raise ConfigError(
+            f"cross-validation needs at least 2 patients, the data has {len(patients)}"
+        )
+    folds = []
+    for patient in patients:
+        test = tuple(s.scan_id for s in scans if s.patient_id == patient)
+        train = tuple(s.scan_id for s in scans if s.patient_id != patient)
+        folds.append(Fold(patient, train, test))
+    return folds
+
+
+def grid_points(ratios: Sequence[float], gammas: Sequence[float]) -> list[GridPoint]:
+    """Every (ratio, gamma) pair; binary settings (ratio 1 or gamma 0) collapse into one point."""
+    points: list[GridPoint] = []
+    for ratio in ratios:
+        for gamma in gammas:
+            try:
+                validate_soft_mask_params(ratio, gamma)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
+            point = GridPoint(float(ratio), float(gamma))
+            if point.is_binary:
+                point = GridPoint(1.0, 0.0)
+            if point not in points:
+                points.append(point)
+    return points
+
+
+def plan_cells(
+    folds: Sequence[Fold], points: Sequence[GridPoint], *, repeats: int, seed: int
+) -> list[Cell]:
+    """All cells in a fixed order (fold, grid point, repeat); repeat ``k`` uses ``seed + k``.
+
+    The same seed serves a repeat in every fold and grid point, so grid points are compared on
+    equal footing (same initialisation and data order for the same training set).
+    """
+    if repeats < 1:
+        raise ConfigError(f"Invalid value for `--repeats`: expected >= 1, got {repeats}")
+    return [
+        Cell(fold, point, k, seed + k) for fold in folds for point in points for k in range(repeats)
+    ]

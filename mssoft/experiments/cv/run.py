@@ -1,0 +1,460 @@
+"""Leave-one-patient-out cross-validation over dilation size and soft label (paper Tables 1, 2).
+
+For every fold (one patient held out, all of its time points) and every grid point (ratio, gamma)
+and repeat (seed), a *cell* builds nothing new for the masks (soft masks of a grid point are built
+once for all scans, since a scan's soft mask depends on that scan alone), fits a U-Net on the other
+patients, calibrates its threshold on them, predicts the held-out patient and evaluates it against
+every rater. Cells are written as they finish
+(``cells/<patient>/<grid point>/repeat<k>/result.json``);
+re-running the same command skips them. ``shard=(k, n)`` runs every n-th cell, so n processes or
+machines sharing the output folder split a sweep; :func:`run_cv` with ``jobs > 1`` starts such
+processes itself.
+
+Output folder::
+
+    config.json         the sweep (written first; a re-run must match it)
+    masks/<grid point>/ soft masks (build-masks output)
+    cells/...           one folder per cell: run/, pred/, eval/, result.json
+    cv_results.csv      a row per fold × grid point × repeat × rater (means over the fold's scans)
+    cv_scans.csv        a row per held-out scan × grid point × repeat × rater
+    table.md            the paper's table (mean ± std), written once every cell has finished
+    sweep.png           Dice against ratio, precision against recall
+"""
+
+from __future__ import annotations
+
+import csv
+import gc
+import json
+import logging
+import multiprocessing
+import os
+import shutil
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from mssoft.arrays.metrics import MEAN_FIELDS, nanmean
+from mssoft.errors import ConfigError, MssoftError
+from mssoft.experiments.cv.plan import (
+    Cell,
+    GridPoint,
+    grid_points,
+    leave_one_patient_out,
+    plan_cells,
+)
+from mssoft.experiments.cv.report import best_point, format_table, plot_sweep, summarise
+from mssoft.files.atomic import atomic_path, write_json
+from mssoft.files.folders import read_config, write_config
+from mssoft.files.layout import CELL_RESULT_NAME, CONFIG_NAME, soft_mask_path
+from mssoft.files.scans import Scan, discover_scans, resolve_modalities
+from mssoft.workflows.build_masks import build_soft_masks
+from mssoft.workflows.settings import MaskConfig
+
+__all__ = ["CVConfig", "CVResult", "run_cv", "run_cells", "collect_rows", "write_reports"]
+
+logger = logging.getLogger(__name__)
+
+#: Options that may differ between runs of one sweep (they do not change any cell's result).
+_FREE_OPTIONS = ("shard", "jobs", "data", "out", "strategy")
+
+
+@dataclass(frozen=True)
+class CVConfig:
+    """A cross-validation sweep.
+
+    Attributes
+    ----------
+    data, out : Path
+        Data (ISBI folder or manifest) and the sweep's output folder.
+    ratios, gammas : tuple of float
+        Grid; ratio 1 (or gamma 0) is the binary baseline, listed once.
+    repeats : int
+        Models per cell, seeds ``seed, seed + 1, ...``.
+    seed : int
+    rater : int
+        Rater whose masks are softened and trained on (evaluation uses every rater).
+    flair_threshold, per_lesion :
+        Soft-mask options (:class:`mssoft.workflows.build_masks.MaskConfig`).
+    modalities : tuple of str or None
+        Input channels (default: every modality all scans have, FLAIR first).
+    epochs, batch_size, learning_rate, base_filters, depth, mixed_precision, strategy :
+        Training options (:class:`mssoft.workflows.settings.TrainConfig`).
+    shard : (int, int)
+        Run cells ``i`` with ``i % n == k`` for ``shard == (k, n)``.
+    jobs : int
+        Local processes, each running one shard.
+    """
+
+    data: Path
+    out: Path
+    ratios: tuple[float, ...] = (1.0, 1.1, 1.2, 1.3, 1.4)
+    gammas: tuple[float, ...] = (0.3,)
+    repeats: int = 1
+    seed: int = 0
+    rater: int = 1
+    flair_threshold: str | float | None = "p50"
+    per_lesion: bool = False
+    modalities: tuple[str, ...] | None = None
+    epochs: int = 30
+    batch_size: int = 8
+    learning_rate: float = 1e-4
+    base_filters: int = 32
+    depth: int = 4
+    mixed_precision: bool = False
+    strategy: str = "auto"
+    shard: tuple[int, int] = (0, 1)
+    jobs: int = 1
+
+    def __post_init__(self) -> None:
+        if self.jobs < 1:
+            raise ConfigError(f"Invalid value for `--jobs`: expected >= 1, got {self.jobs}")
+        if self.jobs > 1 and self.shard != (0, 1):
+            raise ConfigError("Invalid options: `--jobs` and `--shard` cannot be combined")
+        MaskConfig(
+            rater=self.rater, flair_threshold=self.flair_threshold, per_lesion=self.per_lesion
+        )
+
+    def record(self) -> dict[str, Any]:
+        """JSON-ready configuration."""
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
+
+
+@dataclass
+class CVResult:
+    """What :func:`run_cv` produced."""
+
+    out: Path
+    cells_total: int
+    cells_done: int
+    cells_run: int
+    rows: list[dict[str, Any]] = field(repr=False)
+    best: tuple[float, float, float] | None = None
+
+    @property
+    def complete(self) -> bool:
+        return self.cells_done == self.cells_total
+
+
+_PlanT = tuple[list[Scan], tuple[str, ...], list[GridPoint], list[Cell]]
+
+
+def _plan(config: CVConfig) -> _PlanT:
+    scans = [s for s in discover_scans(config.data) if config.rater in s.masks]
+    if not scans:
+        raise ConfigError(
+            f"Invalid value for `--rater`: no scan in {config.data} has a mask of rater "
+            f"{config.rater}"
+        )
+    modalities = resolve_modalities(scans, config.modalities)
+    folds = leave_one_patient_out(scans)
+    points = grid_points(config.ratios, config.gammas)
+    return (
+        scans,
+        modalities,
+        points,
+        plan_cells(folds, points, repeats=config.repeats, seed=config.seed),
+    )
+
+
+def _prepare_out(config: CVConfig, modalities: tuple[str, ...]) -> None:
+    out = Path(config.out)
+    record = json.loads(json.dumps({**config.record(), "modalities": list(modalities)}))
+    if (out / CONFIG_NAME).is_file():
+        stored = read_config(out, command="cv")["config"]
+        differ = sorted(k for k in record if k not in _FREE_OPTIONS and stored.get(k) != record[k])
+        if differ:
+            raise ConfigError(
+                f"Invalid value for `--out`: {out} holds a sweep with other options "
+                f"({', '.join(differ)}); use a new folder or the same options"
+            )
+        return
+    from mssoft.files.folders import prepare_output_folder
+
+    prepare_output_folder(out, command="cv", data=config.data)
+    write_config(out, "cv", record)
+
+
+def _mask_folder(config: CVConfig, point: GridPoint, scans: Sequence[Scan]) -> Path | None:
+    """Soft masks of ``point`` for every scan, built once (None for the binary baseline)."""
+    if point.is_binary:
+        return None
+    folder = Path(config.out) / "masks" / point.name
+    if (folder / CONFIG_NAME).is_file() and all(
+        soft_mask_path(folder, s.scan_id).is_file() for s in scans
+    ):
+        return folder
+    mask_config = MaskConfig(
+        rater=config.rater,
+        ratio=point.ratio,
+        gamma=point.gamma,
+        flair_threshold=config.flair_threshold,
+        per_lesion=config.per_lesion,
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    logger.info("building %s soft masks for %d scans", point.name, len(scans))
+    for _ in build_soft_masks(scans, folder, mask_config):
+        pass
+    return folder
+
+
+def _fold_rows(per_scan: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per rater: the cell's identity and the means over its held-out scans."""
+    rows = []
+    for rater in sorted({r["rater"] for r in per_scan}):
+        mine = [r for r in per_scan if r["rater"] == rater]
+        row = {
+            k: mine[0][k]
+            for k in ("fold", "ratio", "gamma", "repeat", "seed", "rater", "threshold", "min_size")
+        }
+        row["n_scans"] = len(mine)
+        for key in MEAN_FIELDS:
+            row[key] = nanmean([float(r[key]) for r in mine])[0]
+        rows.append(row)
+    return rows
+
+
+def _run_cell(
+    cell: Cell,
+    config: CVConfig,
+    modalities: tuple[str, ...],
+    masks: Path | None,
+    patients: tuple[str, ...],
+) -> dict[str, Any]:
+    """Fit on ``patients``, calibrate, predict and evaluate one cell; returns its result record."""
+    from mssoft.workflows.calibrate import calibrate_run
+    from mssoft.workflows.evaluate import evaluate_folder
+    from mssoft.workflows.fit import fit
+    from mssoft.workflows.predict import predict_folder
+    from mssoft.workflows.settings import TrainConfig
+
+    folder = cell.folder(config.out)
+    if folder.exists():
+        shutil.rmtree(folder)  # a cell interrupted earlier: start it again
+    folder.mkdir(parents=True)
+    train_config = TrainConfig(
+        data=Path(config.data),
+        out=folder / "run",
+        masks=masks,
+        rater=config.rater,
+        modalities=modalities,
+        patients=patients,
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        learning_rate=config.learning_rate,
+        base_filters=config.base_filters,
+        depth=config.depth,
+        seed=cell.seed,
+        mixed_precision=config.mixed_precision,
+        strategy=config.strategy,
+    )
+    fitted = fit(train_config)
+    calibration = calibrate_run(
+        folder / "run", config.data, scans=list(cell.fold.train), rater=config.rater
+    )
+    predict_folder(folder / "run", config.data, folder / "pred", scans=list(cell.fold.test))
+    evaluation = evaluate_folder(
+        folder / "pred", config.data, folder / "eval", scans=list(cell.fold.test)
+    )
+    per_scan = []
+    for row in evaluation.rows:
+        if row.source != "pred":
+            continue
+        per_scan.append(
+            {
+                "fold": cell.fold.held_out,
+                "scan": row.scan_id,
+                "ratio": cell.point.ratio,
+                "gamma": cell.point.gamma,
+                "repeat": cell.repeat,
+                "seed": cell.seed,
+                "rater": row.rater,
+                "threshold": calibration.binarisation.threshold,
+                "min_size": calibration.binarisation.min_size,
+                **{k: v for k, v in row.metrics.to_dict().items() if k in MEAN_FIELDS},
+            }
+        )
+    record = {
+        "cell": cell.key,
+        "fold": cell.fold.held_out,
+        "train_scans": list(cell.fold.train),
+        "test_scans": list(cell.fold.test),
+        "ratio": cell.point.ratio,
+        "gamma": cell.point.gamma,
+        "repeat": cell.repeat,
+        "seed": cell.seed,
+        "best_epoch": fitted.best_epoch,
+        "best_val_loss": fitted.best_loss,
+        "threshold": calibration.binarisation.threshold,
+        "min_size": calibration.binarisation.min_size,
+        "scans": per_scan,
+    }
+    write_json(record, folder / CELL_RESULT_NAME)  # last: marks the cell finished
+    return record
+
+
+def run_cells(config: CVConfig, *, plan: _PlanT | None = None) -> int:
+    """Run this shard's unfinished cells (in this process). Returns how many were run.
+
+    ``plan`` is :func:`_plan`'s result when the caller has already made it and checked the output
+    folder; a spawned shard process plans (and checks) itself.
+    """
+    if plan is None:
+        plan = _plan(config)
+        _prepare_out(config, plan[1])
+    scans, modalities, _, cells = plan
+    index, count = config.shard
+    todo = [
+        c
+        for i, c in enumerate(cells)
+        if i % count == index and not (c.folder(config.out) / CELL_RESULT_NAME).is_file()
+    ]
+    logger.info("shard %d/%d: %d of %d cells to run", index + 1, count, len(todo), len(cells))
+    import keras
+
+    patient_of = {s.scan_id: s.patient_id for s in scans}
+    masks: dict[GridPoint, Path | None] = {}
+    for number, cell in enumerate(todo, start=1):
+        if cell.point not in masks:
+            masks[cell.point] = _mask_folder(config, cell.point, scans)
+        logger.info("cell %d/%d: %s", number, len(todo), cell.key)
+        patients = tuple(dict.fromkeys(patient_of[s] for s in cell.fold.train))
+        record = _run_cell(cell, config, modalities, masks[cell.point], patients)
+        logger.info(
+            "cell %s done: threshold %.2f, dice %s",
+            cell.key,
+            record["threshold"],
+            ", ".join(f"R{r['rater']} {r['dice']:.3f}" for r in record["scans"]),
+        )
+        keras.backend.clear_session()
+        gc.collect()
+    return len(todo)
+
+
+def _run_shard(config: CVConfig) -> None:
+    """Entry point of a spawned shard process: logs to stderr, tagged with the shard."""
+    tag = f"shard{config.shard[0] + 1}/{config.shard[1]}"
+    logging.basicConfig(
+        level=logging.WARNING,
+        format=f"%(asctime)s {tag} %(levelname)s %(name)s: %(message)s",
+        force=True,
+    )
+    logging.getLogger("mssoft").setLevel(logging.INFO)
+    run_cells(config)
+
+
+def _finished(config: CVConfig, cells: Sequence[Cell]) -> list[Path]:
+    """``result.json`` of every finished cell."""
+    paths = [cell.folder(config.out) / CELL_RESULT_NAME for cell in cells]
+    return [p for p in paths if p.is_file()]
+
+
+def collect_rows(
+    config: CVConfig, cells: Sequence[Cell] | None = None
+) -> tuple[list[dict[str, Any]], int, int]:
+    """Per-scan rows of every finished cell, with the number of finished and planned cells."""
+    if cells is None:
+        cells = _plan(config)[3]
+    rows: list[dict[str, Any]] = []
+    finished = _finished(config, cells)
+    for path in finished:
+        rows.extend(json.loads(path.read_text())["scans"])
+    return rows, len(finished), len(cells)
+
+
+def _write_csv(rows: Sequence[dict[str, Any]], path: Path) -> None:
+    if not rows:
+        return
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def write_reports(config: CVConfig, cells: Sequence[Cell] | None = None) -> CVResult:
+    """Write ``cv_results.csv``, ``cv_scans.csv``, ``table.md`` (marked incomplete while cells
+    are missing) and ``sweep.png``."""
+    out = Path(config.out)
+    rows, done, total = collect_rows(config, cells)
+    result = CVResult(out=out, cells_total=total, cells_done=done, cells_run=0, rows=rows)
+    if not rows:
+        return result
+    _write_csv(rows, out / "cv_scans.csv")
+    by_cell: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        by_cell.setdefault((row["fold"], row["ratio"], row["gamma"], row["repeat"]), []).append(row)
+    fold_rows = [row for key in sorted(by_cell) for row in _fold_rows(by_cell[key])]
+    _write_csv(fold_rows, out / "cv_results.csv")
+    summaries = summarise(rows)
+    table = format_table(summaries)
+    if done < total:
+        table += (
+            f"\n**Incomplete**: {done} of {total} cells finished; re-run the command to finish.\n"
+        )
+    with atomic_path(out / "table.md") as tmp:
+        tmp.write_text("# Leave-one-patient-out cross-validation\n\n" + table)
+    plot_sweep(summaries, out / "sweep.png")
+    result.best = best_point(summaries)
+    return result
+
+
+def run_cv(config: CVConfig) -> CVResult:
+    """Run (or resume) a sweep and write its reports; see the module docstring.
+
+    With ``config.jobs > 1``, that many processes each run one shard; on a machine with at least
+    as many GPUs, process k sees only GPU k.
+    """
+    plan = _plan(config)
+    _prepare_out(config, plan[1])
+    before = len(_finished(config, plan[3]))
+    if config.jobs == 1:
+        run_cells(config, plan=plan)
+    else:
+        _run_processes(config)
+    result = write_reports(config, plan[3])
+    result.cells_run = result.cells_done - before
+    return result
+
+
+def _run_processes(config: CVConfig) -> None:
+    gpus = _gpu_count()
+    context = multiprocessing.get_context("spawn")
+    processes = []
+    saved = os.environ.get("CUDA_VISIBLE_DEVICES")
+    try:
+        for k in range(config.jobs):
+            if gpus >= config.jobs:
+                os.environ["CUDA_VISIBLE_DEVICES"] = str(k)  # inherited by the spawned process
+            process = context.Process(
+                target=_run_shard, args=(replace(config, jobs=1, shard=(k, config.jobs)),)
+            )
+            process.start()
+            processes.append(process)
+    finally:
+        if saved is None:
+            os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+        else:
+            os.environ["CUDA_VISIBLE_DEVICES"] = saved
+    try:
+        for process in processes:
+            process.join()
+    finally:
+        for process in processes:
+            if process.is_alive():
+                process.terminate()
+    failed = [k + 1 for k, p in enumerate(processes) if p.exitcode != 0]
+    if failed:
+        raise MssoftError(
+            f"cross-validation shard(s) {', '.join(map(str, failed))} of {config.jobs} failed "
+            "(see their log lines above); re-run the command to retry the unfinished cells"
+        )
+
+
+def _gpu_count() -> int:
+    try:
+        import tensorflow as tf
+
+        return len(tf.config.list_physical_devices("GPU"))
+    except Exception:  # pragma: no cover - TensorFlow always importable when installed
+        return 0

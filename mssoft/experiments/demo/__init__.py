@@ -1,0 +1,1 @@
+"""``mssoft demo``: soft against binary masks on generated data, with a report."""

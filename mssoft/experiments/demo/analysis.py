@@ -1,0 +1,269 @@
+"""The file-reading half of ``mssoft demo``: data summary, scores against the truth, figures.
+
+:mod:`mssoft.experiments.demo.run` runs the commands' library functions; this module reads what they wrote (rater
+masks, the synthetic truth, soft masks, probabilities and segmentations), scores the held-out
+segmentations against the true lesion fraction and picks the slices the figures of
+:mod:`mssoft.experiments.demo.figures` show.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from mssoft.arrays.lesions import label_lesions
+from mssoft.arrays.metrics import SetSummary, scan_metrics, summarise
+from mssoft.experiments.demo.figures import (
+    focus_window,
+    plot_calibration_curves,
+    plot_data_overview,
+    plot_predictions,
+    plot_training_curves,
+)
+from mssoft.files.layout import prob_path, seg_path, soft_mask_path
+from mssoft.files.nifti import read_header, read_volume
+from mssoft.files.scans import Scan, load_scan, read_mask
+from mssoft.workflows.build_masks import MaskSummary
+
+if TYPE_CHECKING:
+    from mssoft.experiments.demo.run import DemoConfig, ModelRun
+
+__all__ = [
+    "TRUTH_LEVEL",
+    "Score",
+    "DataSummary",
+    "truth_path",
+    "summarise_data",
+    "truth_scores",
+    "draw_figures",
+]
+
+#: A voxel is lesion in the "truth" reference when its true lesion fraction exceeds this.
+TRUTH_LEVEL = 0.5
+
+
+@dataclass(frozen=True)
+class Score:
+    """A segmentation source compared with a reference over the held-out scans.
+
+    Attributes
+    ----------
+    model : str
+        ``binary``, ``soft``, or a rater (``rater 1``) for the human rows.
+    reference : str
+        ``rater 1``, ``rater 2`` or ``truth`` (true lesion fraction > 0.5).
+    summary : SetSummary
+        Means over the scans (fractions).
+    scan_dice : dict of str to float
+        Dice of each scan.
+    """
+
+    model: str
+    reference: str
+    summary: SetSummary
+    scan_dice: dict[str, float] = field(default_factory=dict)
+
+    def mean(self, metric: str) -> float:
+        """Mean of ``dice``, ``ppv``, ``tpr``, ``ltpr``, ``lfpr``, ... over the scans."""
+        return float(self.summary.means[metric])
+
+
+@dataclass(frozen=True)
+class DataSummary:
+    """What was generated.
+
+    Attributes
+    ----------
+    train_scans, heldout_scans : list of Scan
+    rater_volume_ml : dict of int to float
+        Mean lesion volume per scan of each rater (all scans).
+    rater_lesions : dict of int to float
+        Mean number of 18-connected lesions per scan of each rater (all scans).
+    lesion_voxels : dict of str to int
+        Rater 1's lesion voxels in each scan.
+    soft_ratio : float
+        Achieved ``(|M| + |D|) / |M|`` of the soft masks over the training scans.
+    """
+
+    train_scans: list[Scan]
+    heldout_scans: list[Scan]
+    rater_volume_ml: dict[int, float]
+    rater_lesions: dict[int, float]
+    lesion_voxels: dict[str, int]
+    soft_ratio: float
+
+    def patients(self, part: str) -> list[str]:
+        """Patient ids of ``"train"`` or ``"heldout"``."""
+        scans = self.train_scans if part == "train" else self.heldout_scans
+        return list(dict.fromkeys(s.patient_id for s in scans))
+
+
+def truth_path(scan: Scan) -> Path:
+    """``<patient>/truth/<scan>_truth.nii.gz`` next to the scan's ``preprocessed`` folder."""
+    return scan.images["flair"].parent.parent / "truth" / f"{scan.scan_id}_truth.nii.gz"
+
+
+def summarise_data(
+    train: Sequence[Scan], heldout: Sequence[Scan], masks: Sequence[MaskSummary]
+) -> DataSummary:
+    """Read every rater mask once: volumes, lesion counts; soft-mask ratio of the training scans.
+
+    Parameters
+    ----------
+    train, heldout : sequence of Scan
+        Scans with masks of raters 1 and 2.
+    masks : sequence of MaskSummary
+        What ``build_soft_masks`` reported (any scans; the training ones are counted).
+    """
+    scans = [*train, *heldout]
+    volumes: dict[int, list[float]] = {}
+    counts: dict[int, list[int]] = {}
+    voxels: dict[str, int] = {}
+    for scan in scans:
+        for rater, path in sorted(scan.masks.items()):
+            mask = read_mask(path)
+            voxel_ml = float(np.prod(read_header(path).spacing_mm)) / 1000.0
+            volumes.setdefault(rater, []).append(float(mask.sum()) * voxel_ml)
+            counts.setdefault(rater, []).append(label_lesions(mask)[1])
+            if rater == 1:
+                voxels[scan.scan_id] = int(mask.sum())
+    train_ids = {s.scan_id for s in train}
+    lesion = sum(m.lesion_voxels for m in masks if m.scan_id in train_ids)
+    ring = sum(m.ring_voxels for m in masks if m.scan_id in train_ids)
+    return DataSummary(
+        train_scans=list(train),
+        heldout_scans=list(heldout),
+        rater_volume_ml={r: float(np.mean(v)) for r, v in volumes.items()},
+        rater_lesions={r: float(np.mean(c)) for r, c in counts.items()},
+        lesion_voxels=voxels,
+        soft_ratio=(lesion + ring) / lesion if lesion else float("nan"),
+    )
+
+
+def truth_scores(
+    heldout: Sequence[Scan], pred_dirs: Mapping[str, Path]
+) -> tuple[list[Score], list[Score]]:
+    """Segmentations and rater masks against the true lesion fraction > :data:`TRUTH_LEVEL`.
+
+    Parameters
+    ----------
+    heldout : sequence of Scan
+        Scans of the synthetic ISBI layout (with ``truth/`` files and rater masks).
+    pred_dirs : mapping of str to Path
+        Model name to its ``predict`` output folder.
+
+    Returns
+    -------
+    models : list of Score
+        One per model (reference ``truth``).
+    raters : list of Score
+        One per rater (model ``rater K``, reference ``truth``): the human error on this data.
+    """
+    sources: dict[str, list[Any]] = {}
+    dice: dict[str, dict[str, float]] = {}
+    for scan in heldout:
+        truth, meta = read_volume(truth_path(scan))
+        reference = truth > TRUTH_LEVEL
+        files = {name: seg_path(folder, scan.scan_id) for name, folder in pred_dirs.items()}
+        files.update({f"rater {r}": path for r, path in sorted(scan.masks.items())})
+        for name, path in files.items():
+            metrics = scan_metrics(read_mask(path), reference, spacing_mm=meta.spacing_mm)
+            sources.setdefault(name, []).append(metrics)
+            dice.setdefault(name, {})[scan.scan_id] = metrics.dice
+    scores = [Score(name, "truth", summarise(m), dice[name]) for name, m in sources.items()]
+    return (
+        [s for s in scores if s.model in pred_dirs],
+        [s for s in scores if s.model not in pred_dirs],
+    )
+
+
+def _largest(scans: Sequence[Scan], voxels: Mapping[str, int]) -> Scan:
+    return max(scans, key=lambda s: (voxels.get(s.scan_id, 0), s.scan_id))
+
+
+def _zoom_size(shape: Sequence[int]) -> int:
+    return max(16, min(shape[0], shape[1]) // 3)
+
+
+def draw_figures(
+    folder: Path,
+    data: DataSummary,
+    masks_dir: Path,
+    runs: Mapping[str, ModelRun],
+    scores: Sequence[Score],
+    config: DemoConfig,
+) -> dict[str, Path]:
+    """Write ``data.png``, ``predictions.png``, ``training.png`` and ``calibration.png``.
+
+    The data figure shows the training scan with the most rater-1 lesion voxels, the prediction
+    figure the held-out scan with the most, each at its axial slice with the most rater-1 voxels.
+
+    Returns
+    -------
+    dict of str to Path
+        Figure name (``data``, ``predictions``, ``training``, ``calibration``) to its file.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    figures: dict[str, Path] = {}
+
+    scan = _largest(data.train_scans, data.lesion_voxels)
+    loaded = load_scan(scan)
+    raters = {r: read_mask(p) for r, p in sorted(scan.masks.items())}
+    z = int(np.argmax(raters[1].sum(axis=(0, 1))))
+    soft, _ = read_volume(soft_mask_path(masks_dir, scan.scan_id))
+    truth, _ = read_volume(truth_path(scan))
+    window = focus_window(soft[:, :, z], _zoom_size(soft.shape))
+    figures["data"] = plot_data_overview(
+        {m: loaded.image[:, :, z, k] for k, m in enumerate(loaded.modalities)},
+        {r: m[:, :, z] for r, m in raters.items()},
+        soft[:, :, z],
+        truth[:, :, z],
+        folder / "data.png",
+        title=f"Training scan {scan.scan_id}, axial slice {z}: images, rater masks, soft mask "
+        f"(ratio {config.ratio:g}, gamma {config.gamma:g}, FLAIR >= {config.flair_threshold})",
+        window=window,
+        gamma=config.gamma,
+    )
+
+    scan = _largest(data.heldout_scans, data.lesion_voxels)
+    flair, _ = read_volume(scan.images["flair"])
+    raters = {r: read_mask(p) for r, p in sorted(scan.masks.items())}
+    z = int(np.argmax(raters[1].sum(axis=(0, 1))))
+    truth, _ = read_volume(truth_path(scan))
+    probabilities = {
+        n: read_volume(prob_path(r.pred_dir, scan.scan_id))[0] for n, r in runs.items()
+    }
+    segmentations = {n: read_mask(seg_path(r.pred_dir, scan.scan_id)) for n, r in runs.items()}
+    by_key = {(s.model, s.reference): s for s in scores}
+    subtitles = {}
+    for name, run in runs.items():
+        score = by_key.get((name, "rater 1"))
+        dice = score.scan_dice.get(scan.scan_id) if score else None
+        subtitles[name] = f"threshold {run.calibration['threshold']:.2f}" + (
+            f", scan Dice {100 * dice:.0f} %" if dice is not None else ""
+        )
+    window = focus_window(raters[1][:, :, z], _zoom_size(flair.shape))
+    figures["predictions"] = plot_predictions(
+        flair[:, :, z],
+        {r: m[:, :, z] for r, m in raters.items()},
+        truth[:, :, z],
+        {n: p[:, :, z] for n, p in probabilities.items()},
+        {n: s[:, :, z] for n, s in segmentations.items()},
+        folder / "predictions.png",
+        title=f"Held-out scan {scan.scan_id} (never seen in training), axial slice {z}",
+        window=window,
+        subtitles=subtitles,
+    )
+    figures["training"] = plot_training_curves(
+        {n: r.history for n, r in runs.items()},
+        folder / "training.png",
+        best_epochs={n: r.best_epoch for n, r in runs.items()},
+    )
+    figures["calibration"] = plot_calibration_curves(
+        {n: r.calibration for n, r in runs.items()}, folder / "calibration.png"
+    )
+    return figures

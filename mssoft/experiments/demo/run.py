@@ -1,0 +1,485 @@
+"""``mssoft demo``: the whole method on generated data, soft against binary masks, with a report.
+
+:func:`run_demo` generates a small synthetic data set in the ISBI 2015 layout
+(:mod:`mssoft.synthetic`), builds soft masks, trains a U-Net on rater 1's binary masks and another
+on the soft masks (same seed, same slices, same split), calibrates each on its training scans,
+segments held-out patients that neither model saw, evaluates both against rater 1, rater 2 and the
+synthetic truth, and writes a Markdown report with figures. Every step calls the library function
+behind the matching command (``build-masks``, ``fit``, ``calibrate``, ``predict``, ``evaluate``),
+so each subfolder is the output that command would have written::
+
+    DIR/config.json          command "demo", the settings, then the result and the wall time
+    DIR/report.md            the report (table, verdict, figures, settings, commands)
+    DIR/comparison.csv       model, reference, scans, mean dice, ppv, tpr, ltpr, lfpr and
+                             rel_volume_diff (fractions)
+    DIR/figures/*.png        data.png, predictions.png, training.png, calibration.png
+    DIR/data/                the generated ISBI-layout data (with trainingNN/truth/)
+    DIR/softmasks/           build-masks output (every scan; training uses its patients only)
+    DIR/runs/{binary,soft}/  fit runs, each with its calibration.json
+    DIR/predictions/{binary,soft}/, DIR/evaluation/{binary,soft}/
+
+TensorFlow is imported when training starts, not on import.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from mssoft.errors import ConfigError
+from mssoft.experiments.demo import analysis
+from mssoft.experiments.demo.analysis import DataSummary, Score
+from mssoft.experiments.demo.report import (
+    LEARNED_DICE,
+    failed_models,
+    render_report,
+    write_comparison_csv,
+)
+from mssoft.files.atomic import atomic_path
+from mssoft.files.folders import package_versions, prepare_output_folder, read_config, write_config
+from mssoft.files.layout import CALIBRATION_NAME
+from mssoft.files.scans import Scan, discover_scans
+from mssoft.workflows.build_masks import build_soft_masks
+from mssoft.workflows.calibrate import calibrate_run
+from mssoft.workflows.evaluate import PRED_SOURCE, Evaluation, evaluate_folder
+from mssoft.workflows.predict import predict_folder
+from mssoft.workflows.settings import MaskConfig
+
+__all__ = [
+    "MODELS",
+    "QUICK",
+    "DemoConfig",
+    "quick_config",
+    "prepare_demo_folder",
+    "Score",
+    "ModelRun",
+    "DataSummary",
+    "DemoResult",
+    "run_demo",
+]
+
+logger = logging.getLogger(__name__)
+
+MODELS = ("binary", "soft")
+DATA_DIR, MASKS_DIR, RUNS_DIR = "data", "softmasks", "runs"
+PRED_DIR, EVAL_DIR, FIGURES_DIR = "predictions", "evaluation", "figures"
+REPORT_NAME, TABLE_NAME = "report.md", "comparison.csv"
+#: What a demo writes in its folder; only these are removed by ``overwrite``.
+_ENTRIES = (DATA_DIR, MASKS_DIR, RUNS_DIR, PRED_DIR, EVAL_DIR, FIGURES_DIR, REPORT_NAME, TABLE_NAME)
+#: Wraps the iteration over scans of one step: ``progress(items, description)``.
+StepProgress = Callable[[Sequence[Any], str], Iterable[Any]]
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """Settings of a demo run (defaults: 4 to 7 minutes on two CPU cores, shared or not).
+
+    Attributes
+    ----------
+    out : Path
+        Demo folder (new, empty, or an earlier demo with ``overwrite``).
+    seed : int
+        Seeds the data, the weights, the split, the shuffling and the augmentation.
+    patients, heldout : int
+        Training patients and held-out patients (``trainingNN``; all have both raters' masks).
+    timepoints : int
+        Scans per patient.
+    shape : tuple of 3 int
+        Grid of the generated scans (1 mm voxels).
+    epochs, batch_size, learning_rate, base_filters, depth
+        Training of both models (:class:`mssoft.workflows.settings.TrainConfig`).
+    ratio, gamma, flair_threshold
+        Soft masks from rater 1 (:class:`mssoft.workflows.build_masks.MaskConfig`).
+    overwrite : bool
+        Replace the outputs of an earlier demo in ``out``.
+    """
+
+    out: Path = Path("demo_out")
+    seed: int = 0
+    patients: int = 6
+    heldout: int = 2
+    timepoints: int = 2
+    shape: tuple[int, int, int] = (96, 112, 64)
+    epochs: int = 20
+    batch_size: int = 8
+    learning_rate: float = 2e-4
+    base_filters: int = 16
+    depth: int = 3
+    ratio: float = 1.2
+    gamma: float = 0.3
+    flair_threshold: str = "p50"
+    overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "out", Path(self.out))
+        object.__setattr__(self, "shape", tuple(int(s) for s in self.shape))
+        for name, low in (("seed", 0), ("patients", 1), ("heldout", 1), ("timepoints", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ConfigError(
+                    f"Invalid value for `--{name}`. Expected an integer >= {low}. "
+                    f"Received: {value!r}"
+                )
+        if self.patients + self.heldout > 99:
+            raise ConfigError(
+                "Invalid value for `--patients`: training and held-out patients must be at most "
+                f"99 together. Received: {self.patients} + {self.heldout}"
+            )
+        if len(self.shape) != 3 or min(self.shape) < 16:
+            raise ConfigError(
+                f"Invalid value for `shape`. Expected 3 sizes >= 16. Received: {self.shape}"
+            )
+        if not (self.ratio > 1.0 and 0.0 < self.gamma < 1.0):
+            raise ConfigError(
+                "Invalid soft-mask settings: the demo compares soft with binary masks, so it needs "
+                f"ratio > 1 and 0 < gamma < 1. Received: ratio={self.ratio}, gamma={self.gamma}"
+            )
+        self.mask_config()  # validates the FLAIR threshold
+
+    def mask_config(self) -> MaskConfig:
+        """The soft-mask settings (rater 1)."""
+        return MaskConfig(
+            rater=1, ratio=self.ratio, gamma=self.gamma, flair_threshold=self.flair_threshold
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready settings (the folder as an absolute path)."""
+        return {
+            **asdict(self),
+            "out": str(self.out.expanduser().resolve()),
+            "shape": list(self.shape),
+        }
+
+
+#: Settings of ``mssoft demo --quick``: the whole pipeline in well under a minute (a smoke test,
+#: not a result).
+QUICK = dict(
+    patients=2, heldout=1, timepoints=2, shape=(48, 56, 32), epochs=2, base_filters=4, depth=2
+)
+
+
+def quick_config(**overrides: Any) -> DemoConfig:
+    """:class:`DemoConfig` with the :data:`QUICK` sizes; ``overrides`` win."""
+    return DemoConfig(**{**QUICK, **overrides})
+
+
+@dataclass(frozen=True)
+class ModelRun:
+    """One model's run folder, calibration, predictions and evaluation.
+
+    Attributes
+    ----------
+    name : str
+        ``binary`` or ``soft``.
+    run_dir, pred_dir, eval_dir : Path
+    history : list of dict
+        Rows of ``history.csv``.
+    best_epoch : int or None
+        Epoch of the saved model.
+    parameters : int
+        Trainable and other weights of the U-Net.
+    train_slices, val_slices : int
+        Lesion slices in the training and validation parts.
+    calibration : dict
+        The ``calibration.json`` record (threshold, min_size, mean_dice, curves).
+    """
+
+    name: str
+    run_dir: Path
+    pred_dir: Path
+    eval_dir: Path
+    history: list[dict[str, float]]
+    best_epoch: int | None
+    parameters: int
+    train_slices: int
+    val_slices: int
+    calibration: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    """Everything :func:`run_demo` produced (the report is rendered from it)."""
+
+    config: DemoConfig
+    out: Path
+    data: DataSummary
+    runs: dict[str, ModelRun]
+    scores: list[Score]
+    human: list[Score]
+    figures: dict[str, Path]
+    timings: dict[str, float]
+    wall_seconds: float
+    versions: dict[str, str | None]
+    report: Path
+
+    def score(self, model: str, reference: str) -> Score:
+        """The score of ``model`` against ``reference`` (KeyError if absent)."""
+        for score in self.scores + self.human:
+            if (score.model, score.reference) == (model, reference):
+                return score
+        raise KeyError((model, reference))
+
+
+class _Stages:
+    """Times the steps and logs one line as each starts."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.count, self.seconds = total, 0, {}
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        self.count += 1
+        logger.info("[%d/%d] %s", self.count, self.total, name)
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = time.perf_counter() - start
+
+
+def prepare_demo_folder(out: str | Path, *, overwrite: bool = False) -> Path:
+    """Create the demo folder, or empty an earlier demo's outputs from it with ``overwrite``.
+
+    Only the entries a demo writes are removed (``data``, ``runs``, ``report.md``, ...); any other
+    file in the folder stays.
+
+    Raises
+    ------
+    ConfigError
+        ``out`` is a file, a non-empty folder that is not a demo output, or an earlier demo
+        without ``overwrite``.
+    """
+    out = prepare_output_folder(out, command="demo", overwrite=overwrite)
+    for name in _ENTRIES:
+        path = out / name
+        if path.is_symlink() or path.is_file():
+            path.unlink()  # a link is removed, never followed
+        elif path.is_dir():
+            shutil.rmtree(path)
+    return out
+
+
+def _split_scans(data: Path, config: DemoConfig) -> tuple[list[Scan], list[Scan]]:
+    scans = discover_scans(data)
+    train_ids = {f"training{p:02d}" for p in range(1, config.patients + 1)}
+    train = [s for s in scans if s.patient_id in train_ids]
+    heldout = [s for s in scans if s.patient_id not in train_ids]
+    return train, heldout
+
+
+def _fit(
+    config: DemoConfig, data: Path, run_dir: Path, train: list[Scan], masks: Path | None
+) -> Any:
+    from mssoft.workflows.fit import fit  # imports TensorFlow
+    from mssoft.workflows.settings import TrainConfig
+
+    patients = tuple(dict.fromkeys(s.patient_id for s in train))
+    return fit(
+        TrainConfig(
+            data=data,
+            out=run_dir,
+            masks=masks,
+            rater=1,
+            patients=patients,
+            epochs=config.epochs,
+            batch_size=config.batch_size,
+            learning_rate=config.learning_rate,
+            base_filters=config.base_filters,
+            depth=config.depth,
+            seed=config.seed,
+        )
+    )
+
+
+def _count_parameters(run_dir: Path) -> int:
+    from mssoft.nn.model_files import load_run_model
+
+    return int(load_run_model(run_dir).count_params())
+
+
+def _scores(name: str, evaluation: Evaluation) -> tuple[list[Score], list[Score]]:
+    """Per-rater scores of the prediction, and the inter-rater score if evaluated."""
+    model, human = [], []
+    for group in evaluation.groups:
+        dice = {
+            row.scan_id: row.metrics.dice
+            for row in evaluation.rows
+            if (row.source, row.rater) == (group.source, group.rater)
+        }
+        if group.source == PRED_SOURCE:
+            model.append(Score(name, f"rater {group.rater}", group.summary, dice))
+        else:
+            human.append(Score("rater 1", f"rater {group.rater}", group.summary, dice))
+    return model, human
+
+
+def _wrap(
+    progress: StepProgress | None, label: str
+) -> Callable[[Sequence[Any]], Iterable[Any]] | None:
+    if progress is None:
+        return None
+    return lambda items: progress(items, label)
+
+
+def _model_run(
+    name: str,
+    config: DemoConfig,
+    out: Path,
+    data: DataSummary,
+    masks_dir: Path,
+    stage: _Stages,
+    progress: StepProgress | None,
+) -> tuple[ModelRun, Evaluation]:
+    """Train, calibrate, segment the held-out scans and evaluate one model."""
+    root = out / DATA_DIR
+    run_dir, pred_dir, eval_dir = (
+        out / RUNS_DIR / name,
+        out / PRED_DIR / name,
+        out / EVAL_DIR / name,
+    )
+    heldout = [s.scan_id for s in data.heldout_scans]
+    with stage(f"training the {name}-mask model ({config.epochs} epochs)"):
+        fitted = _fit(
+            config, root, run_dir, data.train_scans, masks_dir if name == "soft" else None
+        )
+    with stage(f"calibrating the {name}-mask model on its training scans"):
+        calibrate_run(
+            run_dir,
+            root,
+            scans=[s.scan_id for s in data.train_scans],
+            progress=_wrap(progress, f"calibrate {name}"),
+        )
+    with stage(f"segmenting and evaluating the held-out scans ({name})"):
+        predict_folder(
+            run_dir, root, pred_dir, scans=heldout, progress=_wrap(progress, f"predict {name}")
+        )
+        evaluation = evaluate_folder(
+            pred_dir,
+            root,
+            eval_dir,
+            scans=heldout,
+            inter_rater=True,
+            progress=_wrap(progress, f"evaluate {name}"),
+        )
+    record = read_config(run_dir, command="fit")["config"]
+    run = ModelRun(
+        name=name,
+        run_dir=run_dir,
+        pred_dir=pred_dir,
+        eval_dir=eval_dir,
+        history=fitted.history,
+        best_epoch=fitted.best_epoch,
+        parameters=_count_parameters(run_dir),
+        train_slices=int(record.get("train_slices", 0)),
+        val_slices=int(record.get("val_slices", 0)),
+        calibration=json.loads((run_dir / CALIBRATION_NAME).read_text()),
+    )
+    return run, evaluation
+
+
+def run_demo(config: DemoConfig, *, progress: StepProgress | None = None) -> DemoResult:
+    """Run the demo and write its folder (see the module docstring).
+
+    Parameters
+    ----------
+    config : DemoConfig
+    progress : callable, optional
+        ``progress(items, description)`` wraps the iteration over scans of each step (a
+        progress bar); stage and epoch lines are logged on ``mssoft.*`` loggers.
+
+    Returns
+    -------
+    DemoResult
+
+    Raises
+    ------
+    ConfigError
+        ``config.out`` is a file, a non-empty folder that is not a demo output, or an earlier demo
+        without ``overwrite``.
+    """
+    start = time.perf_counter()
+    out = prepare_demo_folder(config.out, overwrite=config.overwrite)
+    write_config(out, "demo", config.to_dict(), status="running")
+    stage = _Stages(total=4 + 3 * len(MODELS))
+    root = out / DATA_DIR
+
+    with stage("generating the synthetic data"):
+        from mssoft.synthetic import write_isbi_dataset
+
+        write_isbi_dataset(
+            root,
+            n_patients=config.patients + config.heldout,
+            timepoints=config.timepoints,
+            shape=config.shape,
+            seed=config.seed,
+        )
+        train, heldout = _split_scans(root, config)
+    with stage("building the soft masks"):
+        masks_dir = prepare_output_folder(out / MASKS_DIR, command="build-masks", data=root)
+        summaries = list(build_soft_masks([*train, *heldout], masks_dir, config.mask_config()))
+        data = analysis.summarise_data(train, heldout, summaries)
+    runs: dict[str, ModelRun] = {}
+    scores: list[Score] = []
+    human: list[Score] = []
+    for name in MODELS:
+        runs[name], evaluation = _model_run(name, config, out, data, masks_dir, stage, progress)
+        model_scores, inter_rater = _scores(name, evaluation)
+        scores += model_scores
+        human = human or inter_rater  # the same for every model
+    with stage("scoring against the synthetic truth"):
+        truth_models, truth_raters = analysis.truth_scores(
+            heldout, {name: run.pred_dir for name, run in runs.items()}
+        )
+        scores = sorted(scores + truth_models, key=lambda s: (s.reference, MODELS.index(s.model)))
+        human += truth_raters
+    with stage("drawing the figures"):
+        figures = analysis.draw_figures(out / FIGURES_DIR, data, masks_dir, runs, scores, config)
+    write_comparison_csv(scores + human, out / TABLE_NAME)
+    result = DemoResult(
+        config=config,
+        out=out,
+        data=data,
+        runs=runs,
+        scores=scores,
+        human=human,
+        figures=figures,
+        timings=dict(stage.seconds),
+        wall_seconds=time.perf_counter() - start,
+        versions=package_versions(),
+        report=out / REPORT_NAME,
+    )
+    with atomic_path(result.report) as tmp:
+        tmp.write_text(render_report(result))
+    write_config(
+        out,
+        "demo",
+        config.to_dict(),
+        status="done",
+        result={
+            "scores": [
+                {"model": s.model, "reference": s.reference, **s.summary.to_dict()}
+                for s in scores + human
+            ],
+            "thresholds": {n: r.calibration["threshold"] for n, r in runs.items()},
+            "failed_models": failed_models(result),
+            "wall_seconds": result.wall_seconds,
+            "timings_seconds": result.timings,
+            "report": REPORT_NAME,
+        },
+    )
+    for name in failed_models(result):
+        logger.warning(
+            "the %s-mask model did not learn (validation Dice below %.0f %% at the saved epoch): "
+            "the comparison is void; train longer (--epochs) or try another --seed",
+            name,
+            100 * LEARNED_DICE,
+        )
+    logger.info("demo finished in %.0f s: %s", result.wall_seconds, result.report)
+    return result

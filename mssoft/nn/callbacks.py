@@ -1,0 +1,202 @@
+"""Keras callbacks that write a training run folder: best model, history, backup, TensorBoard.
+
+Importing this module imports Keras (and TensorFlow); ``import mssoft`` does not.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import keras
+
+from mssoft.files.atomic import atomic_path
+from mssoft.files.layout import (
+    BACKUP_DIR,
+    HISTORY_NAME,
+    KERAS_BACKUP_MARKERS,
+    LOGS_DIR,
+    MODEL_NAME,
+)
+
+__all__ = [
+    "MODEL_NAME",
+    "HISTORY_NAME",
+    "BACKUP_DIR",
+    "LOGS_DIR",
+    "EpochLog",
+    "BestModelCheckpoint",
+    "read_history",
+    "completed_epochs",
+    "run_callbacks",
+]
+
+logger = logging.getLogger(__name__)
+
+
+def read_history(path: str | Path) -> list[dict[str, float]]:
+    """Rows of a ``history.csv`` (empty list if there is none); ``epoch`` is 1-based."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    with path.open(newline="") as handle:
+        return [
+            {k: float(v) for k, v in row.items() if v not in ("", None)}
+            for row in csv.DictReader(handle)
+        ]
+
+
+def _write_history(rows: Sequence[dict[str, float]], path: Path) -> None:
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: (int(v) if k == "epoch" else f"{v:.6g}") for k, v in row.items()})
+
+
+def _ordered(logs: dict[str, float]) -> dict[str, float]:
+    """Training values before validation ones, the loss first in each group."""
+    return dict(
+        sorted(
+            logs.items(),
+            key=lambda kv: (kv[0].startswith("val_"), kv[0].removeprefix("val_") != "loss"),
+        )
+    )
+
+
+class EpochLog(keras.callbacks.Callback):
+    """Logs one line per epoch and keeps ``history.csv``, rewritten atomically after each epoch.
+
+    Parameters
+    ----------
+    path : Path
+        The CSV file: columns ``epoch`` (1-based), the Keras logs (``loss``, ``dice``,
+        ``val_loss``, ``val_dice``) and ``seconds``.
+    rows : sequence of dict
+        Rows of earlier epochs (a resumed run).
+    """
+
+    def __init__(self, path: Path, rows: Sequence[dict[str, float]] = ()) -> None:
+        super().__init__()
+        self.path = Path(path)
+        self.rows = list(rows)
+        self._start = 0.0
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        seconds = time.perf_counter() - self._start
+        values = _ordered({k: float(v) for k, v in (logs or {}).items()})
+        self.rows = [r for r in self.rows if r["epoch"] < epoch + 1]
+        self.rows.append({"epoch": epoch + 1, **values, "seconds": seconds})
+        _write_history(self.rows, self.path)
+        shown = " ".join(f"{k}={v:.4f}" for k, v in values.items())
+        logger.info(
+            "epoch %d/%d: %s (%.1f s)", epoch + 1, self.params.get("epochs", 0), shown, seconds
+        )
+
+
+class BestModelCheckpoint(keras.callbacks.Callback):
+    """Saves the model to ``path`` (atomically) whenever ``monitor`` reaches a new minimum.
+
+    Parameters
+    ----------
+    path : Path
+        A ``.keras`` file.
+    monitor : str
+        Log key to minimise.
+    best : float
+        Best value so far (from earlier epochs of a resumed run); ``inf`` for a new run.
+    best_epoch : int or None
+        1-based epoch of ``best``.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        monitor: str = "val_loss",
+        best: float = math.inf,
+        best_epoch: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.path = Path(path)
+        self.monitor = monitor
+        self.best = best
+        self.best_epoch = best_epoch
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        value = (logs or {}).get(self.monitor)
+        if value is None or not math.isfinite(float(value)):
+            logger.warning("epoch %d: %s is %s; model not saved", epoch + 1, self.monitor, value)
+            return
+        if float(value) < self.best:
+            with atomic_path(self.path) as tmp:
+                self.model.save(tmp)
+            logger.debug(
+                "epoch %d: %s improved from %.4f to %.4f; saved %s",
+                epoch + 1,
+                self.monitor,
+                self.best,
+                float(value),
+                self.path,
+            )
+            self.best, self.best_epoch = float(value), epoch + 1
+
+
+def completed_epochs(backup_dir: str | Path) -> int:
+    """Epochs completed by the ``BackupAndRestore`` state in ``backup_dir`` (0 if none)."""
+    for name in KERAS_BACKUP_MARKERS:
+        try:
+            return int(json.loads((Path(backup_dir) / name).read_text())["epoch"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return 0
+
+
+def run_callbacks(run_dir: str | Path, monitor: str) -> list[keras.callbacks.Callback]:
+    """The callbacks that make a run folder: best model, history, backup, TensorBoard.
+
+    Order matters: an epoch's best model and history row are written before the backup marks the
+    epoch complete, so a run killed at any moment resumes without losing an epoch's record. When
+    ``run_dir`` holds an interrupted run, history rows after the backup's epoch are dropped (that
+    epoch runs again) and the best monitored value so far comes from the history, so a resumed
+    epoch replaces ``model.keras`` only if it beats every earlier epoch.
+
+    Parameters
+    ----------
+    run_dir : path-like
+        The run folder.
+    monitor : str
+        ``val_loss`` (or ``loss`` without validation data).
+
+    Returns
+    -------
+    list of keras.callbacks.Callback
+    """
+    run_dir = Path(run_dir)
+    done = completed_epochs(run_dir / BACKUP_DIR)
+    rows = [r for r in read_history(run_dir / HISTORY_NAME) if r.get("epoch", math.inf) <= done]
+    scored = [r for r in rows if math.isfinite(r.get(monitor, math.nan))]
+    best = min(scored, key=lambda r: r[monitor]) if scored else None
+    if done:
+        logger.info("resuming %s after epoch %d", run_dir, done)
+    return [
+        BestModelCheckpoint(
+            run_dir / MODEL_NAME,
+            monitor,
+            best[monitor] if best else math.inf,
+            int(best["epoch"]) if best else None,
+        ),
+        EpochLog(run_dir / HISTORY_NAME, rows),
+        keras.callbacks.BackupAndRestore(
+            str(run_dir / BACKUP_DIR), double_checkpoint=True, delete_checkpoint=False
+        ),
+        keras.callbacks.TensorBoard(log_dir=str(run_dir / LOGS_DIR), write_graph=False),
+    ]

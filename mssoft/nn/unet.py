@@ -1,0 +1,186 @@
+"""The 2D U-Net of the paper (Fig. 3), as a functional Keras model that accepts any slice size.
+
+Importing this module imports Keras (and TensorFlow); ``import mssoft`` does not. The custom
+layers are registered (``mssoft>PadToMultiple``, ``mssoft>CropToReference``) so a saved model loads
+in a fresh process after ``import mssoft.nn.unet``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import keras
+from keras import ops
+
+from mssoft.errors import ConfigError
+
+__all__ = ["build_unet", "PadToMultiple", "CropToReference"]
+
+
+@keras.saving.register_keras_serializable(package="mssoft")
+class PadToMultiple(keras.layers.Layer):
+    """Zero-pad the spatial axes of ``(batch, H, W, C)`` at their end to multiples of ``multiple``.
+
+    The U-Net halves the slice ``depth`` times, so its input sides must be multiples of
+    ``2 ** depth``; padding inside the model lets a saved model segment slices of any size. Zero is
+    the background of z-scored images (voxels outside the brain are 0).
+
+    Parameters
+    ----------
+    multiple : int
+        Target multiple, >= 1.
+    """
+
+    def __init__(self, multiple: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.multiple = int(multiple)
+
+    def call(self, inputs: Any) -> Any:
+        shape = ops.shape(inputs)
+        pad_h = (-shape[1]) % self.multiple
+        pad_w = (-shape[2]) % self.multiple
+        return ops.pad(inputs, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]])
+
+    def compute_output_shape(self, input_shape: Sequence[int | None]) -> tuple[int | None, ...]:
+        def padded(size: int | None) -> int | None:
+            return None if size is None else -(-size // self.multiple) * self.multiple
+
+        return (input_shape[0], padded(input_shape[1]), padded(input_shape[2]), input_shape[3])
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "multiple": self.multiple}
+
+
+@keras.saving.register_keras_serializable(package="mssoft")
+class CropToReference(keras.layers.Layer):
+    """Crop ``(batch, H', W', C)`` to the spatial size ``(H, W)`` of a reference tensor (top-left).
+
+    The inverse of :class:`PadToMultiple`: called as ``CropToReference()(features, reference)``.
+    """
+
+    def call(self, inputs: Any, reference: Any) -> Any:
+        shape = ops.shape(reference)
+        return inputs[:, : shape[1], : shape[2], :]
+
+    def compute_output_shape(
+        self, inputs_shape: Sequence[int | None], reference_shape: Sequence[int | None]
+    ) -> tuple[int | None, ...]:
+        return (inputs_shape[0], reference_shape[1], reference_shape[2], inputs_shape[3])
+
+
+def _conv_pair(x: Any, filters: int, prefix: str) -> Any:
+    """Two 3x3 convolutions with ReLU ('same' padding), named ``<prefix>_conv1`` and ``_conv2``."""
+    for i in (1, 2):
+        x = keras.layers.Conv2D(
+            filters,
+            3,
+            padding="same",
+            activation="relu",
+            kernel_initializer="he_normal",
+            name=f"{prefix}_conv{i}",
+        )(x)
+    return x
+
+
+def _check_int(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(
+            f"Invalid value for `{name}`. Expected an integer >= {minimum}. "
+            f"Received: {name}={value!r}"
+        )
+    return value
+
+
+def build_unet(
+    input_shape: Sequence[int | None],
+    *,
+    base_filters: int = 32,
+    depth: int = 4,
+    dropout: float = 0.0,
+    name: str = "unet",
+) -> keras.Model:
+    """Build the 2D U-Net of Kats et al. (Fig. 3) with a sigmoid lesion-probability head.
+
+    Contracting path: ``depth`` levels of two 3x3 conv + ReLU and a 2x2 max-pooling; a bottleneck
+    of two 3x3 convs; expansive path: per level a 2x2 stride-2 transposed convolution,
+    concatenation with the skip connection and two 3x3 convs; then a 1x1 convolution with sigmoid.
+    Level ``k`` (1-based) has ``base_filters * 2 ** (k - 1)`` filters, the bottleneck
+    ``base_filters * 2 ** depth``. Inputs are zero-padded inside the model to multiples of
+    ``2 ** depth`` and the output is cropped back, so any slice size works.
+
+    Layers are named ``pad``, ``enc{k}_conv{1,2}``, ``enc{k}_pool``, ``bottleneck_conv{1,2}``,
+    ``dec{k}_up``, ``dec{k}_concat``, ``dec{k}_conv{1,2}``, ``crop`` and ``head``. The head is
+    float32 under any mixed-precision policy, so the output is always float32.
+
+    Parameters
+    ----------
+    input_shape : sequence of 3 ints or None
+        ``(H, W, C)``; ``H`` and ``W`` may be None (any size, the usual choice for a model that is
+        saved); ``C`` (number of modalities) must be given.
+    base_filters : int
+        Filters of the first level, >= 1.
+    depth : int
+        Number of poolings, >= 1.
+    dropout : float
+        Dropout rate before the bottleneck convs, in [0, 1); 0 adds no dropout layer.
+    name : str
+        Model name.
+
+    Returns
+    -------
+    keras.Model
+        Input ``(batch, H, W, C)`` float32 (z-scored slices), output ``(batch, H, W, 1)`` float32
+        probabilities.
+
+    Raises
+    ------
+    ConfigError
+        Invalid shape, width, depth or dropout.
+
+    Examples
+    --------
+    >>> model = build_unet((None, None, 4), base_filters=4, depth=2)
+    >>> model.output_shape
+    (None, None, None, 1)
+    """
+    shape = tuple(input_shape)
+    if len(shape) != 3:
+        raise ConfigError(f"Invalid value for `input_shape`. Expected (H, W, C). Received: {shape}")
+    _check_int("channels", shape[2], 1)
+    for size in shape[:2]:
+        if size is not None:
+            _check_int("input_shape", size, 1)
+    _check_int("base_filters", base_filters, 1)
+    _check_int("depth", depth, 1)
+    if not 0.0 <= dropout < 1.0:
+        raise ConfigError(
+            f"Invalid value for `dropout`. Expected a float in [0, 1). Received: dropout={dropout}"
+        )
+
+    inputs = keras.Input(shape=shape, name="slices")
+    x = PadToMultiple(2**depth, name="pad")(inputs)
+
+    # === Contracting path ===
+    skips = []
+    for level in range(1, depth + 1):
+        x = _conv_pair(x, base_filters * 2 ** (level - 1), f"enc{level}")
+        skips.append(x)
+        x = keras.layers.MaxPooling2D(2, name=f"enc{level}_pool")(x)
+
+    # === Bottleneck ===
+    if dropout > 0:
+        x = keras.layers.Dropout(dropout, name="bottleneck_dropout")(x)
+    x = _conv_pair(x, base_filters * 2**depth, "bottleneck")
+
+    # === Expansive path ===
+    for level in range(depth, 0, -1):
+        filters = base_filters * 2 ** (level - 1)
+        x = keras.layers.Conv2DTranspose(filters, 2, strides=2, name=f"dec{level}_up")(x)
+        x = keras.layers.Concatenate(name=f"dec{level}_concat")([skips[level - 1], x])
+        x = _conv_pair(x, filters, f"dec{level}")
+
+    # === Head (float32 under mixed precision) ===
+    x = CropToReference(name="crop")(x, inputs)
+    outputs = keras.layers.Conv2D(1, 1, activation="sigmoid", dtype="float32", name="head")(x)
+    return keras.Model(inputs, outputs, name=name)

@@ -1,0 +1,272 @@
+"""``mssoft build-masks``: soft masks for scans on disk, in three layers.
+
+* arrays: :func:`soft_mask_from_arrays` (a scan's mask and FLAIR → soft mask and its summary);
+* files: :func:`soft_mask_for_scan` reads a scan's rater mask and FLAIR once and builds its mask;
+  :func:`build_soft_masks` writes every scan's mask, then ``config.json``;
+* folder: :func:`build_masks_folder` finds the scans, guards the output folder and builds.
+
+``mssoft fit`` builds masks on the fly with :func:`soft_mask_from_arrays` from the arrays it has
+already read.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from mssoft.arrays.soft_masks import soft_mask_from_params
+from mssoft.errors import DataError
+from mssoft.files.folders import prepare_output_folder, read_config, write_config
+from mssoft.files.layout import soft_mask_path
+from mssoft.files.nifti import VolumeMeta, read_volume, write_volume
+from mssoft.files.scans import Scan, binary_mask, check_scan, discover_scans
+from mssoft.workflows.progress import Progress, no_progress
+from mssoft.workflows.settings import MaskConfig
+
+__all__ = [
+    "MaskSummary",
+    "soft_mask_from_arrays",
+    "soft_mask_for_scan",
+    "build_soft_masks",
+    "build_masks_folder",
+    "read_soft_mask_folder",
+]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class MaskSummary:
+    """What one soft mask holds.
+
+    Attributes
+    ----------
+    scan_id : str
+    lesion_voxels : int
+        ``|M|``, voxels of the rater's mask.
+    ring_voxels : int
+        ``|D|``, voxels with the soft label gamma (after the FLAIR exclusion).
+    dilated_voxels : int
+        ``|D0|``, voxels the dilation added before the FLAIR exclusion.
+    path : Path or None
+        Where the soft mask was written, if it was.
+    """
+
+    scan_id: str
+    lesion_voxels: int
+    ring_voxels: int
+    dilated_voxels: int
+    path: Path | None = None
+
+    @property
+    def achieved_ratio(self) -> float:
+        """``(|M| + |D|) / |M|``; NaN for an empty mask."""
+        if self.lesion_voxels == 0:
+            return float("nan")
+        return (self.lesion_voxels + self.ring_voxels) / self.lesion_voxels
+
+
+def soft_mask_from_arrays(
+    scan_id: str,
+    mask: np.ndarray,
+    flair: np.ndarray,
+    spacing: Sequence[float],
+    config: MaskConfig,
+    *,
+    source: Path | str = "FLAIR",
+) -> tuple[np.ndarray, MaskSummary]:
+    """The soft mask of one scan from its arrays.
+
+    Parameters
+    ----------
+    scan_id : str
+    mask : ndarray of bool, shape (X, Y, Z)
+        The rater's binary mask (RAS).
+    flair : ndarray of shape (X, Y, Z)
+        FLAIR intensities on the same grid.
+    spacing : sequence of 3 float
+        Voxel size in mm along each array axis.
+    config : MaskConfig
+    source : path-like
+        Named in the error message (the FLAIR file).
+
+    Returns
+    -------
+    soft : ndarray of float32, shape (X, Y, Z)
+    summary : MaskSummary
+
+    Raises
+    ------
+    DataError
+        The soft mask cannot be built (e.g. a percentile threshold on an all-zero FLAIR).
+    """
+    try:
+        soft = soft_mask_from_params(mask, flair, spacing=spacing, params=config.params)
+    except ValueError as exc:
+        raise DataError(f"{source}: {exc}") from None
+    lesion = int(np.count_nonzero(mask))
+    binary = config.is_binary
+    ring = 0 if binary else int(np.count_nonzero(soft == np.float32(config.gamma)))
+    dilated = 0 if binary else round((config.ratio - 1.0) * lesion)
+    return soft, MaskSummary(scan_id, lesion, ring, dilated)
+
+
+def soft_mask_for_scan(
+    scan: Scan, config: MaskConfig
+) -> tuple[np.ndarray, VolumeMeta, MaskSummary]:
+    """Read a scan's rater mask and FLAIR (once each) and build its soft mask.
+
+    The grids are not compared here: :func:`build_soft_masks` checks every scan's headers before
+    it reads any volume.
+
+    Returns
+    -------
+    soft : ndarray of float32, shape (X, Y, Z)
+        The soft mask in RAS orientation.
+    meta : VolumeMeta
+        Grid of the rater's mask (write ``soft`` back with it).
+    summary : MaskSummary
+
+    Raises
+    ------
+    DataError
+        Missing or non-binary rater mask, unreadable FLAIR, or (with a percentile threshold) a
+        FLAIR image with no non-zero voxel.
+    """
+    mask_path = scan.mask_path(config.rater)
+    raw, meta = read_volume(mask_path)
+    flair, _ = read_volume(scan.images["flair"])
+    soft, summary = soft_mask_from_arrays(
+        scan.scan_id,
+        binary_mask(raw, mask_path),
+        flair,
+        meta.spacing_mm,
+        config,
+        source=scan.images["flair"],
+    )
+    return soft, meta, summary
+
+
+def build_soft_masks(
+    scans: Sequence[Scan],
+    out: str | Path,
+    config: MaskConfig,
+    *,
+    progress: Progress = no_progress,
+) -> list[MaskSummary]:
+    """Build and write the soft mask of every scan, then ``out/config.json``.
+
+    All scans' headers are checked before anything is written. Each mask is written atomically
+    to :func:`mssoft.files.layout.soft_mask_path` as float32 with the rater mask's affine, header
+    and orientation; ``config.json`` is written last, once every mask is there.
+
+    Parameters
+    ----------
+    scans : sequence of Scan
+    out : path-like
+        Existing output folder (see :func:`mssoft.files.folders.prepare_output_folder`).
+    config : MaskConfig
+    progress : callable, optional
+        ``progress(items, label)`` wraps the iteration over scans (a progress bar).
+
+    Returns
+    -------
+    list of MaskSummary
+        One per scan, in order.
+    """
+    out = Path(out)
+    for scan in scans:
+        check_scan(scan, modalities=["flair"], rater=config.rater)
+    summaries = []
+    for scan in progress(scans, "build-masks"):
+        soft, meta, summary = soft_mask_for_scan(scan, config)
+        path = write_volume(soft, meta, soft_mask_path(out, scan.scan_id), dtype=np.float32)
+        summary = replace(summary, path=path)
+        logger.info(
+            "%s: %d lesion voxels, %d soft voxels",
+            scan.scan_id,
+            summary.lesion_voxels,
+            summary.ring_voxels,
+        )
+        summaries.append(summary)
+    write_config(
+        out,
+        "build-masks",
+        config.to_dict(),
+        scans={s.scan_id: s.path.name for s in summaries if s.path is not None},
+    )
+    return summaries
+
+
+def build_masks_folder(
+    data: str | Path,
+    out: str | Path,
+    config: MaskConfig,
+    *,
+    overwrite: bool = False,
+    progress: Progress = no_progress,
+) -> tuple[Path, list[MaskSummary]]:
+    """``mssoft build-masks``: the soft masks of every scan of ``data`` in the folder ``out``.
+
+    Parameters
+    ----------
+    data : path-like
+        ISBI 2015 data folder or CSV manifest.
+    out : path-like
+        Output folder; may not be inside ``data`` nor hold an input file.
+    config : MaskConfig
+    overwrite : bool
+        Replace an earlier ``build-masks`` output in ``out``.
+    progress : callable, optional
+        ``progress(items, label)`` wraps the iteration over scans.
+
+    Returns
+    -------
+    out : Path
+        The resolved output folder.
+    summaries : list of MaskSummary
+    """
+    scans = discover_scans(data)
+    inputs = [path for scan in scans for path in scan.files()]
+    folder = prepare_output_folder(
+        out, command="build-masks", data=data, input_files=inputs, overwrite=overwrite
+    )
+    return folder, build_soft_masks(scans, folder, config, progress=progress)
+
+
+def read_soft_mask_folder(
+    folder: str | Path, scans: Sequence[Scan]
+) -> tuple[MaskConfig, dict[str, Path]]:
+    """The configuration and per-scan files of a ``build-masks`` output folder.
+
+    Parameters
+    ----------
+    folder : path-like
+        Output folder of ``mssoft build-masks``.
+    scans : sequence of Scan
+        Scans that need a soft mask.
+
+    Returns
+    -------
+    config : MaskConfig
+    paths : dict of str to Path
+        Scan id to soft-mask file.
+
+    Raises
+    ------
+    DataError
+        The folder is not a build-masks output, or lacks a scan's soft mask.
+    """
+    record = read_config(folder, command="build-masks")
+    config = MaskConfig(**record["config"])
+    paths = {}
+    for scan in scans:
+        path = soft_mask_path(folder, scan.scan_id)
+        if not path.is_file():
+            raise DataError(f"{path}: soft mask of scan {scan.scan_id} not found in {folder}")
+        paths[scan.scan_id] = path
+    return config, paths

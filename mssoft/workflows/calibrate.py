@@ -1,0 +1,235 @@
+"""``mssoft calibrate``: predict the calibration scans once, then search the threshold.
+
+The search itself (:mod:`mssoft.arrays.threshold_search`) is exact and pure NumPy: the Dice of the
+post-processed prediction at every threshold of a grid and every candidate minimum lesion size.
+The probabilities are not kept: only the Dice curves are.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mssoft.arrays.lesions import (
+    DEFAULT_CONNECTIVITY,
+    DEFAULT_MIN_SIZE,
+)
+from mssoft.arrays.postprocess import (
+    THRESHOLD_RULE,
+    Binarisation,
+)
+from mssoft.arrays.threshold_search import (
+    choose_binarisation,
+    dice_curves,
+    parse_min_sizes,
+    threshold_grid,
+)
+from mssoft.errors import ConfigError, DataError
+from mssoft.files.atomic import write_json
+from mssoft.files.folders import package_versions
+from mssoft.files.layout import CALIBRATION_NAME
+from mssoft.files.run_folder import RunInfo, check_modalities, read_run
+from mssoft.files.scans import Scan, check_scan, discover_scans, load_scan, select_scans
+from mssoft.workflows.predict import predict_volume
+from mssoft.workflows.progress import Progress
+
+__all__ = [
+    "Calibration",
+    "calibrate_run",
+]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Result of :func:`calibrate_run`.
+
+    Attributes
+    ----------
+    binarisation : Binarisation
+        The chosen threshold, minimum size and connectivity.
+    mean_dice : float
+        Mean per-scan Dice at the chosen point.
+    rater : int
+    scans : tuple of str
+    thresholds : ndarray of shape (T,)
+    min_sizes : tuple of int
+    curves : ndarray of shape (N, M, T)
+        Dice of each scan, minimum size and threshold.
+    path : Path
+        The written ``calibration.json``.
+    """
+
+    binarisation: Binarisation
+    mean_dice: float
+    rater: int
+    scans: tuple[str, ...]
+    thresholds: np.ndarray
+    min_sizes: tuple[int, ...]
+    curves: np.ndarray
+    path: Path
+
+    def scan_dice(self) -> dict[str, float]:
+        """Dice of each scan at the chosen threshold and minimum size."""
+        i = self.min_sizes.index(self.binarisation.min_size)
+        j = int(np.flatnonzero(self.thresholds == self.binarisation.threshold)[0])
+        return {scan: float(self.curves[k, i, j]) for k, scan in enumerate(self.scans)}
+
+
+def _calibration_scans(
+    run_info: RunInfo, data: str | Path, scans: str | Sequence[str] | None, rater: int
+) -> tuple[list[Scan], str]:
+    found = discover_scans(data)
+    if scans is not None:
+        return select_scans(found, scans, source=str(data)), "option --scans"
+    if run_info.train_scans:
+        by_id = {s.scan_id for s in found}
+        missing = [s for s in run_info.train_scans if s not in by_id]
+        if missing:
+            raise DataError(
+                f"{data}: {len(missing)} training scan(s) of run {run_info.path} not found: "
+                f"{', '.join(missing)} (give DATA the run was trained on, or --scans)"
+            )
+        return select_scans(found, run_info.train_scans, source=str(data)), "run config"
+    with_mask = [s for s in found if rater in s.masks]
+    if not with_mask:
+        raise DataError(f"{data}: no scan has a mask of rater {rater}")
+    logger.warning(
+        "run %s lists no training scans: calibrating on all %d scans of %s with a rater-%d mask",
+        run_info.path,
+        len(with_mask),
+        data,
+        rater,
+    )
+    return with_mask, f"all scans with a rater-{rater} mask"
+
+
+def calibrate_run(
+    run: str | Path,
+    data: str | Path,
+    *,
+    scans: str | Sequence[str] | None = None,
+    rater: int | None = None,
+    thresholds: Sequence[float] | np.ndarray | None = None,
+    min_sizes: Sequence[int] = (DEFAULT_MIN_SIZE,),
+    connectivity: int = DEFAULT_CONNECTIVITY,
+    batch_size: int = 16,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+) -> Calibration:
+    """Predict the calibration scans once, search the threshold, write ``RUN/calibration.json``.
+
+    Parameters
+    ----------
+    run : path-like
+        Run folder of ``mssoft fit``.
+    data : path-like
+        ISBI 2015 data folder or CSV manifest holding the calibration scans and their masks.
+    scans : sequence of str, optional
+        Scan ids; default: the run's training scans, else every scan with the rater's mask.
+    rater : int, optional
+        Reference rater (default: the run's).
+    thresholds : sequence of float, optional
+        Strictly increasing grid (default :func:`threshold_grid`: 0.05 to 0.95 by 0.01).
+    min_sizes : sequence of int, optional
+        Candidate minimum lesion sizes (lesions of more voxels are kept).
+    connectivity : {6, 18, 26}, optional
+    batch_size : int, optional
+        Slices per model call.
+    overwrite : bool, optional
+        Replace an existing ``calibration.json``.
+    progress : callable, optional
+        Wraps the iteration over scans (a progress bar).
+
+    Returns
+    -------
+    Calibration
+
+    Raises
+    ------
+    DataError, ConfigError
+        Bad run folder, missing scans or masks, an existing calibration without ``overwrite``.
+    """
+    info = read_run(run)
+    rater = info.rater if rater is None else int(rater)
+    grid = threshold_grid() if thresholds is None else np.asarray(thresholds, dtype=np.float64)
+    if (
+        grid.ndim != 1
+        or grid.size == 0
+        or np.any(np.diff(grid) <= 0)
+        or grid[0] <= 0
+        or grid[-1] > 1
+    ):
+        raise ConfigError(
+            "Invalid value for `thresholds`. Expected strictly increasing values in (0, 1]."
+        )
+    min_sizes = parse_min_sizes(min_sizes)
+    for m in min_sizes:
+        Binarisation(float(grid[0]), m, connectivity)  # validates min_size and connectivity
+    path = Path(run) / CALIBRATION_NAME
+    if path.exists() and not overwrite:
+        raise ConfigError(f"{path} already exists; pass --overwrite to replace it")
+    selected, scan_source = _calibration_scans(info, data, scans, rater)
+    check_modalities(selected, info)
+    for scan in selected:
+        check_scan(scan, modalities=info.modalities, rater=rater)
+    from mssoft.nn.model_files import load_run_model  # imports TensorFlow
+
+    model = load_run_model(run)
+    curves = []
+    for scan in (progress or iter)(selected):
+        loaded = load_scan(scan, modalities=info.modalities, rater=rater)
+        assert loaded.mask is not None  # load_scan(rater=...) always reads the mask
+        prob = predict_volume(model, loaded.image, batch_size=batch_size)
+        curves.append(
+            dice_curves(prob, loaded.mask, grid, min_sizes=min_sizes, connectivity=connectivity)
+        )
+        logger.info("%s: best Dice %.4f", scan.scan_id, float(curves[-1].max()))
+    stack = np.stack(curves)
+    chosen, mean_dice = choose_binarisation(stack, grid, min_sizes, connectivity=connectivity)
+    result = Calibration(
+        chosen, mean_dice, rater, tuple(s.scan_id for s in selected), grid, min_sizes, stack, path
+    )
+    write_json(_record(result, run, data, scan_source), path)
+    logger.info(
+        "chose %s: mean Dice %.4f over %d scans", chosen.describe(), mean_dice, len(selected)
+    )
+    return result
+
+
+def _record(
+    result: Calibration, run: str | Path, data: str | Path, scan_source: str
+) -> dict[str, Any]:
+    mean = result.curves.mean(axis=0)
+    return {
+        "command": "calibrate",
+        "threshold": result.binarisation.threshold,
+        "min_size": result.binarisation.min_size,
+        "connectivity": result.binarisation.connectivity,
+        "rule": THRESHOLD_RULE,
+        "lesion_definition": result.binarisation.lesion_definition.describe(),
+        "mean_dice": result.mean_dice,
+        "objective": f"mean per-scan Dice against rater {result.rater} after post-processing",
+        "rater": result.rater,
+        "run": str(Path(run).resolve()),
+        "data": str(Path(data).resolve()),
+        "scan_source": scan_source,
+        "scans": list(result.scans),
+        "scan_dice": result.scan_dice(),
+        "thresholds": result.thresholds.tolist(),
+        "min_sizes": list(result.min_sizes),
+        "mean_dice_curve": {str(m): mean[i].tolist() for i, m in enumerate(result.min_sizes)},
+        "scan_dice_curves": {
+            scan: {str(m): result.curves[k, i].tolist() for i, m in enumerate(result.min_sizes)}
+            for k, scan in enumerate(result.scans)
+        },
+        "versions": package_versions(),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }

@@ -1,0 +1,235 @@
+"""Settings of the commands, validated on construction (no TensorFlow import).
+
+:class:`MaskConfig` says how soft masks are built (``mssoft build-masks``, or ``mssoft fit`` on the
+fly). :class:`TrainingSettings` holds every training option; :class:`TrainConfig` is one run of
+``mssoft fit``: the training settings plus the run's data, folder and targets. The cv and demo
+configurations compose a :class:`TrainingSettings`, so they accept every training option fit has
+(the CLI builds all three from one set of options). The strategy name is checked by
+:func:`mssoft.nn.distribute.get_strategy` when training starts.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from mssoft.arrays.soft_masks import FlairThreshold, SoftMaskParams
+from mssoft.errors import ConfigError
+
+__all__ = ["MaskConfig", "TrainingSettings", "TrainConfig"]
+
+
+def _check(ok: bool, option: str, expected: str, value: Any) -> None:
+    if not ok:
+        raise ConfigError(f"Invalid value for `{option}`. Expected {expected}. Received: {value!r}")
+
+
+def _positive_int(option: str, value: Any, minimum: int = 1) -> None:
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+    _check(ok, f"--{option}", f"an integer >= {minimum}", value)
+
+
+def _as_tuple(value: Any) -> tuple[str, ...] | None:
+    """A tuple of names from a sequence or one comma-separated string (None stays None)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    return tuple(value)
+
+
+@dataclass(frozen=True)
+class MaskConfig:
+    """How soft masks are built from one rater's binary masks.
+
+    Attributes
+    ----------
+    rater : int
+        Whose binary mask is softened.
+    ratio : float
+        Dilated volume relative to the mask (>= 1; 1.2 is "120 %").
+    gamma : float
+        Soft label of the ring, in [0, 1).
+    flair_threshold : str, float or None
+        ``"pNN"`` (percentile of brain FLAIR), an absolute intensity, or None (no exclusion).
+    per_lesion : bool
+        Grow each lesion to ``ratio`` times its own volume.
+    """
+
+    rater: int = 1
+    ratio: float = 1.2
+    gamma: float = 0.3
+    flair_threshold: FlairThreshold = "p50"
+    per_lesion: bool = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.rater, bool) or int(self.rater) != self.rater or self.rater < 1:
+            raise ConfigError(
+                f"Invalid value for `--rater`. Expected an integer >= 1. Received: {self.rater}"
+            )
+        params = self.params  # the one validation of ratio, gamma and threshold
+        object.__setattr__(self, "flair_threshold", params.flair_threshold)
+
+    @property
+    def params(self) -> SoftMaskParams:
+        """The validated soft-mask settings (:class:`mssoft.arrays.soft_masks.SoftMaskParams`).
+
+        Raises
+        ------
+        ConfigError
+            Invalid ratio, gamma or FLAIR threshold.
+        """
+        try:
+            return SoftMaskParams(self.ratio, self.gamma, self.flair_threshold, self.per_lesion)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+
+    @property
+    def is_binary(self) -> bool:
+        """True when the soft mask equals the binary mask (``ratio == 1`` or ``gamma == 0``)."""
+        return self.params.is_binary
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready dictionary of the fields."""
+        return asdict(self)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainingSettings:
+    """Every training option of ``mssoft fit``, shared by ``cv`` and ``demo``.
+
+    Attributes
+    ----------
+    modalities : tuple of str or None
+        Input channels in order; default every modality all scans have, FLAIR first.
+    epochs : int
+        Total number of epochs (a resumed run continues up to it).
+    batch_size : int
+        Global batch size (split over the replicas).
+    learning_rate : float
+        Adam learning rate.
+    base_filters, depth : int
+        U-Net width and number of poolings (:func:`mssoft.nn.unet.build_unet`).
+    seed : int
+        Seeds weights, split, shuffling and augmentation.
+    val_fraction : float
+        Share of validation slices (or patients, with ``split="patients"``), in [0, 1).
+    split : {"slices", "patients"}
+        Draw validation slices at random (the paper), or whole patients.
+    rotation_degrees : float
+        Random rotations are uniform in ``[-rotation_degrees, rotation_degrees]``; 0 disables.
+    eps : float
+        Stabiliser of :class:`mssoft.nn.losses.SoftDiceLoss`.
+    strategy : {"auto", "default", "mirrored", "multiworker"}
+        See :func:`mssoft.nn.distribute.get_strategy`.
+    devices : tuple of str or None
+        Devices for the strategy (e.g. ``("GPU:0", "GPU:1")``).
+    mixed_precision : bool
+        Train with ``mixed_bfloat16`` on CPU or ``mixed_float16`` on GPU (the head stays float32).
+    """
+
+    modalities: tuple[str, ...] | None = None
+    epochs: int = 30
+    batch_size: int = 8
+    learning_rate: float = 1e-4
+    base_filters: int = 32
+    depth: int = 4
+    seed: int = 0
+    val_fraction: float = 0.2
+    split: str = "slices"
+    rotation_degrees: float = 5.0
+    eps: float = 1e-6
+    strategy: str = "auto"
+    devices: tuple[str, ...] | None = None
+    mixed_precision: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("modalities", "devices"):
+            object.__setattr__(self, name, _as_tuple(getattr(self, name)))
+        for name, minimum in (("epochs", 1), ("batch_size", 1), ("base_filters", 1), ("depth", 1)):
+            _positive_int(name.replace("_", "-"), getattr(self, name), minimum)
+        _positive_int("seed", self.seed, 0)
+        _check(
+            math.isfinite(self.learning_rate) and self.learning_rate > 0,
+            "--learning-rate",
+            "a float > 0",
+            self.learning_rate,
+        )
+        _check(
+            0.0 <= self.val_fraction < 1.0, "--val-fraction", "a float in [0, 1)", self.val_fraction
+        )
+        _check(
+            self.split in ("slices", "patients"), "--split", "'slices' or 'patients'", self.split
+        )
+        _check(
+            0.0 <= self.rotation_degrees <= 180.0,
+            "--rotation-degrees",
+            "a float in [0, 180]",
+            self.rotation_degrees,
+        )
+        _check(self.eps > 0, "eps", "a float > 0", self.eps)
+
+    def settings(self) -> dict[str, Any]:
+        """The training settings alone, as keyword arguments (also of a :class:`TrainConfig`)."""
+        return {f.name: getattr(self, f.name) for f in fields(TrainingSettings)}
+
+    def record(self) -> dict[str, Any]:
+        """JSON-ready training settings."""
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.settings().items()}
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig(TrainingSettings):
+    """One ``mssoft fit`` run: the training settings plus its data, folder and targets.
+
+    Attributes
+    ----------
+    data : Path
+        ISBI 2015 data folder or CSV manifest.
+    out : Path
+        Run folder (created; must be new or empty unless ``resume``).
+    masks : Path or None
+        ``build-masks`` output folder with the soft masks to train on.
+    mask : MaskConfig or None
+        Build soft masks on the fly instead (cannot be combined with ``masks``). None, or a binary
+        MaskConfig (ratio 1 or gamma 0), trains on the rater's binary masks: the paper's baseline.
+    rater : int or None
+        Whose masks; default 1 (or the rater of ``masks`` / ``mask``).
+    patients : tuple of str or None
+        Train (and validate) on these patients' scans only; default all scans with masks.
+    resume : bool
+        Continue the run in ``out`` from its last completed epoch.
+
+    The training options are those of :class:`TrainingSettings`;
+    ``TrainConfig.from_settings(settings, data=..., out=...)`` builds one from them.
+    """
+
+    data: Path
+    out: Path
+    masks: Path | None = None
+    mask: MaskConfig | None = None
+    rater: int | None = None
+    patients: tuple[str, ...] | None = None
+    resume: bool = False
+
+    @classmethod
+    def from_settings(cls, settings: TrainingSettings, **run: Any) -> TrainConfig:
+        """A run of ``settings``; ``run`` gives ``data``, ``out`` and the other run fields."""
+        return cls(**{**settings.settings(), **run})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "data", Path(self.data))
+        object.__setattr__(self, "out", Path(self.out))
+        if self.masks is not None:
+            object.__setattr__(self, "masks", Path(self.masks))
+        object.__setattr__(self, "patients", _as_tuple(self.patients))
+        if self.rater is not None:
+            _positive_int("rater", self.rater)
+        if self.masks is not None and self.mask is not None:
+            raise ConfigError(
+                "Invalid value for `--masks`: soft masks from a folder cannot be combined with "
+                "--ratio/--gamma/--flair-threshold/--per-lesion (those build masks on the fly)"
+            )

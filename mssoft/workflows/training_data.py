@@ -1,0 +1,328 @@
+"""Training slices in memory: target source, lesion-slice loading and the train/validation split.
+
+Per scan (:func:`load_scan_slices`): read the chosen modalities and the rater's binary mask
+(:func:`mssoft.files.scans.load_scan`), z-score each modality over the brain
+(:func:`mssoft.arrays.intensity.zscore_brain`), get the target (the rater's binary mask, a soft mask from
+a ``build-masks`` folder, or a soft mask built on the fly: :class:`MaskSource`), cut both into
+axial slices and keep only the slices where **the rater's binary mask** has a lesion voxel
+(design.md §1.5). A soft ring can reach into a slice without rater lesion; such a slice is dropped
+all the same, so the binary baseline and every soft-mask variant train on exactly the same slices.
+
+Only the kept slices stay in memory (:class:`SliceSet`, one array per scan, no concatenated
+copy). :func:`split_slices` draws the 80/20 train/validation split (by slice or by patient) from a
+seed. Pure NumPy: :mod:`mssoft.nn.dataset` turns a :class:`SliceSet` into ``tf.data`` pipelines.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from mssoft.arrays.intensity import zscore_brain
+from mssoft.arrays.slices import (
+    SliceSet,
+    lesion_slice_indices,
+    to_axial_slices,
+)
+from mssoft.errors import ConfigError, DataError
+from mssoft.files.folders import read_config
+from mssoft.files.layout import soft_mask_path
+from mssoft.files.nifti import check_same_grid, read_header, read_volume
+from mssoft.files.scans import LoadedScan, Scan, load_scan, patients_of
+from mssoft.workflows.build_masks import read_soft_mask_folder, soft_mask_from_arrays
+from mssoft.workflows.settings import MaskConfig
+
+__all__ = [
+    "MaskSource",
+    "resolve_mask_source",
+    "training_scans",
+    "load_scan_slices",
+    "load_slices",
+]
+
+logger = logging.getLogger(__name__)
+
+MaskKind = Literal["binary", "folder", "computed"]
+
+
+@dataclass(frozen=True)
+class MaskSource:
+    """Where the training targets come from.
+
+    Attributes
+    ----------
+    kind : {"binary", "folder", "computed"}
+        ``binary``: the rater's mask itself (the paper's baseline); ``folder``: soft masks written
+        by ``mssoft build-masks``; ``computed``: soft masks built while loading, from ``config``.
+    rater : int
+        Whose binary mask defines the lesions (and the kept slices).
+    folder : Path or None
+        The ``build-masks`` output folder (``kind == "folder"``).
+    config : MaskConfig or None
+        How the soft masks were (or are) built; None for ``binary``.
+    """
+
+    kind: MaskKind = "binary"
+    rater: int = 1
+    folder: Path | None = None
+    config: MaskConfig | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("binary", "folder", "computed"):
+            raise ConfigError(
+                f"Invalid mask source {self.kind!r}: expected binary, folder or computed"
+            )
+        if (self.kind == "folder") != (self.folder is not None):
+            raise ConfigError("a `folder` mask source needs a folder, and only it")
+        if (self.kind == "binary") != (self.config is None):
+            raise ConfigError("a `binary` mask source has no MaskConfig; the others need one")
+        if self.config is not None and self.config.rater != self.rater:
+            raise ConfigError(
+                f"mask source rater {self.rater} differs from MaskConfig rater {self.config.rater}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready description: ``{"source", "rater", "folder", "config"}``."""
+        return {
+            "source": self.kind,
+            "rater": self.rater,
+            "folder": str(self.folder) if self.folder is not None else None,
+            "config": self.config.to_dict() if self.config is not None else None,
+        }
+
+
+def resolve_mask_source(
+    *,
+    masks: str | Path | None = None,
+    mask_config: MaskConfig | None = None,
+    rater: int | None = None,
+) -> MaskSource:
+    """Choose the training targets from the ``fit`` options.
+
+    Parameters
+    ----------
+    masks : path-like, optional
+        A ``build-masks`` output folder (its ``config.json`` gives the rater and the MaskConfig).
+    mask_config : MaskConfig, optional
+        Build soft masks on the fly; a binary one (``ratio == 1`` or ``gamma == 0``) means the
+        rater's binary mask. Cannot be combined with ``masks``.
+    rater : int, optional
+        Whose mask; default 1, or the rater of ``masks`` / ``mask_config``, which it must match.
+
+    Returns
+    -------
+    MaskSource
+
+    Raises
+    ------
+    ConfigError
+        ``masks`` combined with ``mask_config``, or a rater that contradicts them.
+    DataError
+        ``masks`` is not a ``build-masks`` output folder.
+    """
+    if masks is not None and mask_config is not None:
+        raise ConfigError(
+            "Invalid value for `--masks`: soft masks from a folder cannot be combined with "
+            "--ratio/--gamma/--flair-threshold/--per-lesion (those build masks on the fly)"
+        )
+    if masks is not None:
+        record = read_config(masks, command="build-masks")
+        config = MaskConfig(**record["config"])
+        if rater is not None and rater != config.rater:
+            raise ConfigError(
+                f"Invalid value for `--rater`: {rater}, but the soft masks in {masks} were "
+                f"built from rater {config.rater}"
+            )
+        return MaskSource("folder", config.rater, Path(masks).resolve(), config)
+    if mask_config is not None and rater is not None and rater != mask_config.rater:
+        raise ConfigError(
+            f"Invalid value for `--rater`: {rater} differs from the mask configuration's "
+            f"rater {mask_config.rater}"
+        )
+    if mask_config is None or mask_config.is_binary:
+        return MaskSource("binary", rater or (mask_config.rater if mask_config else 1))
+    return MaskSource("computed", mask_config.rater, None, mask_config)
+
+
+def training_scans(
+    scans: Sequence[Scan], *, rater: int, patients: Sequence[str] | None = None
+) -> list[Scan]:
+    """The scans that can train: those with a mask of ``rater``, optionally of some patients only.
+
+    Scans without any mask (e.g. the ISBI 2015 test scans) are left out silently (logged); scans
+    that have masks but none of ``rater`` too, with a warning.
+
+    Raises
+    ------
+    ConfigError
+        A requested patient is unknown.
+    DataError
+        No scan is left.
+    """
+    if patients is not None:
+        known = patients_of(scans)
+        unknown = [p for p in patients if p not in known]
+        if unknown:
+            raise ConfigError(
+                f"Invalid value for `--patients`: unknown patient(s) {', '.join(unknown)} "
+                f"(known: {', '.join(known)})"
+            )
+        wanted = set(patients)
+        scans = [s for s in scans if s.patient_id in wanted]
+    unlabelled = [s.scan_id for s in scans if not s.masks]
+    other_rater = [s.scan_id for s in scans if s.masks and rater not in s.masks]
+    if unlabelled:
+        logger.info(
+            "%d scans without masks are not used for training: %s",
+            len(unlabelled),
+            ", ".join(unlabelled),
+        )
+    if other_rater:
+        logger.warning(
+            "%d scans have no mask of rater %d and are not used: %s",
+            len(other_rater),
+            rater,
+            ", ".join(other_rater),
+        )
+    selected = [s for s in scans if rater in s.masks]
+    if not selected:
+        raise DataError(f"no scan has a mask of rater {rater}: nothing to train on")
+    return selected
+
+
+def _target(loaded: LoadedScan, source: MaskSource) -> np.ndarray:
+    """The training target of one scan in RAS, float32 (X, Y, Z)."""
+    scan, loaded_mask, meta = loaded.scan, loaded.mask, loaded.meta
+    assert loaded_mask is not None
+    if source.kind == "binary":
+        return loaded_mask.astype(np.float32)
+    if source.kind == "computed":
+        assert source.config is not None
+        if "flair" in loaded.modalities:  # the FLAIR already read (NaN read as 0: not brain)
+            flair = loaded.image[..., loaded.modalities.index("flair")]
+        else:
+            flair, _ = read_volume(scan.images["flair"])
+        soft, _ = soft_mask_from_arrays(
+            scan.scan_id,
+            loaded_mask,
+            flair,
+            meta.spacing_mm,
+            source.config,
+            source=scan.images["flair"],
+        )
+        return soft
+    assert source.folder is not None
+    path = soft_mask_path(source.folder, scan.scan_id)
+    check_same_grid([meta, read_header(path)])
+    soft, _ = read_volume(path, dtype=np.float32)
+    if not np.all(np.isfinite(soft)) or soft.min() < 0.0 or soft.max() > 1.0:
+        raise DataError(f"{path}: soft mask values must be finite and in [0, 1]")
+    if not np.all(soft[loaded_mask] == 1.0):
+        raise DataError(
+            f"{path}: soft mask is not 1 on every lesion voxel of rater {source.rater}'s mask "
+            f"{scan.mask_path(source.rater)}"
+        )
+    return soft
+
+
+def load_scan_slices(
+    scan: Scan, *, modalities: Sequence[str], source: MaskSource
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Z-scored image slices and target slices of one scan, lesion-free slices dropped.
+
+    Parameters
+    ----------
+    scan : Scan
+    modalities : sequence of str
+        Channels, in order.
+    source : MaskSource
+
+    Returns
+    -------
+    images : ndarray of float32, shape (K, X, Y, C)
+        Kept axial slices, each modality z-scored over the scan's brain voxels.
+    targets : ndarray of float32, shape (K, X, Y, 1)
+        Binary or soft mask of the same slices, values in [0, 1].
+    kept : ndarray of int64, shape (K,)
+        Axial index ``z`` of each kept slice (those where the rater's mask has a lesion voxel).
+    n_slices : int
+        Number of axial slices of the scan before filtering.
+
+    Raises
+    ------
+    DataError
+        Unreadable or inconsistent files (see :func:`mssoft.files.scans.load_scan`).
+    """
+    loaded = load_scan(scan, modalities=modalities, rater=source.rater)
+    assert loaded.mask is not None
+    kept = lesion_slice_indices(loaded.mask)
+    target = _target(loaded, source)
+    image = zscore_brain(loaded.image)
+    images = np.ascontiguousarray(to_axial_slices(image)[kept])
+    targets = np.ascontiguousarray(to_axial_slices(target)[kept])
+    return images, targets, kept.astype(np.int64), int(image.shape[2])
+
+
+def _pad_to(array: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    pad = [(0, 0), (0, shape[0] - array.shape[1]), (0, shape[1] - array.shape[2]), (0, 0)]
+    return np.pad(array, pad) if any(p[1] for p in pad) else array
+
+
+def load_slices(
+    scans: Sequence[Scan], *, modalities: Sequence[str], source: MaskSource
+) -> SliceSet:
+    """Load the kept slices of every scan (see :func:`load_scan_slices`).
+
+    Scans whose slices differ in size are zero-padded at the end of each axis to the largest
+    ``(X, Y)`` so that slices can be batched (0 is background for z-scored images and masks).
+
+    Raises
+    ------
+    DataError
+        A file is unreadable or inconsistent, a soft mask is missing from the ``build-masks``
+        folder, or no scan has a lesion slice.
+    """
+    if source.kind == "folder":
+        assert source.folder is not None
+        read_soft_mask_folder(
+            source.folder, scans
+        )  # every soft mask exists, before any heavy loading
+    images, targets, kept_all, n_slices = [], [], [], []
+    for scan in scans:
+        image, target, kept, n = load_scan_slices(scan, modalities=modalities, source=source)
+        logger.info("%s: %d of %d axial slices have a lesion", scan.scan_id, len(kept), n)
+        images.append(image)
+        targets.append(target)
+        kept_all.append(kept)
+        n_slices.append(n)
+    if not sum(len(k) for k in kept_all):
+        raise DataError(
+            f"no slice of the {len(scans)} training scans has a lesion of rater {source.rater}"
+        )
+    shape = (max(a.shape[1] for a in images), max(a.shape[2] for a in images))
+    if any(a.shape[1:3] != shape for a in images):
+        logger.info("slices of different sizes are zero-padded to %dx%d", *shape)
+        images = [_pad_to(a, shape) for a in images]
+        targets = [_pad_to(a, shape) for a in targets]
+    slices = SliceSet(
+        images,
+        targets,
+        kept_all,
+        [s.scan_id for s in scans],
+        [s.patient_id for s in scans],
+        n_slices,
+        tuple(modalities),
+        source,
+    )
+    logger.info(
+        "%d lesion slices of %d scans in memory (%.0f MB)",
+        len(slices),
+        len(scans),
+        slices.nbytes / 2**20,
+    )
+    return slices
