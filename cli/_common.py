@@ -1,18 +1,47 @@
-"""Helpers shared by the command modules: progress bars and common options."""
+"""Helpers shared by the command modules: progress bars, list options and the training options.
+
+``fit``, ``cv`` and ``demo`` take the same training options (:func:`training_options`), built
+from the fields of :class:`mssoft.workflows.settings.TrainingSettings`, so a new training option
+appears on all three at once.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import fields, replace
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import click
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from mssoft.workflows.settings import TrainingSettings
 
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 
 DATA_ARGUMENT = click.argument("data", type=click.Path(exists=True, path_type=Path), metavar="DATA")
+
+
+class CommaList(click.ParamType):
+    """A comma-separated list option: ``a,b , c`` → ``("a", "b", "c")`` (empty items dropped)."""
+
+    name = "LIST"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if value is None or isinstance(value, tuple):
+            return value
+        items = tuple(v.strip() for v in str(value).split(",") if v.strip())
+        if not items:
+            self.fail("expected at least one comma-separated item", param, ctx)
+        return items
+
+
+COMMA_LIST = CommaList()
 
 
 def out_option(help_text: str):  # type: ignore[no-untyped-def]
@@ -22,22 +51,143 @@ def out_option(help_text: str):  # type: ignore[no-untyped-def]
     )
 
 
-def progress(items: Iterable[T], *, desc: str, total: int | None = None) -> Iterator[T]:
-    """A progress bar on stderr (hidden with ``mssoft -q``)."""
+def _quiet() -> bool:
     ctx = click.get_current_context(silent=True)
-    quiet = bool(ctx and ctx.find_root().obj and ctx.find_root().obj.get("quiet"))
-    yield from tqdm(
+    return bool(ctx and ctx.find_root().obj and ctx.find_root().obj.get("quiet"))
+
+
+def progress(items: Sequence[T], label: str) -> Iterator[T]:
+    """A progress bar on stderr over ``items`` (hidden with ``mssoft -q``).
+
+    Log lines written while it runs go above the bar instead of breaking it. Matches
+    :data:`mssoft.workflows.progress.Progress`.
+    """
+    bar = tqdm(
         items,
-        desc=desc,
-        total=total,
+        desc=label,
+        total=len(items),
         file=sys.stderr,
-        disable=quiet,
+        disable=_quiet(),
         unit="scan",
         dynamic_ncols=True,
         leave=False,
     )
+    redirect = (
+        logging_redirect_tqdm([logging.getLogger()])
+        if not bar.disable
+        else contextlib.nullcontext()
+    )
+    with redirect:
+        yield from bar
 
 
 def echo_line(text: str) -> None:
     """Print a result line on stdout without breaking an active progress bar."""
     tqdm.write(text, file=sys.stdout)
+
+
+#: Training options: field of TrainingSettings -> (option, click type, help). Fields not listed
+#: (``eps``) are library-only.
+_TRAINING_OPTIONS: dict[str, tuple[str, Any, str]] = {
+    "modalities": (
+        "--modalities",
+        COMMA_LIST,
+        "Input channels in order, comma-separated (e.g. flair,t1,t2,pd)  "
+        "[default: all that every scan has, FLAIR first]",
+    ),
+    "epochs": ("--epochs", click.IntRange(min=1), "Total epochs of each model."),
+    "batch_size": ("--batch-size", click.IntRange(min=1), "Global batch size (all devices)."),
+    "learning_rate": (
+        "--learning-rate",
+        click.FloatRange(min=0.0, min_open=True),
+        "Adam learning rate.",
+    ),
+    "base_filters": ("--base-filters", click.IntRange(min=1), "Filters of the first U-Net level."),
+    "depth": ("--depth", click.IntRange(min=1), "Number of U-Net poolings."),
+    "seed": ("--seed", click.IntRange(min=0), "Seed of weights, split and augmentation."),
+    "val_fraction": (
+        "--val-fraction",
+        click.FloatRange(0.0, 1.0, max_open=True),
+        "Share of the lesion slices (or patients) held out for validation; 0 = none.",
+    ),
+    "split": (
+        "--split",
+        click.Choice(["slices", "patients"]),
+        "Draw validation slices at random (the paper) or whole patients.",
+    ),
+    "rotation_degrees": (
+        "--rotation-degrees",
+        click.FloatRange(0.0, 180.0),
+        "Random rotations uniform in [-D, D] degrees (0 = none).",
+    ),
+    "strategy": (
+        "--strategy",
+        click.Choice(["auto", "default", "mirrored", "multiworker"]),
+        "Distribution: auto = mirrored over all GPUs when more than one is visible; "
+        "multiworker = one process per machine, each started with the same command and its own "
+        "TF_CONFIG (see the README).",
+    ),
+    "devices": (
+        "--devices",
+        COMMA_LIST,
+        "Devices for the strategy, comma-separated (e.g. GPU:0,GPU:1; CPU:0,CPU:1 after "
+        "MSSOFT_LOGICAL_CPUS=2).",
+    ),
+    "mixed_precision": (
+        "--mixed-precision",
+        None,
+        "Compute in bfloat16 on CPU / float16 on GPU (the output layer stays float32).",
+    ),
+}
+
+
+def training_options(
+    defaults: TrainingSettings,
+    *,
+    strategies: Sequence[str] = ("auto", "default", "mirrored", "multiworker"),
+    help_overrides: dict[str, str] | None = None,
+) -> Callable[[F], F]:
+    """Add one option per training setting, with ``defaults`` shown as the defaults.
+
+    Every option defaults to None (flags to False) so that :func:`training_settings` can tell
+    what the user set from what ``defaults`` provides.
+    """
+    helps = help_overrides or {}
+
+    def decorate(command: F) -> F:
+        for name in reversed(list(_TRAINING_OPTIONS)):
+            flag, kind, text = _TRAINING_OPTIONS[name]
+            text = helps.get(name, text)
+            if kind is None:
+                command = click.option(flag, name, is_flag=True, default=False, help=text)(command)
+                continue
+            if name == "strategy":
+                kind = click.Choice(list(strategies))
+            value = getattr(defaults, name)
+            shown = ",".join(value) if isinstance(value, tuple) else value
+            command = click.option(
+                flag,
+                name,
+                type=kind,
+                default=None,
+                show_default=str(shown) if shown is not None else False,
+                help=text,
+            )(command)
+        return command
+
+    return decorate
+
+
+def training_settings(options: dict[str, Any], defaults: TrainingSettings) -> TrainingSettings:
+    """Pop the training options from a command's keyword arguments into a TrainingSettings.
+
+    Options the user did not give keep the value of ``defaults``.
+    """
+    given = {}
+    for field in fields(TrainingSettings):
+        if field.name not in _TRAINING_OPTIONS:
+            continue
+        value = options.pop(field.name)
+        if value is not None and value is not False:
+            given[field.name] = value
+    return replace(defaults, **given)

@@ -6,9 +6,7 @@ from pathlib import Path
 
 import click
 
-from mssoft.files.folders import prepare_output_folder
-from mssoft.files.scans import discover_scans
-from mssoft.workflows.build_masks import build_soft_masks
+from mssoft.workflows.build_masks import build_masks_folder
 from mssoft.workflows.settings import MaskConfig
 
 from ._common import DATA_ARGUMENT, echo_line, out_option, progress
@@ -57,14 +55,9 @@ def build_masks(
         flair_threshold=flair_threshold,
         per_lesion=per_lesion,
     )
-    scans = discover_scans(data)
-    inputs = [path for scan in scans for path in scan.files()]
-    out = prepare_output_folder(
-        out, command="build-masks", data=data, input_files=inputs, overwrite=overwrite
-    )
+    out, summaries = build_masks_folder(data, out, config, overwrite=overwrite, progress=progress)
     total_lesion = total_ring = 0
-    summaries = build_soft_masks(scans, out, config)
-    for summary in progress(summaries, desc="build-masks", total=len(scans)):
+    for summary in summaries:
         total_lesion += summary.lesion_voxels
         total_ring += summary.ring_voxels
         echo_line(
@@ -73,6 +66,6 @@ def build_masks(
         )
     achieved = (total_lesion + total_ring) / total_lesion if total_lesion else float("nan")
     click.echo(
-        f"total\tscans={len(scans)}\tlesion_voxels={total_lesion}\t"
+        f"total\tscans={len(summaries)}\tlesion_voxels={total_lesion}\t"
         f"soft_voxels={total_ring}\tratio={achieved:.3f}\tout={out}"
     )

@@ -75,7 +75,7 @@ def calibrate(
         min_sizes=sizes,
         batch_size=batch_size,
         overwrite=overwrite,
-        progress=lambda items: progress(items, desc="calibrate", total=len(items)),
+        progress=progress,
     )
     for scan_id, dice in result.scan_dice().items():
         echo_line(f"{scan_id}\tdice={dice:.4f}")

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
+from mssoft.arrays.soft_masks import is_binary_setting
 from mssoft.experiments.cv.plan import parse_float_list, parse_shard
+from mssoft.files.layout import CV_RESULTS_NAME, CV_TABLE_NAME
+from mssoft.workflows.settings import TrainingSettings
 
-from ._common import DATA_ARGUMENT, out_option
+from ._common import DATA_ARGUMENT, out_option, training_options, training_settings
 
 
 @click.command("cv")
@@ -26,7 +30,6 @@ from ._common import DATA_ARGUMENT, out_option
     type=click.IntRange(min=1),
     help="Models per cell with seeds SEED, SEED+1, ... (the paper used 5).",
 )
-@click.option("--seed", default=0, type=click.IntRange(min=0), help="First seed.")
 @click.option(
     "--rater",
     default=1,
@@ -39,28 +42,10 @@ from ._common import DATA_ARGUMENT, out_option
     help="Soft-mask FLAIR threshold ('pNN', a number or 'none').",
 )
 @click.option("--per-lesion", is_flag=True, help="Grow each lesion to RATIO times its own volume.")
-@click.option(
-    "--modalities",
-    default=None,
-    show_default="all that every scan has, FLAIR first",
-    help="Input channels in order, comma-separated.",
-)
-@click.option("--epochs", default=30, type=click.IntRange(min=1), help="Epochs per model.")
-@click.option("--batch-size", default=8, type=click.IntRange(min=1), help="Global batch size.")
-@click.option(
-    "--learning-rate",
-    default=1e-4,
-    type=click.FloatRange(min=0.0, min_open=True),
-    help="Adam learning rate.",
-)
-@click.option("--base-filters", default=32, type=click.IntRange(min=1), help="U-Net width.")
-@click.option("--depth", default=4, type=click.IntRange(min=1), help="U-Net poolings.")
-@click.option("--mixed-precision", is_flag=True, help="bfloat16 on CPU, float16 on GPU.")
-@click.option(
-    "--strategy",
-    default="auto",
-    type=click.Choice(["auto", "default", "mirrored"]),
-    help="Device strategy of each fit.",
+@training_options(
+    TrainingSettings(),
+    strategies=("auto", "default", "mirrored"),
+    help_overrides={"seed": "First seed: repeat k uses SEED+k."},
 )
 @click.option(
     "--jobs",
@@ -81,20 +66,12 @@ def cv(
     ratios: str,
     gammas: str,
     repeats: int,
-    seed: int,
     rater: int,
     flair_threshold: str,
     per_lesion: bool,
-    modalities: str | None,
-    epochs: int,
-    batch_size: int,
-    learning_rate: float,
-    base_filters: int,
-    depth: int,
-    mixed_precision: bool,
-    strategy: str,
     jobs: int,
     shard: str | None,
+    **options: Any,
 ) -> None:
     """Leave-one-patient-out cross-validation over soft-mask settings (the paper's Tables 1/2).
 
@@ -111,18 +88,10 @@ def cv(
         ratios=parse_float_list(ratios, option="--ratios"),
         gammas=parse_float_list(gammas, option="--gammas"),
         repeats=repeats,
-        seed=seed,
         rater=rater,
         flair_threshold=flair_threshold,
         per_lesion=per_lesion,
-        modalities=tuple(m for m in modalities.split(",") if m.strip()) if modalities else None,
-        epochs=epochs,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        base_filters=base_filters,
-        depth=depth,
-        mixed_precision=mixed_precision,
-        strategy=strategy,
+        training=training_settings(options, TrainingSettings()),
         shard=parse_shard(shard),
         jobs=jobs,
     )
@@ -135,13 +104,13 @@ def cv(
             f"incomplete: re-run the same command to finish; partial results in {result.out}"
         )
     if result.rows:
-        click.echo((result.out / "table.md").read_text().rstrip())
+        click.echo((result.out / CV_TABLE_NAME).read_text().rstrip())
     if result.complete and result.best is not None:
         ratio, gamma, dice = result.best
         label = (
             "binary (ratio 1)"
-            if ratio == 1.0 or gamma == 0.0
+            if is_binary_setting(ratio, gamma)
             else f"ratio {ratio:g}, gamma {gamma:g}"
         )
         click.echo(f"best: {label} (mean Dice over raters {100 * dice:.1f} %)")
-    click.echo(f"results: {result.out / 'cv_results.csv'}")
+    click.echo(f"results: {result.out / CV_RESULTS_NAME}")

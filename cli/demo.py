@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
 from mssoft.experiments.demo.report import comparison_text, verdict
-from mssoft.experiments.demo.run import QUICK, DemoConfig, quick_config, run_demo
+from mssoft.experiments.demo.run import run_demo
+from mssoft.experiments.demo.types import (
+    DEMO_TRAINING,
+    QUICK,
+    QUICK_TRAINING,
+    DemoConfig,
+    quick_config,
+)
 
-from ._common import progress
+from ._common import progress, training_options, training_settings
 
 
 @click.command("demo")
@@ -21,9 +29,6 @@ from ._common import progress
     help="Demo folder (created; must be new or empty, or an earlier demo with --overwrite).",
 )
 @click.option("--overwrite", is_flag=True, help="Replace the outputs of an earlier demo in OUT.")
-@click.option(
-    "--seed", default=0, type=click.IntRange(min=0), help="Seed of the data and of training."
-)
 @click.option(
     "--patients",
     default=None,
@@ -39,26 +44,29 @@ from ._common import progress
     help="Held-out patients, segmented and evaluated.",
 )
 @click.option(
-    "--epochs",
-    default=None,
-    type=click.IntRange(min=1),
-    show_default=f"{DemoConfig.epochs}; {QUICK['epochs']} with --quick",
-    help="Training epochs of each model.",
-)
-@click.option(
     "--quick",
     is_flag=True,
     help="Tiny scans, a tiny network and 2 epochs: the whole pipeline in well under a minute "
     "(a smoke test; the numbers mean nothing).",
 )
+@training_options(
+    DEMO_TRAINING,
+    strategies=("auto", "default", "mirrored"),
+    help_overrides={
+        "seed": "Seed of the generated data and of training.",
+        "epochs": f"Training epochs of each model ({QUICK_TRAINING.epochs} with --quick).",
+        "base_filters": "Filters of the first U-Net level "
+        f"({QUICK_TRAINING.base_filters} with --quick).",
+        "depth": f"Number of U-Net poolings ({QUICK_TRAINING.depth} with --quick).",
+    },
+)
 def demo(
     out: Path,
     overwrite: bool,
-    seed: int,
     patients: int | None,
     heldout: int | None,
-    epochs: int | None,
     quick: bool,
+    **options: Any,
 ) -> None:
     """Compare soft-mask and binary-mask training end to end on generated data.
 
@@ -68,19 +76,18 @@ def demo(
     segments the held-out patients and evaluates both models against rater 1, rater 2 and the
     synthetic truth. Writes OUT/report.md with the comparison table and figures (OUT/figures),
     OUT/comparison.csv and OUT/config.json; every step's own output folder stays in OUT. Takes 4
-    to 7 minutes on two CPU cores. Progress goes to stderr; the table, the verdict and the report
-    path to stdout.
+    to 7 minutes on two CPU cores. Takes every training option of `mssoft fit`. Progress goes to
+    stderr; the table, the verdict and the report path to stdout.
     """
     given = {
         name: value
-        for name, value in (("patients", patients), ("heldout", heldout), ("epochs", epochs))
+        for name, value in (("patients", patients), ("heldout", heldout))
         if value is not None
     }
-    settings = dict(out=out, overwrite=overwrite, seed=seed, **given)
+    training = training_settings(options, QUICK_TRAINING if quick else DEMO_TRAINING)
+    settings = dict(out=out, overwrite=overwrite, training=training, **given)
     config = quick_config(**settings) if quick else DemoConfig(**settings)
-    result = run_demo(
-        config, progress=lambda items, label: progress(items, desc=label, total=len(items))
-    )
+    result = run_demo(config, progress=progress)
 
     click.echo(comparison_text(result))
     click.echo(verdict(result).replace("**", "").replace("`", ""))

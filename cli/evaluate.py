@@ -62,7 +62,7 @@ def evaluate(
         scans=scans,
         inter_rater=inter_rater,
         overwrite=overwrite,
-        progress=lambda items: progress(items, desc="evaluate", total=len(items)),
+        progress=progress,
     )
     click.echo(format_report(evaluation))
     click.echo(f"out={evaluation.out}")

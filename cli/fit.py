@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
 from mssoft.errors import ConfigError
+from mssoft.workflows.settings import TrainingSettings
 
-from ._common import DATA_ARGUMENT, out_option
+from ._common import COMMA_LIST, DATA_ARGUMENT, out_option, training_options, training_settings
 
 _ON_THE_FLY = ("ratio", "gamma", "flair_threshold", "per_lesion")
 
@@ -20,10 +22,6 @@ def _given(ctx: click.Context, name: str) -> bool:
         click.core.ParameterSource.DEFAULT,
         click.core.ParameterSource.DEFAULT_MAP,
     )
-
-
-def _comma_list(text: str | None) -> tuple[str, ...] | None:
-    return None if text is None else tuple(v.strip() for v in text.split(",") if v.strip())
 
 
 def _option_names(names: list[str]) -> str:
@@ -63,71 +61,13 @@ def _option_names(names: list[str]) -> str:
     help="Whose masks to train on; slices without a lesion of this rater are left out.",
 )
 @click.option(
-    "--modalities",
-    default=None,
-    show_default="all that every scan has, FLAIR first",
-    help="Input channels in order, comma-separated (e.g. flair,t1,t2,pd).",
-)
-@click.option(
     "--patients",
     default=None,
+    type=COMMA_LIST,
     show_default="all patients with masks",
     help="Train and validate on these patients only, comma-separated.",
 )
-@click.option(
-    "--epochs", default=30, type=click.IntRange(min=1), help="Total epochs (also when resuming)."
-)
-@click.option(
-    "--batch-size", default=8, type=click.IntRange(min=1), help="Global batch size (all devices)."
-)
-@click.option(
-    "--learning-rate",
-    default=1e-4,
-    type=click.FloatRange(min=0.0, min_open=True),
-    help="Adam learning rate.",
-)
-@click.option(
-    "--base-filters",
-    default=32,
-    type=click.IntRange(min=1),
-    help="Filters of the first U-Net level.",
-)
-@click.option("--depth", default=4, type=click.IntRange(min=1), help="Number of U-Net poolings.")
-@click.option(
-    "--seed", default=0, type=click.IntRange(min=0), help="Seed of weights, split and augmentation."
-)
-@click.option(
-    "--val-fraction",
-    default=0.2,
-    type=click.FloatRange(0.0, 1.0, max_open=True),
-    help="Share of the lesion slices (or patients) held out for validation; 0 = none.",
-)
-@click.option(
-    "--split",
-    "split",
-    default="slices",
-    type=click.Choice(["slices", "patients"]),
-    help="Draw validation slices at random (the paper) or whole patients.",
-)
-@click.option(
-    "--strategy",
-    default="auto",
-    type=click.Choice(["auto", "default", "mirrored", "multiworker"]),
-    help="Distribution: auto = mirrored over all GPUs when more than one is visible; "
-    "multiworker = one process per machine, each started with the same command and its own "
-    "TF_CONFIG (see the README).",
-)
-@click.option(
-    "--devices",
-    default=None,
-    help="Devices for the strategy, comma-separated (e.g. GPU:0,GPU:1; CPU:0,CPU:1 after "
-    "MSSOFT_LOGICAL_CPUS=2).",
-)
-@click.option(
-    "--mixed-precision",
-    is_flag=True,
-    help="Compute in bfloat16 on CPU / float16 on GPU (the output layer stays float32).",
-)
+@training_options(TrainingSettings())
 @click.option(
     "--resume", is_flag=True, help="Continue the run in --out from its last completed epoch."
 )
@@ -142,20 +82,9 @@ def fit(
     flair_threshold: str,
     per_lesion: bool,
     rater: int | None,
-    modalities: str | None,
-    patients: str | None,
-    epochs: int,
-    batch_size: int,
-    learning_rate: float,
-    base_filters: int,
-    depth: int,
-    seed: int,
-    val_fraction: float,
-    split: str,
-    strategy: str,
-    devices: str | None,
-    mixed_precision: bool,
+    patients: tuple[str, ...] | None,
     resume: bool,
+    **options: Any,
 ) -> None:
     """Train the 2D U-Net with the soft Dice loss on the lesion slices of DATA.
 
@@ -199,25 +128,14 @@ def fit(
                 f"{_option_names(extra)} would have no effect; pass --ratio > 1 (e.g. 1.2)"
             )
 
-    config = TrainConfig(
+    config = TrainConfig.from_settings(
+        training_settings(options, TrainingSettings()),
         data=data,
         out=out,
         masks=masks,
         mask=mask,
         rater=rater,
-        modalities=_comma_list(modalities),
-        patients=_comma_list(patients),
-        epochs=epochs,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        base_filters=base_filters,
-        depth=depth,
-        seed=seed,
-        val_fraction=val_fraction,
-        split=split,
-        strategy=strategy,
-        devices=_comma_list(devices),
-        mixed_precision=mixed_precision,
+        patients=patients,
         resume=resume,
     )
     from mssoft.workflows.fit import fit as run_fit  # imports TensorFlow

@@ -58,7 +58,7 @@ def predict(
         scans=scans,
         batch_size=batch_size,
         overwrite=overwrite,
-        progress=lambda items: progress(items, desc="predict", total=len(items)),
+        progress=progress,
     )
     if report.threshold_source == "default":
         echo_line(

@@ -29,7 +29,8 @@ import numpy as np  # noqa: E402
 from matplotlib.colors import ListedColormap  # noqa: E402
 from scipy import ndimage  # noqa: E402
 
-from mssoft.arrays.soft_masks import dilation_region, resolve_flair_threshold, soft_mask  # noqa: E402
+from mssoft import dilation_region, soft_mask  # noqa: E402
+from mssoft.arrays.soft_masks import resolve_flair_threshold  # noqa: E402
 from mssoft.synthetic import make_scan  # noqa: E402
 
 """

@@ -17,9 +17,8 @@ depth 4, 30 epochs, 21 training scans) take hours; use a GPU or fewer epochs to 
 """
 ## Setup
 
-Nothing here is specific to ISBI 2015 except the folder layout, which
-`mssoft.files.scans.discover_scans` recognises (a CSV manifest works as well). TensorFlow is imported
-by `mssoft.workflows.fit` only.
+Nothing here is specific to ISBI 2015 except the folder layout, which `mssoft.discover_scans`
+recognises (a CSV manifest works as well). TensorFlow is imported by the training step only.
 """
 
 import argparse  # noqa: E402 (keras-io layout: prose blocks between code)
@@ -27,17 +26,13 @@ import logging  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+from mssoft import discover_scans  # noqa: E402
 from mssoft.errors import MssoftError  # noqa: E402
 from mssoft.files.folders import prepare_output_folder  # noqa: E402
-from mssoft.files.scans import discover_scans  # noqa: E402
-from mssoft.workflows.build_masks import build_soft_masks
-from mssoft.workflows.calibrate import calibrate_run  # noqa: E402
-from mssoft.workflows.evaluate import evaluate_folder, format_report  # noqa: E402
-from mssoft.workflows.predict import predict_folder  # noqa: E402
-from mssoft.workflows.settings import (
-    MaskConfig,
-    TrainConfig,  # noqa: E402
-)
+from mssoft.workflows.build_masks import build_soft_masks  # noqa: E402
+from mssoft.workflows.evaluate import format_report  # noqa: E402
+from mssoft.workflows.pipeline import run_pipeline  # noqa: E402
+from mssoft.workflows.settings import MaskConfig, TrainConfig, TrainingSettings  # noqa: E402
 
 MODELS = ("binary", "soft")
 
@@ -117,96 +112,74 @@ def soft_masks(args: argparse.Namespace, train: list) -> Path:
 
 
 """
-## Training
+## Training, calibration, segmentation and evaluation
 
-Two runs with the same seed, hence the same initial weights, slices, split and augmentation:
+Two models with the same seed, hence the same initial weights, slices, split and augmentation:
 one on the rater's binary masks (the paper's baseline), one on the soft masks. Only slices with
 a lesion of the rater train; 20 % of them validate; the saved model has the best validation
-loss. This is `mssoft fit`.
-"""
-
-
-def train_models(args: argparse.Namespace, train: list, masks: Path) -> dict[str, Path]:
-    from mssoft.workflows.fit import fit  # imports TensorFlow
-
-    patients = tuple(dict.fromkeys(s.patient_id for s in train))
-    runs = {}
-    for name in MODELS:
-        result = fit(
-            TrainConfig(
-                data=args.data,
-                out=args.out / "runs" / name,
-                masks=masks if name == "soft" else None,
-                rater=args.rater,
-                patients=patients,
-                epochs=args.epochs,
-                batch_size=args.batch_size,
-                learning_rate=args.learning_rate,
-                base_filters=args.base_filters,
-                depth=args.depth,
-                seed=args.seed,
-            )
-        )
-        print(f"  {name}: best epoch {result.best_epoch}, {result.monitor} {result.best_loss}")
-        runs[name] = result.run_dir
-    return runs
-
-
-"""
-## Calibration
-
-The threshold that maximises the mean per-scan Dice against the rater over the training scans,
-after removing lesions of 18 voxels or fewer. The two models' probabilities differ (one has learnt
-the soft ring), so each gets its own threshold. This is `mssoft calibrate`.
-"""
-
-
-def calibrate(args: argparse.Namespace, runs: dict[str, Path], train: list) -> None:
-    for name, run in runs.items():
-        result = calibrate_run(run, args.data, scans=[s.scan_id for s in train])
-        chosen = result.binarisation
-        print(f"  {name}: threshold {chosen.threshold:g}, mean Dice {result.mean_dice:.3f}")
-
-
-"""
-## Segmentation and evaluation
-
-Held-out scans (with masks) and test scans (without) are segmented with each model; scans with
-masks are then compared with every rater: Dice, precision, recall, lesion-wise rates, volume
-differences. These are `mssoft predict` and `mssoft evaluate`. ISBI 2015 test scans have no
+loss (`mssoft fit`). Each model's threshold maximises the mean per-scan Dice against the rater
+over the training scans, after removing lesions of 18 voxels or fewer (`mssoft calibrate`): the
+two models' probabilities differ (one has learnt the soft ring), so each gets its own threshold.
+Held-out scans (with masks) and test scans (without) are then segmented (`mssoft predict`), and
+the held-out ones compared with every rater (`mssoft evaluate`). ISBI 2015 test scans have no
 public masks: their segmentations are what the challenge's website scores.
+
+`mssoft.workflows.pipeline.run_pipeline` runs these four steps for one model; `mssoft cv` and
+`mssoft demo` use the same function.
 """
 
 
-def segment_and_evaluate(
-    args: argparse.Namespace, runs: dict[str, Path], heldout: list, test: list
+def train_and_evaluate(
+    args: argparse.Namespace, masks: Path, train: list, heldout: list, test: list
 ) -> None:
-    targets = heldout + test
+    settings = TrainingSettings(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        base_filters=args.base_filters,
+        depth=args.depth,
+        seed=args.seed,
+    )
+    targets = [s.scan_id for s in heldout + test]
     if not targets:
         print(
             "Nothing to segment: no test scans and no --holdout. To estimate accuracy on new "
             "patients, rerun with --holdout trainingNN (leave one patient out), or run "
             "`mssoft cv` for every patient in turn."
         )
-        return
     dice = {}
-    for name, run in runs.items():
-        prediction = predict_folder(
-            run, args.data, args.out / "predictions" / name, scans=[s.scan_id for s in targets]
-        )
-        print(f"  {name}: {len(prediction.scans)} segmentations in {prediction.out}")
-        if not heldout:
-            continue
-        evaluation = evaluate_folder(
-            prediction.out,
-            args.data,
-            args.out / "evaluation" / name,
-            scans=[s.scan_id for s in heldout],
+    for name in MODELS:
+        result = run_pipeline(
+            TrainConfig.from_settings(
+                settings,
+                data=args.data,
+                out=args.out / "runs" / name,
+                masks=masks if name == "soft" else None,
+                rater=args.rater,
+                patients=tuple(dict.fromkeys(s.patient_id for s in train)),
+            ),
+            calibrate_scans=[s.scan_id for s in train],
+            predict_scans=targets,
+            pred_dir=args.out / "predictions" / name,
+            eval_dir=args.out / "evaluation" / name,
+            evaluate_scans=[s.scan_id for s in heldout],
             inter_rater=True,
+            name=f"{name}-mask model",
         )
-        print(f"\n{name} model on the held-out scans:\n{format_report(evaluation)}\n")
-        dice[name] = {g.label: g.summary.means["dice"] for g in evaluation.groups}
-    if not heldout:
+        fitted, chosen = result.fit, result.calibration
+        print(f"  {name}: best epoch {fitted.best_epoch}, {fitted.monitor} {fitted.best_loss}")
+        print(
+            f"  {name}: threshold {chosen.binarisation.threshold:g}, mean Dice on the training "
+            f"scans {chosen.mean_dice:.3f}"
+        )
+        if result.prediction is not None:
+            print(
+                f"  {name}: {len(result.prediction.scans)} segmentations in {result.prediction.out}"
+            )
+        if result.evaluation is not None:
+            print(f"\n{name} model on the held-out scans:\n{format_report(result.evaluation)}\n")
+            dice[name] = {g.label: g.summary.means["dice"] for g in result.evaluation.groups}
+    if not dice:
         print(
             "No held-out scan with masks to evaluate: pass --holdout trainingNN to score the "
             "method on a patient it has not seen."
@@ -234,12 +207,8 @@ def main(argv: list[str] | None = None) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
         print("Soft masks:")
         masks = soft_masks(args, train)
-        print("Training:")
-        runs = train_models(args, train, masks)
-        print("Calibration on the training scans:")
-        calibrate(args, runs, train)
-        print("Segmentation:")
-        segment_and_evaluate(args, runs, heldout, test)
+        print("Training, calibration, segmentation, evaluation:")
+        train_and_evaluate(args, masks, train, heldout, test)
     except MssoftError as exc:  # bad data or options: one line, no traceback
         print(f"Error: {exc}")
         return 1

@@ -3,8 +3,8 @@ Title: Training the soft-label U-Net with plain `model.fit`
 Author: mssoft developers
 Date created: 2026/11/29
 Last modified: 2026/11/29
-Description: Build the tf.data pipeline of lesion slices and soft masks with `mssoft.nn.dataset`, the
-U-Net with `build_unet`, and train it with `SoftDiceLoss` through Keras's own `model.fit`.
+Description: Build the tf.data pipeline of lesion slices and soft masks with `mssoft.make_dataset`,
+the U-Net with `mssoft.build_unet`, and train it with `SoftDiceLoss` through Keras's own `model.fit`.
 
 Run it with `python examples/train_with_model_fit.py [--data DATA] [--epochs N] [--ratio R]`.
 Without `--data` it trains on a small generated dataset (`mssoft.synthetic`) in well under a
@@ -20,14 +20,20 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from mssoft.arrays.slices import split_slices
-from mssoft.files.scans import discover_scans, resolve_modalities
-from mssoft.nn.dataset import make_dataset
-from mssoft.nn.losses import BinarisedDice, SoftDiceLoss
-from mssoft.nn.unet import build_unet
+from mssoft import (
+    BinarisedDice,
+    MaskConfig,
+    SoftDiceLoss,
+    build_unet,
+    discover_scans,
+    load_slices,
+    make_dataset,
+    resolve_mask_source,
+    resolve_modalities,
+    split_slices,
+    training_scans,
+)
 from mssoft.synthetic import write_isbi_dataset
-from mssoft.workflows.settings import MaskConfig
-from mssoft.workflows.training_data import load_slices, resolve_mask_source, training_scans
 
 """
 ## Setup

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from harness import ratios, targets
+from harness.command import bench
 from harness.machine import fp32_flop_per_cycle, read_cpuinfo
 from harness.soft_masks import baseline_soft_mask
-from harness.command import bench
 
 
 def unet_macs_by_hand(height, width, channels, base, depth, head_pixels=None):

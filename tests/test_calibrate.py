@@ -145,8 +145,8 @@ def test_calibrate_command_on_training_scans(tmp_path):
     )
 
     # the same choice by brute force on the predictions, post-processed threshold by threshold
+    from mssoft.nn.inference import predict_volume
     from mssoft.nn.model_files import load_run_model
-    from mssoft.workflows.predict import predict_volume
 
     model = load_run_model(run)
     scans = {s.scan_id: s for s in discover_scans(data)}

@@ -18,10 +18,10 @@ from mssoft.cli.main import cli
 
 from mssoft.arrays.metrics import SetSummary
 from mssoft.errors import ConfigError
-from mssoft.experiments.demo.analysis import Score
 from mssoft.experiments.demo.figures import focus_window
 from mssoft.experiments.demo.report import comparison_rows, failed_models, saved_epoch_dice, verdict
-from mssoft.experiments.demo.run import DemoConfig, prepare_demo_folder, quick_config
+from mssoft.experiments.demo.run import prepare_demo_folder
+from mssoft.experiments.demo.types import DemoConfig, Score, quick_config
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "train_isbi2015.py"
@@ -155,7 +155,8 @@ def test_demo_help_loads_neither_tensorflow_nor_matplotlib():
 
 
 def test_demo_config_checks_settings():
-    assert quick_config(seed=3).seed == 3 and quick_config().epochs == 2
+    assert quick_config(seed=3).seed == 3 and quick_config().training.epochs == 2
+    assert quick_config(seed=3).training.seed == 3
     assert DemoConfig().to_dict()["shape"] == [96, 112, 64]
     with pytest.raises(ConfigError, match="ratio > 1"):
         DemoConfig(ratio=1.0)

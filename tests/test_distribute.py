@@ -56,7 +56,9 @@ TWO_CPUS = textwrap.dedent(
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import keras
-    from mssoft.nn.dataset import MaskSource, SliceSet, make_dataset
+    from mssoft.arrays.slices import SliceSet
+    from mssoft.nn.dataset import make_dataset
+    from mssoft.workflows.training_data import MaskSource
     from mssoft.nn.distribute import describe_strategy, get_strategy
     from mssoft.errors import ConfigError
     from mssoft.nn.losses import SoftDiceLoss, soft_dice_loss

@@ -54,7 +54,7 @@ def run_cli(*args):
 
 
 def test_predict_volume_normalises_like_training_and_ignores_batch_size(isbi_root):
-    from mssoft.workflows.predict import predict_volume
+    from mssoft.nn.inference import predict_volume
 
     image = load_scan(discover_scans(isbi_root)[0]).image  # (24, 28, 20, 4) raw
     model = stand_in_model(4)

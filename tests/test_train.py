@@ -85,7 +85,7 @@ LOAD_IN_FRESH_PROCESS = textwrap.dedent(
     model = keras.saving.load_model(sys.argv[1])  # compiled, no custom_objects
     assert type(model.loss).__name__ == "SoftDiceLoss", model.loss
     y = model.predict(np.zeros((2, 33, 17, 2), "float32"), verbose=0)
-    from mssoft.workflows.fit import load_run_model
+    from mssoft.nn.model_files import load_run_model
     z = load_run_model(sys.argv[2]).predict(np.ones((1, 20, 24, 2), "float32"), verbose=0)
     print("SHAPES", y.shape, y.dtype, z.shape, float(y.min()) >= 0.0, float(y.max()) <= 1.0)
     """

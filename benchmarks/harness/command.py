@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+
 from harness.settings import STAGES
 
 
@@ -64,7 +65,6 @@ def _bench(
     from dataclasses import replace
 
     from harness import FULL, QUICK, format_report, run_benchmarks
-
     from mssoft.errors import ConfigError
     from mssoft.files.atomic import write_json
 

@@ -274,7 +274,7 @@ def bench_prediction(
         Per dtype policy: ``seconds_per_scan``, ``slices_per_second``, ``gflops`` (forward FLOPs)
         and ``fraction_of_peak`` (and ``fraction_of_bf16_peak``, as :func:`bench_training`).
     """
-    from mssoft.workflows.predict import predict_volume
+    from mssoft.nn.inference import predict_volume
 
     image = scan_image(scan)
     batch = settings.predict_batch_size

@@ -17,9 +17,15 @@ from typing import Any
 
 from mssoft.errors import ConfigError, DataError
 from mssoft.files.atomic import write_json
-from mssoft.files.layout import CONFIG_NAME
+from mssoft.files.layout import CONFIG_NAME, soft_mask_path
 
-__all__ = ["prepare_output_folder", "package_versions", "write_config", "read_config"]
+__all__ = [
+    "prepare_output_folder",
+    "package_versions",
+    "write_config",
+    "read_config",
+    "soft_mask_files",
+]
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -171,3 +177,33 @@ def read_config(folder: str | Path, *, command: str | None = None) -> dict[str, 
             f"{path}: written by `mssoft {record.get('command')}`, expected `mssoft {command}`"
         )
     return record
+
+
+def soft_mask_files(folder: str | Path, scan_ids: Iterable[str]) -> dict[str, Path]:
+    """The soft-mask file of each scan in a ``build-masks`` output folder; all must exist.
+
+    Parameters
+    ----------
+    folder : path-like
+        Output folder of ``mssoft build-masks``.
+    scan_ids : iterable of str
+        Scans that need a soft mask.
+
+    Returns
+    -------
+    dict of str to Path
+        Scan id to soft-mask file.
+
+    Raises
+    ------
+    DataError
+        The folder is not a build-masks output, or lacks a scan's soft mask.
+    """
+    read_config(folder, command="build-masks")
+    paths = {}
+    for scan_id in scan_ids:
+        path = soft_mask_path(folder, scan_id)
+        if not path.is_file():
+            raise DataError(f"{path}: soft mask of scan {scan_id} not found in {folder}")
+        paths[scan_id] = path
+    return paths

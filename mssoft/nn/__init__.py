@@ -1,3 +1,3 @@
 """The TensorFlow/Keras layer: U-Net, loss, training metric, augmentation, ``tf.data`` pipeline,
-training loops, distribution strategies, callbacks and model loading. Importing any module here
-imports TensorFlow."""
+training loops, distribution strategies, callbacks, model loading and slice-wise inference. The
+modules that build, train or load models import TensorFlow; :mod:`mssoft.nn.inference` does not."""

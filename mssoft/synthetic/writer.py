@@ -30,6 +30,7 @@ import numpy as np
 from mssoft._version import __version__
 from mssoft.errors import ConfigError, DataError
 from mssoft.files.atomic import write_json
+from mssoft.files.layout import SYNTHETIC_NAME
 from mssoft.files.nifti import grid_meta, write_volume
 from mssoft.synthetic.raters import DEFAULT_RATERS
 from mssoft.synthetic.scan import DEFAULT_SHAPE, SyntheticScan, make_patient
@@ -88,7 +89,7 @@ def _planned(
         files += [root / name / "masks" / f"{scan}_mask{r}.nii.gz" for r in masks]
         if truth:
             files.append(root / name / "truth" / f"{scan}_truth.nii.gz")
-    files.append(root / name / "synthetic.json")
+    files.append(root / name / SYNTHETIC_NAME)
     return files
 
 
@@ -241,5 +242,5 @@ def write_isbi_dataset(
             "options": {k: v for k, v in options.items() if k != "raters"},
             "raters": {str(r): asdict(m) for r, m in options.get("raters", DEFAULT_RATERS).items()},
         }
-        write_json(record, root / name / "synthetic.json")
+        write_json(record, root / name / SYNTHETIC_NAME)
     return sorted(written)

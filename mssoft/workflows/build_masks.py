@@ -5,8 +5,8 @@
   :func:`build_soft_masks` writes every scan's mask, then ``config.json``;
 * folder: :func:`build_masks_folder` finds the scans, guards the output folder and builds.
 
-``mssoft fit`` builds masks on the fly with :func:`soft_mask_from_arrays` from the arrays it has
-already read.
+``mssoft fit`` builds masks on the fly with :meth:`mssoft.workflows.settings.MaskConfig.soft_mask`
+from the arrays it has already read.
 """
 
 from __future__ import annotations
@@ -18,9 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mssoft.arrays.soft_masks import soft_mask_from_params
-from mssoft.errors import DataError
-from mssoft.files.folders import prepare_output_folder, read_config, write_config
+from mssoft.files.folders import prepare_output_folder, write_config
 from mssoft.files.layout import soft_mask_path
 from mssoft.files.nifti import VolumeMeta, read_volume, write_volume
 from mssoft.files.scans import Scan, binary_mask, check_scan, discover_scans
@@ -33,7 +31,6 @@ __all__ = [
     "soft_mask_for_scan",
     "build_soft_masks",
     "build_masks_folder",
-    "read_soft_mask_folder",
 ]
 
 logger = logging.getLogger(__name__)
@@ -104,10 +101,7 @@ def soft_mask_from_arrays(
     DataError
         The soft mask cannot be built (e.g. a percentile threshold on an all-zero FLAIR).
     """
-    try:
-        soft = soft_mask_from_params(mask, flair, spacing=spacing, params=config.params)
-    except ValueError as exc:
-        raise DataError(f"{source}: {exc}") from None
+    soft = config.soft_mask(mask, flair, spacing, source=source)
     lesion = int(np.count_nonzero(mask))
     binary = config.is_binary
     ring = 0 if binary else int(np.count_nonzero(soft == np.float32(config.gamma)))
@@ -236,37 +230,3 @@ def build_masks_folder(
         out, command="build-masks", data=data, input_files=inputs, overwrite=overwrite
     )
     return folder, build_soft_masks(scans, folder, config, progress=progress)
-
-
-def read_soft_mask_folder(
-    folder: str | Path, scans: Sequence[Scan]
-) -> tuple[MaskConfig, dict[str, Path]]:
-    """The configuration and per-scan files of a ``build-masks`` output folder.
-
-    Parameters
-    ----------
-    folder : path-like
-        Output folder of ``mssoft build-masks``.
-    scans : sequence of Scan
-        Scans that need a soft mask.
-
-    Returns
-    -------
-    config : MaskConfig
-    paths : dict of str to Path
-        Scan id to soft-mask file.
-
-    Raises
-    ------
-    DataError
-        The folder is not a build-masks output, or lacks a scan's soft mask.
-    """
-    record = read_config(folder, command="build-masks")
-    config = MaskConfig(**record["config"])
-    paths = {}
-    for scan in scans:
-        path = soft_mask_path(folder, scan.scan_id)
-        if not path.is_file():
-            raise DataError(f"{path}: soft mask of scan {scan.scan_id} not found in {folder}")
-        paths[scan.scan_id] = path
-    return config, paths

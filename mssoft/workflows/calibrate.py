@@ -36,8 +36,8 @@ from mssoft.files.folders import package_versions
 from mssoft.files.layout import CALIBRATION_NAME
 from mssoft.files.run_folder import RunInfo, check_modalities, read_run
 from mssoft.files.scans import Scan, check_scan, discover_scans, load_scan, select_scans
-from mssoft.workflows.predict import predict_volume
-from mssoft.workflows.progress import Progress
+from mssoft.nn.inference import predict_volume
+from mssoft.workflows.progress import Progress, no_progress
 
 __all__ = [
     "Calibration",
@@ -122,7 +122,7 @@ def calibrate_run(
     connectivity: int = DEFAULT_CONNECTIVITY,
     batch_size: int = 16,
     overwrite: bool = False,
-    progress: Progress | None = None,
+    progress: Progress = no_progress,
 ) -> Calibration:
     """Predict the calibration scans once, search the threshold, write ``RUN/calibration.json``.
 
@@ -146,7 +146,7 @@ def calibrate_run(
     overwrite : bool, optional
         Replace an existing ``calibration.json``.
     progress : callable, optional
-        Wraps the iteration over scans (a progress bar).
+        ``progress(items, label)`` wraps the iteration over scans (a progress bar).
 
     Returns
     -------
@@ -184,7 +184,7 @@ def calibrate_run(
 
     model = load_run_model(run)
     curves = []
-    for scan in (progress or iter)(selected):
+    for scan in progress(selected, "calibrate"):
         loaded = load_scan(scan, modalities=info.modalities, rater=rater)
         assert loaded.mask is not None  # load_scan(rater=...) always reads the mask
         prob = predict_volume(model, loaded.image, batch_size=batch_size)

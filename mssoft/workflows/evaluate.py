@@ -30,10 +30,10 @@ from mssoft.arrays.metrics import ScanMetrics, SetSummary, scan_metrics, summari
 from mssoft.errors import ConfigError, DataError
 from mssoft.files.atomic import atomic_path, write_json
 from mssoft.files.folders import prepare_output_folder, read_config, write_config
-from mssoft.files.layout import CONFIG_NAME, SEG_SUFFIX, seg_path
+from mssoft.files.layout import CONFIG_NAME, METRICS_NAME, SEG_SUFFIX, SUMMARY_NAME, seg_path
 from mssoft.files.nifti import check_same_grid, read_header
 from mssoft.files.scans import Scan, discover_scans, read_mask, select_scans
-from mssoft.workflows.progress import Progress
+from mssoft.workflows.progress import Progress, no_progress
 
 __all__ = [
     "PRED_SOURCE",
@@ -172,7 +172,7 @@ def evaluate_folder(
     scans: str | Sequence[str] | None = None,
     inter_rater: bool = False,
     overwrite: bool = False,
-    progress: Progress | None = None,
+    progress: Progress = no_progress,
 ) -> Evaluation:
     """Compare a predict output folder with the rater masks of a data set; write the results.
 
@@ -193,7 +193,7 @@ def evaluate_folder(
     overwrite : bool, optional
         Replace an earlier ``evaluate`` output in ``out``.
     progress : callable, optional
-        Wraps the iteration over scans (a progress bar).
+        ``progress(items, label)`` wraps the iteration over scans (a progress bar).
 
     Returns
     -------
@@ -233,7 +233,7 @@ def evaluate_folder(
 
     inter_ids = {s.scan_id for s in inter}
     rows: list[EvaluationRow] = []
-    for scan in (progress or iter)(chosen):
+    for scan in progress(chosen, "evaluate"):
         seg_file = seg_path(pred, scan.scan_id)
         spacing = read_header(seg_file).spacing_mm
         comparisons = [(PRED_SOURCE, seg_file, r) for r in raters if r in scan.masks]
@@ -274,8 +274,8 @@ def evaluate_folder(
     pred_scores = [g.summary.isbi_score for g in groups if g.source == PRED_SOURCE]
     isbi = sum(pred_scores) / len(pred_scores)  # NaN if any rater's score is NaN
     evaluation = Evaluation(out, rows, groups, connectivity, postprocessing, isbi)
-    _write_csv(rows, out / "metrics.csv")
-    write_json(_summary_record(evaluation, pred, data), out / "summary.json")
+    _write_csv(rows, out / METRICS_NAME)
+    write_json(_summary_record(evaluation, pred, data), out / SUMMARY_NAME)
     write_config(
         out,
         "evaluate",

@@ -1,8 +1,8 @@
 """Segmenting scans with a trained run: probabilities slice by slice, then post-processing.
 
-:func:`predict_volume` is the array-level core: it z-scores a scan exactly as training does
-(:func:`mssoft.arrays.intensity.zscore_brain`), feeds its axial slices to the model in batches and stacks
-the outputs back into a volume. :func:`predict_folder` is the file-level layer of
+The array-level core is :func:`mssoft.nn.inference.predict_volume`: it z-scores a scan exactly as
+training does, feeds its axial slices to the model in batches and stacks the outputs back into a
+volume. :func:`predict_folder` is the file-level layer of
 ``mssoft predict``: for every scan it writes ``<scan>_prob.nii.gz`` (float32) and
 ``<scan>_seg.nii.gz`` (uint8) on the scan's FLAIR grid, in the FLAIR file's own orientation,
 affine and header.
@@ -14,26 +14,24 @@ loaded or called.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mssoft.arrays.intensity import zscore_brain
 from mssoft.arrays.lesions import label_lesions
 from mssoft.arrays.postprocess import Binarisation, bounding_box
-from mssoft.arrays.slices import from_axial_slices, to_axial_slices
 from mssoft.files.folders import prepare_output_folder, write_config
 from mssoft.files.layout import prob_path, seg_path
 from mssoft.files.nifti import VolumeMeta, write_volume
 from mssoft.files.run_folder import check_modalities, read_run, resolve_binarisation
 from mssoft.files.scans import Scan, check_scan, discover_scans, load_scan, select_scans
+from mssoft.nn.inference import predict_volume
+from mssoft.workflows.progress import Progress, no_progress
 
 __all__ = [
-    "Progress",
-    "predict_volume",
     "predict_scan",
     "ScanPrediction",
     "PredictionReport",
@@ -41,55 +39,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-#: Wraps the iteration over a list of scans (e.g. with a progress bar).
-Progress = Callable[[Sequence[Any]], Iterable[Any]]
-
-
-def predict_volume(model: Any, image: np.ndarray, *, batch_size: int = 16) -> np.ndarray:
-    """Lesion probabilities of one scan, slice by slice.
-
-    Parameters
-    ----------
-    model : keras.Model
-        Maps z-scored axial slices ``(batch, X, Y, C)`` to probabilities ``(batch, X, Y, 1)``.
-    image : ndarray of shape (X, Y, Z, C)
-        Raw intensities in RAS orientation, channels in the model's modality order. Each channel
-        is z-scored over its non-zero voxels first, as in training.
-    batch_size : int, optional
-        Slices per model call (memory, not results, depends on it).
-
-    Returns
-    -------
-    ndarray of float32, shape (X, Y, Z)
-        Probabilities in [0, 1].
-
-    Raises
-    ------
-    ValueError
-        ``image`` is not 4D, or the model's output does not have shape ``(batch, X, Y, 1)``.
-    """
-    image = np.asarray(image)
-    if image.ndim != 4:
-        raise ValueError(f"`image` must have shape (X, Y, Z, C), got {image.shape}")
-    if int(batch_size) < 1:
-        raise ValueError(
-            f"Invalid value for `batch_size`. Expected an integer >= 1. Received: {batch_size}"
-        )
-    slices = to_axial_slices(zscore_brain(image))  # (Z, X, Y, C)
-    n_slices, nx, ny = slices.shape[:3]
-    prob = np.empty((n_slices, nx, ny), dtype=np.float32)
-    for start in range(0, n_slices, int(batch_size)):
-        batch = np.ascontiguousarray(slices[start : start + int(batch_size)])
-        # predict_on_batch runs Keras's compiled predict step: ~1.3x faster than model(batch).
-        output = np.asarray(model.predict_on_batch(batch))
-        if output.shape != (batch.shape[0], nx, ny, 1):
-            raise ValueError(
-                f"model output has shape {output.shape}, expected {(batch.shape[0], nx, ny, 1)} "
-                f"for input slices of shape {batch.shape}"
-            )
-        prob[start : start + batch.shape[0]] = output[..., 0]
-    return from_axial_slices(prob)
 
 
 def predict_scan(
@@ -158,7 +107,7 @@ def predict_folder(
     scans: str | Sequence[str] | None = None,
     batch_size: int = 16,
     overwrite: bool = False,
-    progress: Progress | None = None,
+    progress: Progress = no_progress,
 ) -> PredictionReport:
     """Predict every scan of ``data`` (or the listed ones) with a run and write the results.
 
@@ -179,7 +128,7 @@ def predict_folder(
     overwrite : bool, optional
         Replace an earlier ``predict`` output in ``out``.
     progress : callable, optional
-        Wraps the iteration over scans (a progress bar).
+        ``progress(items, label)`` wraps the iteration over scans (a progress bar).
 
     Returns
     -------
@@ -224,7 +173,7 @@ def predict_folder(
         },
     )
     results = []
-    for scan in (progress or iter)(selected):
+    for scan in progress(selected, "predict"):
         prob, meta = predict_scan(model, scan, info.modalities, batch_size=batch_size)
         seg = binarisation.apply(prob)
         write_volume(prob, meta, prob_path(out, scan.scan_id), dtype=np.float32)

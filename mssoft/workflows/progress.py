@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
-__all__ = ["Progress", "no_progress"]
+__all__ = ["Progress", "no_progress", "labelled"]
 
 T = TypeVar("T")
 
@@ -21,3 +21,12 @@ def no_progress(items: Sequence[T], label: str) -> Iterable[T]:
     """Yield ``items`` unchanged (the default: no progress display)."""
     del label
     return items
+
+
+def labelled(progress: Progress, label: str) -> Progress:
+    """``progress`` with every step labelled ``label`` (e.g. ``"predict soft"``)."""
+
+    def wrapped(items: Sequence[T], _: str) -> Iterable[T]:
+        return progress(items, label)
+
+    return wrapped

@@ -11,12 +11,15 @@ configurations compose a :class:`TrainingSettings`, so they accept every trainin
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from mssoft.arrays.soft_masks import FlairThreshold, SoftMaskParams
-from mssoft.errors import ConfigError
+import numpy as np
+
+from mssoft.arrays.soft_masks import FlairThreshold, SoftMaskParams, soft_mask_from_params
+from mssoft.errors import ConfigError, DataError
 
 __all__ = ["MaskConfig", "TrainingSettings", "TrainConfig"]
 
@@ -94,6 +97,41 @@ class MaskConfig:
     def to_dict(self) -> dict[str, object]:
         """JSON-ready dictionary of the fields."""
         return asdict(self)
+
+    def soft_mask(
+        self,
+        mask: np.ndarray,
+        flair: np.ndarray,
+        spacing: Sequence[float],
+        *,
+        source: str | Path = "FLAIR",
+    ) -> np.ndarray:
+        """The soft mask of one scan (:func:`mssoft.arrays.soft_masks.soft_mask_from_params`).
+
+        Parameters
+        ----------
+        mask : ndarray of bool, shape (X, Y, Z)
+            This rater's binary mask (RAS).
+        flair : ndarray of shape (X, Y, Z)
+            FLAIR intensities on the same grid.
+        spacing : sequence of 3 float
+            Voxel size in mm along each array axis.
+        source : path-like
+            Named in the error message (the FLAIR file).
+
+        Returns
+        -------
+        ndarray of float32, shape (X, Y, Z)
+
+        Raises
+        ------
+        DataError
+            The mask cannot be built (e.g. a percentile threshold on an all-zero FLAIR).
+        """
+        try:
+            return soft_mask_from_params(mask, flair, spacing=spacing, params=self.params)
+        except ValueError as exc:
+            raise DataError(f"{source}: {exc}") from None
 
 
 @dataclass(frozen=True, kw_only=True)

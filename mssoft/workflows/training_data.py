@@ -30,11 +30,10 @@ from mssoft.arrays.slices import (
     to_axial_slices,
 )
 from mssoft.errors import ConfigError, DataError
-from mssoft.files.folders import read_config
+from mssoft.files.folders import read_config, soft_mask_files
 from mssoft.files.layout import soft_mask_path
 from mssoft.files.nifti import check_same_grid, read_header, read_volume
 from mssoft.files.scans import LoadedScan, Scan, load_scan, patients_of
-from mssoft.workflows.build_masks import read_soft_mask_folder, soft_mask_from_arrays
 from mssoft.workflows.settings import MaskConfig
 
 __all__ = [
@@ -207,15 +206,9 @@ def _target(loaded: LoadedScan, source: MaskSource) -> np.ndarray:
             flair = loaded.image[..., loaded.modalities.index("flair")]
         else:
             flair, _ = read_volume(scan.images["flair"])
-        soft, _ = soft_mask_from_arrays(
-            scan.scan_id,
-            loaded_mask,
-            flair,
-            meta.spacing_mm,
-            source.config,
-            source=scan.images["flair"],
+        return source.config.soft_mask(
+            loaded_mask, flair, meta.spacing_mm, source=scan.images["flair"]
         )
-        return soft
     assert source.folder is not None
     path = soft_mask_path(source.folder, scan.scan_id)
     check_same_grid([meta, read_header(path)])
@@ -289,9 +282,8 @@ def load_slices(
     """
     if source.kind == "folder":
         assert source.folder is not None
-        read_soft_mask_folder(
-            source.folder, scans
-        )  # every soft mask exists, before any heavy loading
+        # every soft mask exists, before any heavy loading
+        soft_mask_files(source.folder, [s.scan_id for s in scans])
     images, targets, kept_all, n_slices = [], [], [], []
     for scan in scans:
         image, target, kept, n = load_scan_slices(scan, modalities=modalities, source=source)

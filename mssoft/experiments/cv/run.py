@@ -31,7 +31,7 @@ import multiprocessing
 import os
 import shutil
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -47,17 +47,26 @@ from mssoft.experiments.cv.plan import (
 from mssoft.experiments.cv.report import best_point, format_table, plot_sweep, summarise
 from mssoft.files.atomic import atomic_path, write_json
 from mssoft.files.folders import read_config, write_config
-from mssoft.files.layout import CELL_RESULT_NAME, CONFIG_NAME, soft_mask_path
+from mssoft.files.layout import (
+    CELL_RESULT_NAME,
+    CONFIG_NAME,
+    CV_FIGURE_NAME,
+    CV_RESULTS_NAME,
+    CV_SCANS_NAME,
+    CV_TABLE_NAME,
+    soft_mask_path,
+)
 from mssoft.files.scans import Scan, discover_scans, resolve_modalities
 from mssoft.workflows.build_masks import build_soft_masks
-from mssoft.workflows.settings import MaskConfig
+from mssoft.workflows.pipeline import run_pipeline
+from mssoft.workflows.settings import MaskConfig, TrainConfig, TrainingSettings
 
 __all__ = ["CVConfig", "CVResult", "run_cv", "run_cells", "collect_rows", "write_reports"]
 
 logger = logging.getLogger(__name__)
 
 #: Options that may differ between runs of one sweep (they do not change any cell's result).
-_FREE_OPTIONS = ("shard", "jobs", "data", "out", "strategy")
+_FREE_OPTIONS = ("shard", "jobs", "data", "out", "strategy", "devices")
 
 
 @dataclass(frozen=True)
@@ -71,16 +80,14 @@ class CVConfig:
     ratios, gammas : tuple of float
         Grid; ratio 1 (or gamma 0) is the binary baseline, listed once.
     repeats : int
-        Models per cell, seeds ``seed, seed + 1, ...``.
-    seed : int
+        Models per cell, seeds ``training.seed, training.seed + 1, ...``.
     rater : int
         Rater whose masks are softened and trained on (evaluation uses every rater).
     flair_threshold, per_lesion :
         Soft-mask options (:class:`mssoft.workflows.build_masks.MaskConfig`).
-    modalities : tuple of str or None
-        Input channels (default: every modality all scans have, FLAIR first).
-    epochs, batch_size, learning_rate, base_filters, depth, mixed_precision, strategy :
-        Training options (:class:`mssoft.workflows.settings.TrainConfig`).
+    training : TrainingSettings
+        Every training option of ``mssoft fit`` (:class:`mssoft.workflows.settings.TrainingSettings`);
+        its seed is the first repeat's.
     shard : (int, int)
         Run cells ``i`` with ``i % n == k`` for ``shard == (k, n)``.
     jobs : int
@@ -92,18 +99,10 @@ class CVConfig:
     ratios: tuple[float, ...] = (1.0, 1.1, 1.2, 1.3, 1.4)
     gammas: tuple[float, ...] = (0.3,)
     repeats: int = 1
-    seed: int = 0
     rater: int = 1
     flair_threshold: str | float | None = "p50"
     per_lesion: bool = False
-    modalities: tuple[str, ...] | None = None
-    epochs: int = 30
-    batch_size: int = 8
-    learning_rate: float = 1e-4
-    base_filters: int = 32
-    depth: int = 4
-    mixed_precision: bool = False
-    strategy: str = "auto"
+    training: TrainingSettings = field(default_factory=TrainingSettings)
     shard: tuple[int, int] = (0, 1)
     jobs: int = 1
 
@@ -112,13 +111,20 @@ class CVConfig:
             raise ConfigError(f"Invalid value for `--jobs`: expected >= 1, got {self.jobs}")
         if self.jobs > 1 and self.shard != (0, 1):
             raise ConfigError("Invalid options: `--jobs` and `--shard` cannot be combined")
+        if self.training.strategy == "multiworker":
+            raise ConfigError(
+                "Invalid value for `--strategy`: cv runs its cells on one machine each "
+                "(use --shard to spread them over machines)"
+            )
         MaskConfig(
             rater=self.rater, flair_threshold=self.flair_threshold, per_lesion=self.per_lesion
         )
 
     def record(self) -> dict[str, Any]:
-        """JSON-ready configuration."""
-        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
+        """JSON-ready configuration, the training settings at the top level."""
+        own = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "training"}
+        record = {k: (str(v) if isinstance(v, Path) else v) for k, v in own.items()}
+        return {**record, **self.training.record()}
 
 
 @dataclass
@@ -147,14 +153,14 @@ def _plan(config: CVConfig) -> _PlanT:
             f"Invalid value for `--rater`: no scan in {config.data} has a mask of rater "
             f"{config.rater}"
         )
-    modalities = resolve_modalities(scans, config.modalities)
+    modalities = resolve_modalities(scans, config.training.modalities)
     folds = leave_one_patient_out(scans)
     points = grid_points(config.ratios, config.gammas)
     return (
         scans,
         modalities,
         points,
-        plan_cells(folds, points, repeats=config.repeats, seed=config.seed),
+        plan_cells(folds, points, repeats=config.repeats, seed=config.training.seed),
     )
 
 
@@ -223,40 +229,30 @@ def _run_cell(
     patients: tuple[str, ...],
 ) -> dict[str, Any]:
     """Fit on ``patients``, calibrate, predict and evaluate one cell; returns its result record."""
-    from mssoft.workflows.calibrate import calibrate_run
-    from mssoft.workflows.evaluate import evaluate_folder
-    from mssoft.workflows.fit import fit
-    from mssoft.workflows.predict import predict_folder
-    from mssoft.workflows.settings import TrainConfig
-
     folder = cell.folder(config.out)
     if folder.exists():
         shutil.rmtree(folder)  # a cell interrupted earlier: start it again
     folder.mkdir(parents=True)
-    train_config = TrainConfig(
+    train_config = TrainConfig.from_settings(
+        config.training,
         data=Path(config.data),
         out=folder / "run",
         masks=masks,
         rater=config.rater,
         modalities=modalities,
         patients=patients,
-        epochs=config.epochs,
-        batch_size=config.batch_size,
-        learning_rate=config.learning_rate,
-        base_filters=config.base_filters,
-        depth=config.depth,
         seed=cell.seed,
-        mixed_precision=config.mixed_precision,
-        strategy=config.strategy,
     )
-    fitted = fit(train_config)
-    calibration = calibrate_run(
-        folder / "run", config.data, scans=list(cell.fold.train), rater=config.rater
+    result = run_pipeline(
+        train_config,
+        calibrate_scans=cell.fold.train,
+        predict_scans=cell.fold.test,
+        pred_dir=folder / "pred",
+        eval_dir=folder / "eval",
+        name=f"model of {cell.key}",
     )
-    predict_folder(folder / "run", config.data, folder / "pred", scans=list(cell.fold.test))
-    evaluation = evaluate_folder(
-        folder / "pred", config.data, folder / "eval", scans=list(cell.fold.test)
-    )
+    fitted, calibration, evaluation = result.fit, result.calibration, result.evaluation
+    assert evaluation is not None
     per_scan = []
     for row in evaluation.rows:
         if row.source != "pred":
@@ -380,21 +376,21 @@ def write_reports(config: CVConfig, cells: Sequence[Cell] | None = None) -> CVRe
     result = CVResult(out=out, cells_total=total, cells_done=done, cells_run=0, rows=rows)
     if not rows:
         return result
-    _write_csv(rows, out / "cv_scans.csv")
+    _write_csv(rows, out / CV_SCANS_NAME)
     by_cell: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for row in rows:
         by_cell.setdefault((row["fold"], row["ratio"], row["gamma"], row["repeat"]), []).append(row)
     fold_rows = [row for key in sorted(by_cell) for row in _fold_rows(by_cell[key])]
-    _write_csv(fold_rows, out / "cv_results.csv")
+    _write_csv(fold_rows, out / CV_RESULTS_NAME)
     summaries = summarise(rows)
     table = format_table(summaries)
     if done < total:
         table += (
             f"\n**Incomplete**: {done} of {total} cells finished; re-run the command to finish.\n"
         )
-    with atomic_path(out / "table.md") as tmp:
+    with atomic_path(out / CV_TABLE_NAME) as tmp:
         tmp.write_text("# Leave-one-patient-out cross-validation\n\n" + table)
-    plot_sweep(summaries, out / "sweep.png")
+    plot_sweep(summaries, out / CV_FIGURE_NAME)
     result.best = best_point(summaries)
     return result
 

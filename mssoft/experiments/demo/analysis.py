@@ -9,14 +9,13 @@ segmentations against the true lesion fraction and picks the slices the figures 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from mssoft.arrays.lesions import label_lesions
-from mssoft.arrays.metrics import SetSummary, scan_metrics, summarise
+from mssoft.arrays.metrics import scan_metrics, summarise
 from mssoft.experiments.demo.figures import (
     focus_window,
     plot_calibration_curves,
@@ -24,18 +23,14 @@ from mssoft.experiments.demo.figures import (
     plot_predictions,
     plot_training_curves,
 )
-from mssoft.files.layout import prob_path, seg_path, soft_mask_path
+from mssoft.experiments.demo.types import DataSummary, DemoConfig, ModelRun, Score
+from mssoft.files.layout import DEMO_FIGURE_NAMES, prob_path, seg_path, soft_mask_path
 from mssoft.files.nifti import read_header, read_volume
 from mssoft.files.scans import Scan, load_scan, read_mask
 from mssoft.workflows.build_masks import MaskSummary
 
-if TYPE_CHECKING:
-    from mssoft.experiments.demo.run import DemoConfig, ModelRun
-
 __all__ = [
     "TRUTH_LEVEL",
-    "Score",
-    "DataSummary",
     "truth_path",
     "summarise_data",
     "truth_scores",
@@ -44,62 +39,6 @@ __all__ = [
 
 #: A voxel is lesion in the "truth" reference when its true lesion fraction exceeds this.
 TRUTH_LEVEL = 0.5
-
-
-@dataclass(frozen=True)
-class Score:
-    """A segmentation source compared with a reference over the held-out scans.
-
-    Attributes
-    ----------
-    model : str
-        ``binary``, ``soft``, or a rater (``rater 1``) for the human rows.
-    reference : str
-        ``rater 1``, ``rater 2`` or ``truth`` (true lesion fraction > 0.5).
-    summary : SetSummary
-        Means over the scans (fractions).
-    scan_dice : dict of str to float
-        Dice of each scan.
-    """
-
-    model: str
-    reference: str
-    summary: SetSummary
-    scan_dice: dict[str, float] = field(default_factory=dict)
-
-    def mean(self, metric: str) -> float:
-        """Mean of ``dice``, ``ppv``, ``tpr``, ``ltpr``, ``lfpr``, ... over the scans."""
-        return float(self.summary.means[metric])
-
-
-@dataclass(frozen=True)
-class DataSummary:
-    """What was generated.
-
-    Attributes
-    ----------
-    train_scans, heldout_scans : list of Scan
-    rater_volume_ml : dict of int to float
-        Mean lesion volume per scan of each rater (all scans).
-    rater_lesions : dict of int to float
-        Mean number of 18-connected lesions per scan of each rater (all scans).
-    lesion_voxels : dict of str to int
-        Rater 1's lesion voxels in each scan.
-    soft_ratio : float
-        Achieved ``(|M| + |D|) / |M|`` of the soft masks over the training scans.
-    """
-
-    train_scans: list[Scan]
-    heldout_scans: list[Scan]
-    rater_volume_ml: dict[int, float]
-    rater_lesions: dict[int, float]
-    lesion_voxels: dict[str, int]
-    soft_ratio: float
-
-    def patients(self, part: str) -> list[str]:
-        """Patient ids of ``"train"`` or ``"heldout"``."""
-        scans = self.train_scans if part == "train" else self.heldout_scans
-        return list(dict.fromkeys(s.patient_id for s in scans))
 
 
 def truth_path(scan: Scan) -> Path:
@@ -222,7 +161,7 @@ def draw_figures(
         {r: m[:, :, z] for r, m in raters.items()},
         soft[:, :, z],
         truth[:, :, z],
-        folder / "data.png",
+        folder / DEMO_FIGURE_NAMES["data"],
         title=f"Training scan {scan.scan_id}, axial slice {z}: images, rater masks, soft mask "
         f"(ratio {config.ratio:g}, gamma {config.gamma:g}, FLAIR >= {config.flair_threshold})",
         window=window,
@@ -253,17 +192,17 @@ def draw_figures(
         truth[:, :, z],
         {n: p[:, :, z] for n, p in probabilities.items()},
         {n: s[:, :, z] for n, s in segmentations.items()},
-        folder / "predictions.png",
+        folder / DEMO_FIGURE_NAMES["predictions"],
         title=f"Held-out scan {scan.scan_id} (never seen in training), axial slice {z}",
         window=window,
         subtitles=subtitles,
     )
     figures["training"] = plot_training_curves(
         {n: r.history for n, r in runs.items()},
-        folder / "training.png",
+        folder / DEMO_FIGURE_NAMES["training"],
         best_epochs={n: r.best_epoch for n, r in runs.items()},
     )
     figures["calibration"] = plot_calibration_curves(
-        {n: r.calibration for n, r in runs.items()}, folder / "calibration.png"
+        {n: r.calibration for n, r in runs.items()}, folder / DEMO_FIGURE_NAMES["calibration"]
     )
     return figures

@@ -11,14 +11,10 @@ import csv
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from mssoft.arrays.lesions import DEFAULT_CONNECTIVITY
+from mssoft.experiments.demo.types import DemoResult, Score
 from mssoft.files.atomic import atomic_path
-
-if TYPE_CHECKING:
-    from mssoft.experiments.demo.analysis import Score
-    from mssoft.experiments.demo.run import DemoResult
 
 __all__ = [
     "TABLE_METRICS",
@@ -205,10 +201,11 @@ def _commands(result: DemoResult) -> str:
     train = ",".join(result.data.patients("train"))
     train_scans = ",".join(s.scan_id for s in result.data.train_scans)
     heldout = ",".join(s.scan_id for s in result.data.heldout_scans)
+    t = c.training
     common = (
-        f"--patients {train} --epochs {c.epochs} --batch-size {c.batch_size} "
-        f"--learning-rate {c.learning_rate:g} --base-filters {c.base_filters} --depth {c.depth} "
-        f"--seed {c.seed}"
+        f"--patients {train} --epochs {t.epochs} --batch-size {t.batch_size} "
+        f"--learning-rate {t.learning_rate:g} --base-filters {t.base_filters} --depth {t.depth} "
+        f"--seed {t.seed}"
     )
     lines = [
         f"mssoft build-masks {d}/data --out {d}/softmasks --rater 1 --ratio {c.ratio:g} "
@@ -344,11 +341,11 @@ def render_report(result: DemoResult) -> str:
         f"- **Soft masks** (rater 1): ratio {c.ratio:g}, gamma {c.gamma:g}, FLAIR threshold "
         f"{c.flair_threshold}; achieved (|M| + |D|) / |M| = {data.soft_ratio:.3f} over the "
         "training scans (grown voxels darker than the threshold are dropped).",
-        f"- **Model**: 2D U-Net, {c.base_filters} filters at the first level, depth {c.depth}, "
+        f"- **Model**: 2D U-Net, {c.training.base_filters} filters at the first level, depth {c.training.depth}, "
         f"{binary.parameters:,} weights; inputs FLAIR, T1, T2, PD z-scored over the brain.",
         f"- **Training** (both models, same seed {c.seed}, same slices and split): axial slices "
         f"with a rater-1 lesion only, {binary.train_slices} training and {binary.val_slices} "
-        f"validation slices; {c.epochs} epochs, batch {c.batch_size}, Adam {c.learning_rate:g}, "
+        f"validation slices; {c.training.epochs} epochs, batch {c.training.batch_size}, Adam {c.training.learning_rate:g}, "
         "random rotations in [-5, 5] degrees; the saved model is the epoch with the best "
         f"validation loss (binary: epoch {binary.best_epoch}, soft: epoch {soft.best_epoch}).",
         f"- **Calibration**: threshold maximising the mean per-scan Dice against rater 1 over "

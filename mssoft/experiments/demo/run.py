@@ -27,204 +27,44 @@ import json
 import logging
 import shutil
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
-from mssoft.errors import ConfigError
 from mssoft.experiments.demo import analysis
-from mssoft.experiments.demo.analysis import DataSummary, Score
 from mssoft.experiments.demo.report import (
     LEARNED_DICE,
     failed_models,
     render_report,
     write_comparison_csv,
 )
+from mssoft.experiments.demo.types import (
+    MODELS,
+    DataSummary,
+    DemoConfig,
+    DemoResult,
+    ModelRun,
+    Score,
+)
 from mssoft.files.atomic import atomic_path
 from mssoft.files.folders import package_versions, prepare_output_folder, read_config, write_config
-from mssoft.files.layout import CALIBRATION_NAME
+from mssoft.files.layout import CALIBRATION_NAME, DEMO_REPORT_NAME, DEMO_TABLE_NAME
 from mssoft.files.scans import Scan, discover_scans
 from mssoft.workflows.build_masks import build_soft_masks
-from mssoft.workflows.calibrate import calibrate_run
-from mssoft.workflows.evaluate import PRED_SOURCE, Evaluation, evaluate_folder
-from mssoft.workflows.predict import predict_folder
-from mssoft.workflows.settings import MaskConfig
+from mssoft.workflows.evaluate import PRED_SOURCE, Evaluation
+from mssoft.workflows.pipeline import run_pipeline
+from mssoft.workflows.progress import Progress, no_progress
+from mssoft.workflows.settings import TrainConfig
 
-__all__ = [
-    "MODELS",
-    "QUICK",
-    "DemoConfig",
-    "quick_config",
-    "prepare_demo_folder",
-    "Score",
-    "ModelRun",
-    "DataSummary",
-    "DemoResult",
-    "run_demo",
-]
+__all__ = ["prepare_demo_folder", "run_demo"]
 
 logger = logging.getLogger(__name__)
 
-MODELS = ("binary", "soft")
 DATA_DIR, MASKS_DIR, RUNS_DIR = "data", "softmasks", "runs"
 PRED_DIR, EVAL_DIR, FIGURES_DIR = "predictions", "evaluation", "figures"
-REPORT_NAME, TABLE_NAME = "report.md", "comparison.csv"
+REPORT_NAME, TABLE_NAME = DEMO_REPORT_NAME, DEMO_TABLE_NAME
 #: What a demo writes in its folder; only these are removed by ``overwrite``.
 _ENTRIES = (DATA_DIR, MASKS_DIR, RUNS_DIR, PRED_DIR, EVAL_DIR, FIGURES_DIR, REPORT_NAME, TABLE_NAME)
-#: Wraps the iteration over scans of one step: ``progress(items, description)``.
-StepProgress = Callable[[Sequence[Any], str], Iterable[Any]]
-
-
-@dataclass(frozen=True)
-class DemoConfig:
-    """Settings of a demo run (defaults: 4 to 7 minutes on two CPU cores, shared or not).
-
-    Attributes
-    ----------
-    out : Path
-        Demo folder (new, empty, or an earlier demo with ``overwrite``).
-    seed : int
-        Seeds the data, the weights, the split, the shuffling and the augmentation.
-    patients, heldout : int
-        Training patients and held-out patients (``trainingNN``; all have both raters' masks).
-    timepoints : int
-        Scans per patient.
-    shape : tuple of 3 int
-        Grid of the generated scans (1 mm voxels).
-    epochs, batch_size, learning_rate, base_filters, depth
-        Training of both models (:class:`mssoft.workflows.settings.TrainConfig`).
-    ratio, gamma, flair_threshold
-        Soft masks from rater 1 (:class:`mssoft.workflows.build_masks.MaskConfig`).
-    overwrite : bool
-        Replace the outputs of an earlier demo in ``out``.
-    """
-
-    out: Path = Path("demo_out")
-    seed: int = 0
-    patients: int = 6
-    heldout: int = 2
-    timepoints: int = 2
-    shape: tuple[int, int, int] = (96, 112, 64)
-    epochs: int = 20
-    batch_size: int = 8
-    learning_rate: float = 2e-4
-    base_filters: int = 16
-    depth: int = 3
-    ratio: float = 1.2
-    gamma: float = 0.3
-    flair_threshold: str = "p50"
-    overwrite: bool = False
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "out", Path(self.out))
-        object.__setattr__(self, "shape", tuple(int(s) for s in self.shape))
-        for name, low in (("seed", 0), ("patients", 1), ("heldout", 1), ("timepoints", 1)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ConfigError(
-                    f"Invalid value for `--{name}`. Expected an integer >= {low}. "
-                    f"Received: {value!r}"
-                )
-        if self.patients + self.heldout > 99:
-            raise ConfigError(
-                "Invalid value for `--patients`: training and held-out patients must be at most "
-                f"99 together. Received: {self.patients} + {self.heldout}"
-            )
-        if len(self.shape) != 3 or min(self.shape) < 16:
-            raise ConfigError(
-                f"Invalid value for `shape`. Expected 3 sizes >= 16. Received: {self.shape}"
-            )
-        if not (self.ratio > 1.0 and 0.0 < self.gamma < 1.0):
-            raise ConfigError(
-                "Invalid soft-mask settings: the demo compares soft with binary masks, so it needs "
-                f"ratio > 1 and 0 < gamma < 1. Received: ratio={self.ratio}, gamma={self.gamma}"
-            )
-        self.mask_config()  # validates the FLAIR threshold
-
-    def mask_config(self) -> MaskConfig:
-        """The soft-mask settings (rater 1)."""
-        return MaskConfig(
-            rater=1, ratio=self.ratio, gamma=self.gamma, flair_threshold=self.flair_threshold
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready settings (the folder as an absolute path)."""
-        return {
-            **asdict(self),
-            "out": str(self.out.expanduser().resolve()),
-            "shape": list(self.shape),
-        }
-
-
-#: Settings of ``mssoft demo --quick``: the whole pipeline in well under a minute (a smoke test,
-#: not a result).
-QUICK = dict(
-    patients=2, heldout=1, timepoints=2, shape=(48, 56, 32), epochs=2, base_filters=4, depth=2
-)
-
-
-def quick_config(**overrides: Any) -> DemoConfig:
-    """:class:`DemoConfig` with the :data:`QUICK` sizes; ``overrides`` win."""
-    return DemoConfig(**{**QUICK, **overrides})
-
-
-@dataclass(frozen=True)
-class ModelRun:
-    """One model's run folder, calibration, predictions and evaluation.
-
-    Attributes
-    ----------
-    name : str
-        ``binary`` or ``soft``.
-    run_dir, pred_dir, eval_dir : Path
-    history : list of dict
-        Rows of ``history.csv``.
-    best_epoch : int or None
-        Epoch of the saved model.
-    parameters : int
-        Trainable and other weights of the U-Net.
-    train_slices, val_slices : int
-        Lesion slices in the training and validation parts.
-    calibration : dict
-        The ``calibration.json`` record (threshold, min_size, mean_dice, curves).
-    """
-
-    name: str
-    run_dir: Path
-    pred_dir: Path
-    eval_dir: Path
-    history: list[dict[str, float]]
-    best_epoch: int | None
-    parameters: int
-    train_slices: int
-    val_slices: int
-    calibration: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class DemoResult:
-    """Everything :func:`run_demo` produced (the report is rendered from it)."""
-
-    config: DemoConfig
-    out: Path
-    data: DataSummary
-    runs: dict[str, ModelRun]
-    scores: list[Score]
-    human: list[Score]
-    figures: dict[str, Path]
-    timings: dict[str, float]
-    wall_seconds: float
-    versions: dict[str, str | None]
-    report: Path
-
-    def score(self, model: str, reference: str) -> Score:
-        """The score of ``model`` against ``reference`` (KeyError if absent)."""
-        for score in self.scores + self.human:
-            if (score.model, score.reference) == (model, reference):
-                return score
-        raise KeyError((model, reference))
 
 
 class _Stages:
@@ -274,30 +114,6 @@ def _split_scans(data: Path, config: DemoConfig) -> tuple[list[Scan], list[Scan]
     return train, heldout
 
 
-def _fit(
-    config: DemoConfig, data: Path, run_dir: Path, train: list[Scan], masks: Path | None
-) -> Any:
-    from mssoft.workflows.fit import fit  # imports TensorFlow
-    from mssoft.workflows.settings import TrainConfig
-
-    patients = tuple(dict.fromkeys(s.patient_id for s in train))
-    return fit(
-        TrainConfig(
-            data=data,
-            out=run_dir,
-            masks=masks,
-            rater=1,
-            patients=patients,
-            epochs=config.epochs,
-            batch_size=config.batch_size,
-            learning_rate=config.learning_rate,
-            base_filters=config.base_filters,
-            depth=config.depth,
-            seed=config.seed,
-        )
-    )
-
-
 def _count_parameters(run_dir: Path) -> int:
     from mssoft.nn.model_files import load_run_model
 
@@ -320,14 +136,6 @@ def _scores(name: str, evaluation: Evaluation) -> tuple[list[Score], list[Score]
     return model, human
 
 
-def _wrap(
-    progress: StepProgress | None, label: str
-) -> Callable[[Sequence[Any]], Iterable[Any]] | None:
-    if progress is None:
-        return None
-    return lambda items: progress(items, label)
-
-
 def _model_run(
     name: str,
     config: DemoConfig,
@@ -335,7 +143,7 @@ def _model_run(
     data: DataSummary,
     masks_dir: Path,
     stage: _Stages,
-    progress: StepProgress | None,
+    progress: Progress,
 ) -> tuple[ModelRun, Evaluation]:
     """Train, calibrate, segment the held-out scans and evaluate one model."""
     root = out / DATA_DIR
@@ -344,30 +152,27 @@ def _model_run(
         out / PRED_DIR / name,
         out / EVAL_DIR / name,
     )
-    heldout = [s.scan_id for s in data.heldout_scans]
-    with stage(f"training the {name}-mask model ({config.epochs} epochs)"):
-        fitted = _fit(
-            config, root, run_dir, data.train_scans, masks_dir if name == "soft" else None
-        )
-    with stage(f"calibrating the {name}-mask model on its training scans"):
-        calibrate_run(
-            run_dir,
-            root,
-            scans=[s.scan_id for s in data.train_scans],
-            progress=_wrap(progress, f"calibrate {name}"),
-        )
-    with stage(f"segmenting and evaluating the held-out scans ({name})"):
-        predict_folder(
-            run_dir, root, pred_dir, scans=heldout, progress=_wrap(progress, f"predict {name}")
-        )
-        evaluation = evaluate_folder(
-            pred_dir,
-            root,
-            eval_dir,
-            scans=heldout,
-            inter_rater=True,
-            progress=_wrap(progress, f"evaluate {name}"),
-        )
+    train = TrainConfig.from_settings(
+        config.training,
+        data=root,
+        out=run_dir,
+        masks=masks_dir if name == "soft" else None,
+        rater=1,
+        patients=tuple(dict.fromkeys(s.patient_id for s in data.train_scans)),
+    )
+    result = run_pipeline(
+        train,
+        calibrate_scans=[s.scan_id for s in data.train_scans],
+        predict_scans=[s.scan_id for s in data.heldout_scans],
+        pred_dir=pred_dir,
+        eval_dir=eval_dir,
+        inter_rater=True,
+        name=f"{name}-mask model",
+        progress=progress,
+        step=stage,
+    )
+    fitted, evaluation = result.fit, result.evaluation
+    assert evaluation is not None
     record = read_config(run_dir, command="fit")["config"]
     run = ModelRun(
         name=name,
@@ -384,7 +189,7 @@ def _model_run(
     return run, evaluation
 
 
-def run_demo(config: DemoConfig, *, progress: StepProgress | None = None) -> DemoResult:
+def run_demo(config: DemoConfig, *, progress: Progress = no_progress) -> DemoResult:
     """Run the demo and write its folder (see the module docstring).
 
     Parameters
