@@ -122,7 +122,7 @@ def fit(
             per_lesion=per_lesion,
         )
         extra = [name for name in given if name != "ratio"]
-        if mask.ratio == 1.0 and extra:
+        if mask.ratio == 1.0 and extra:  # gamma 0 is binary too, but then --gamma was given
             raise ConfigError(
                 f"Invalid value for `--ratio`: 1 trains on binary masks, so "
                 f"{_option_names(extra)} would have no effect; pass --ratio > 1 (e.g. 1.2)"

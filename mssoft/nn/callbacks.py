@@ -11,6 +11,7 @@ import logging
 import math
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
@@ -25,6 +26,8 @@ from mssoft.files.layout import (
 )
 
 __all__ = [
+    "FitResult",
+    "best_epoch_row",
     "MODEL_NAME",
     "HISTORY_NAME",
     "BACKUP_DIR",
@@ -49,6 +52,15 @@ def read_history(path: str | Path) -> list[dict[str, float]]:
             {k: float(v) for k, v in row.items() if v not in ("", None)}
             for row in csv.DictReader(handle)
         ]
+
+
+def best_epoch_row(history: Sequence[dict[str, float]], monitor: str) -> dict[str, float] | None:
+    """The history row with the lowest finite ``monitor`` (the first of equals), or None.
+
+    The one rule for "the best epoch": the saved model, resumed runs and every result use it.
+    """
+    scored = [r for r in history if math.isfinite(r.get(monitor, math.nan))]
+    return min(scored, key=lambda r: r[monitor]) if scored else None
 
 
 def _write_history(rows: Sequence[dict[str, float]], path: Path) -> None:
@@ -131,6 +143,16 @@ class BestModelCheckpoint(keras.callbacks.Callback):
         self.best = best
         self.best_epoch = best_epoch
 
+    @classmethod
+    def from_history(
+        cls, path: str | Path, monitor: str, rows: Sequence[dict[str, float]]
+    ) -> BestModelCheckpoint:
+        """A checkpoint that must beat the best epoch of ``rows`` (a resumed run's history)."""
+        best = best_epoch_row(rows, monitor)
+        return cls(
+            path, monitor, best[monitor] if best else math.inf, int(best["epoch"]) if best else None
+        )
+
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         value = (logs or {}).get(self.monitor)
         if value is None or not math.isfinite(float(value)):
@@ -183,20 +205,59 @@ def run_callbacks(run_dir: str | Path, monitor: str) -> list[keras.callbacks.Cal
     run_dir = Path(run_dir)
     done = completed_epochs(run_dir / BACKUP_DIR)
     rows = [r for r in read_history(run_dir / HISTORY_NAME) if r.get("epoch", math.inf) <= done]
-    scored = [r for r in rows if math.isfinite(r.get(monitor, math.nan))]
-    best = min(scored, key=lambda r: r[monitor]) if scored else None
     if done:
         logger.info("resuming %s after epoch %d", run_dir, done)
     return [
-        BestModelCheckpoint(
-            run_dir / MODEL_NAME,
-            monitor,
-            best[monitor] if best else math.inf,
-            int(best["epoch"]) if best else None,
-        ),
+        BestModelCheckpoint.from_history(run_dir / MODEL_NAME, monitor, rows),
         EpochLog(run_dir / HISTORY_NAME, rows),
         keras.callbacks.BackupAndRestore(
             str(run_dir / BACKUP_DIR), double_checkpoint=True, delete_checkpoint=False
         ),
         keras.callbacks.TensorBoard(log_dir=str(run_dir / LOGS_DIR), write_graph=False),
     ]
+
+
+@dataclass(frozen=True, kw_only=True)
+class FitResult:
+    """What a training run produced.
+
+    Attributes
+    ----------
+    run_dir : Path
+    model_path : Path
+        ``run_dir/model.keras``.
+    epochs : int
+        Epochs completed in total (over every resumed part).
+    best_epoch : int or None
+        1-based epoch of the saved model.
+    best_loss : float or None
+        Its monitored loss (in [-1, 0]; lower is better).
+    monitor : str
+        ``val_loss`` or ``loss``.
+    history : list of dict
+        The rows of ``history.csv``.
+    """
+
+    run_dir: Path
+    model_path: Path
+    epochs: int
+    best_epoch: int | None
+    best_loss: float | None
+    monitor: str
+    history: list[dict[str, float]] = field(repr=False)
+
+    @classmethod
+    def from_history(
+        cls, run_dir: str | Path, history: list[dict[str, float]], monitor: str
+    ) -> FitResult:
+        """The result of a run from its history rows (:func:`best_epoch_row` picks the best)."""
+        best = best_epoch_row(history, monitor)
+        return cls(
+            run_dir=Path(run_dir),
+            model_path=Path(run_dir) / MODEL_NAME,
+            epochs=int(max((r["epoch"] for r in history), default=0)),
+            best_epoch=int(best["epoch"]) if best else None,
+            best_loss=float(best[monitor]) if best else None,
+            monitor=monitor,
+            history=list(history),
+        )

@@ -38,7 +38,7 @@ import math
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,7 @@ import tensorflow as tf
 
 from mssoft.errors import ConfigError, DataError, MssoftError
 from mssoft.files.layout import BACKUP_DIR, HISTORY_NAME, KERAS_BACKUP_MARKERS, LOGS_DIR, MODEL_NAME
-from mssoft.nn.callbacks import BestModelCheckpoint, EpochLog, read_history
+from mssoft.nn.callbacks import BestModelCheckpoint, EpochLog, FitResult, read_history
 from mssoft.nn.distribute import WorkerRole, worker_role
 
 __all__ = ["LoopResult", "distribute_dataset", "train_loop"]
@@ -301,9 +301,9 @@ class _Steps:
 # === The loop ===
 
 
-@dataclass
-class LoopResult:
-    """What :func:`train_loop` did (identical on every worker).
+@dataclass(frozen=True, kw_only=True)
+class LoopResult(FitResult):
+    """What :func:`train_loop` did (identical on every worker): a :class:`FitResult` and more.
 
     Attributes
     ----------
@@ -312,31 +312,14 @@ class LoopResult:
     role : WorkerRole
     initial_epoch : int
         Epochs completed before this call (restored from ``backup/``).
-    epochs : int
-        Epochs completed in total.
-    monitor : str
-        ``val_loss`` or ``loss``.
-    best_epoch : int or None
-        1-based epoch of the model in ``run_dir/model.keras``.
-    best_loss : float or None
-        Its monitored loss.
-    history : list of dict
-        One row per epoch, as in ``history.csv`` (also earlier epochs of a resumed run).
+
+    The other attributes are those of :class:`mssoft.nn.callbacks.FitResult` (``history``: one
+    row per epoch, also earlier epochs of a resumed run).
     """
 
     model: keras.Model = field(repr=False)
     role: WorkerRole
     initial_epoch: int
-    epochs: int
-    monitor: str
-    best_epoch: int | None
-    best_loss: float | None
-    history: list[dict[str, float]] = field(repr=False)
-
-
-def _best(rows: Sequence[dict[str, float]], monitor: str) -> dict[str, float] | None:
-    scored = [r for r in rows if math.isfinite(r.get(monitor, math.nan))]
-    return min(scored, key=lambda r: r[monitor]) if scored else None
 
 
 def train_loop(
@@ -415,7 +398,10 @@ def train_loop(
             logger.info("%s holds %d trained epochs: nothing to do (raise --epochs)", run_dir, done)
         elif done:
             logger.info("resuming %s after epoch %d", run_dir, done)
-        own = [_best_model(out / MODEL_NAME, monitor, rows), EpochLog(out / HISTORY_NAME, rows)]
+        own = [
+            BestModelCheckpoint.from_history(out / MODEL_NAME, monitor, rows),
+            EpochLog(out / HISTORY_NAME, rows),
+        ]
         if role.is_chief:
             own.append(
                 keras.callbacks.TensorBoard(log_dir=str(run_dir / LOGS_DIR), write_graph=False)
@@ -443,30 +429,18 @@ def train_loop(
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
 
-    best = _best(rows, monitor)
+    summary = FitResult.from_history(run_dir, rows, monitor)
     return LoopResult(
+        **{f.name: getattr(summary, f.name) for f in fields(FitResult)},
         model=model,
         role=role,
         initial_epoch=done,
-        epochs=int(max((r["epoch"] for r in rows), default=0)),
-        monitor=monitor,
-        best_epoch=int(best["epoch"]) if best else None,
-        best_loss=float(best[monitor]) if best else None,
-        history=rows,
     )
 
 
 @dataclass
 class _Progress:
     done: int = 0  # epochs in the last saved checkpoint
-
-
-def _best_model(path: Path, monitor: str, rows: Sequence[dict[str, float]]) -> BestModelCheckpoint:
-    """Saves the model when ``monitor`` beats every earlier epoch (also those of ``rows``)."""
-    best = _best(rows, monitor)
-    return BestModelCheckpoint(
-        path, monitor, best[monitor] if best else math.inf, int(best["epoch"]) if best else None
-    )
 
 
 def _run_epochs(

@@ -32,9 +32,8 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,17 +48,16 @@ from mssoft.files.atomic import atomic_path, write_json
 from mssoft.files.folders import prepare_output_folder, write_config
 from mssoft.files.layout import BACKUP_DIR, CONFIG_NAME, HISTORY_NAME, MODEL_NAME, SPLIT_NAME
 from mssoft.files.scans import Scan, discover_scans, resolve_modalities
-from mssoft.nn.callbacks import completed_epochs, read_history, run_callbacks
+from mssoft.nn.callbacks import FitResult, completed_epochs, read_history, run_callbacks
 from mssoft.nn.dataset import make_dataset
 from mssoft.nn.distribute import (
-    WorkerRole,
     describe_strategy,
     get_strategy,
     is_multi_worker,
     worker_role,
 )
 from mssoft.nn.losses import BinarisedDice, SoftDiceLoss
-from mssoft.nn.multiworker_loop import LoopResult, train_loop
+from mssoft.nn.multiworker_loop import train_loop
 from mssoft.nn.unet import build_unet
 from mssoft.workflows.settings import TrainConfig
 from mssoft.workflows.training_data import (
@@ -102,36 +100,6 @@ class TrainingData:
     def monitor(self) -> str:
         """``val_loss``, or ``loss`` when there is no validation slice."""
         return "val_loss" if len(self.split.val) else "loss"
-
-
-@dataclass(frozen=True)
-class FitResult:
-    """What a training run produced.
-
-    Attributes
-    ----------
-    run_dir : Path
-    model_path : Path
-        ``run_dir/model.keras``.
-    epochs : int
-        Epochs completed in total (over every resumed part).
-    best_epoch : int or None
-        1-based epoch of the saved model.
-    best_loss : float or None
-        Its monitored loss (in [-1, 0]; lower is better).
-    monitor : str
-        ``val_loss`` or ``loss``.
-    history : list of dict
-        The rows of ``history.csv``.
-    """
-
-    run_dir: Path
-    model_path: Path
-    epochs: int
-    best_epoch: int | None
-    best_loss: float | None
-    monitor: str
-    history: list[dict[str, float]] = field(repr=False)
 
 
 def resolve_inputs(config: TrainConfig) -> tuple[list[Scan], MaskSource]:
@@ -293,21 +261,6 @@ def _check_resumable(stored: dict[str, Any], current: dict[str, Any], out: Path)
         )
 
 
-def _result(run_dir: Path, monitor: str) -> FitResult:
-    history = read_history(run_dir / HISTORY_NAME)
-    scored = [r for r in history if math.isfinite(r.get(monitor, math.nan))]
-    best = min(scored, key=lambda r: r[monitor]) if scored else None
-    return FitResult(
-        run_dir=run_dir,
-        model_path=run_dir / MODEL_NAME,
-        epochs=int(max((r["epoch"] for r in history), default=0)),
-        best_epoch=int(best["epoch"]) if best else None,
-        best_loss=float(best[monitor]) if best else None,
-        monitor=monitor,
-        history=history,
-    )
-
-
 def fit(config: TrainConfig, *, callbacks: Sequence[keras.callbacks.Callback] = ()) -> FitResult:
     """Train a U-Net and write the run folder ``config.out`` (see the module docstring).
 
@@ -374,9 +327,10 @@ def fit(config: TrainConfig, *, callbacks: Sequence[keras.callbacks.Callback] = 
         else:
             model = _fit_keras(config, strategy, data, train, val, out, callbacks)
 
-    if not role.is_chief:  # only under multiworker
-        return _loop_result(out, loop, role)
-    result = _result(out, data.monitor)
+    if not role.is_chief:  # only under multiworker: the chief wrote the files
+        logger.info("%s done; the chief wrote %s", role.describe(), out)
+        return loop
+    result = FitResult.from_history(out, read_history(out / HISTORY_NAME), data.monitor)
     if not result.model_path.is_file():
         logger.warning("no epoch had a finite %s: saving the last model", data.monitor)
         with atomic_path(result.model_path) as tmp:
@@ -444,17 +398,3 @@ def _fit_keras(
         callbacks=[*run_callbacks(out, data.monitor), *callbacks],
     )
     return model
-
-
-def _loop_result(run_dir: Path, loop: LoopResult, role: WorkerRole) -> FitResult:
-    """The result of a worker that is not the chief (from memory: the chief writes the files)."""
-    logger.info("%s done; the chief wrote %s", role.describe(), run_dir)
-    return FitResult(
-        run_dir=run_dir,
-        model_path=run_dir / MODEL_NAME,
-        epochs=loop.epochs,
-        best_epoch=loop.best_epoch,
-        best_loss=loop.best_loss,
-        monitor=loop.monitor,
-        history=loop.history,
-    )

@@ -21,7 +21,7 @@ from mssoft.workflows.progress import Progress, labelled, no_progress
 from mssoft.workflows.settings import TrainConfig
 
 if TYPE_CHECKING:  # imports TensorFlow
-    from mssoft.workflows.fit import FitResult
+    from mssoft.nn.callbacks import FitResult
 
 __all__ = ["Step", "log_step", "PipelineResult", "run_pipeline"]
 

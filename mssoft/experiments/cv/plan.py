@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from mssoft.arrays.soft_masks import validate_soft_mask_params
+from mssoft.arrays.soft_masks import is_binary_setting, validate_soft_mask_params
 from mssoft.errors import ConfigError
 from mssoft.files.scans import Scan, patients_of
 
@@ -57,7 +57,8 @@ class GridPoint:
 
     @property
     def is_binary(self) -> bool:
-        return self.ratio == 1.0 or self.gamma == 0.0
+        """True for the binary baseline (:func:`mssoft.arrays.soft_masks.is_binary_setting`)."""
+        return is_binary_setting(self.ratio, self.gamma)
 
     @property
     def name(self) -> str:

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from mssoft.arrays.metrics import nanmean
+from mssoft.arrays.soft_masks import is_binary_setting
 from mssoft.files.atomic import atomic_path
 
 __all__ = ["CellSummary", "summarise", "best_point", "format_table", "plot_sweep"]
@@ -108,7 +109,7 @@ def format_table(summaries: Sequence[CellSummary]) -> str:
     ]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for ratio, gamma in points:
-        size = "100% (binary)" if ratio == 1.0 or gamma == 0.0 else f"{100 * ratio:.0f}%"
+        size = "100% (binary)" if is_binary_setting(ratio, gamma) else f"{100 * ratio:.0f}%"
         cells = [_cell(index.get((ratio, gamma, r, m))) for m, _ in _TABLE_METRICS for r in raters]
         lines.append("| " + " | ".join([size, f"{gamma:g}", *cells]) + " |")
     spread = {s.spread_over for s in summaries}

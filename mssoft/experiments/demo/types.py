@@ -108,12 +108,13 @@ class DemoConfig:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready settings (the folder as an absolute path)."""
+        """JSON-ready settings (the folder as an absolute path; training settings at the top level)."""
+        own = {k: v for k, v in asdict(self).items() if k != "training"}
         return {
-            **asdict(self),
+            **own,
             "out": str(self.out.expanduser().resolve()),
             "shape": list(self.shape),
-            "training": self.training.record(),
+            **self.training.record(),
         }
 
 
