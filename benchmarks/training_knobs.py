@@ -10,7 +10,7 @@ Usage::
 
     python benchmarks/training_knobs.py [--steps 3] [--variants default,bf16,...]
 
-Prints a table (slices/s, GFLOP/s, % of the peak measured by ``mssoft bench``'s FMA probe when
+Prints a table (slices/s, GFLOP/s, % of the peak measured by ``make bench``'s FMA probe when
 ``benchmarks/results.json`` exists) and writes ``benchmarks/training_knobs.json``.
 """
 

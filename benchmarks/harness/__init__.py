@@ -1,6 +1,6 @@
 """Speed and memory of every stage of mssoft, against a plain baseline and the machine's limit.
 
-``mssoft bench`` and ``make bench`` run these stages in one process on the same generated scans
+``make bench`` (``benchmarks/run.py``) runs these stages in one process on the same generated scans
 (:mod:`mssoft.synthetic`: ISBI-sized 181 x 217 x 181 grids, 10-20 mL of lesions in tens of
 lesions, most of them periventricular), except the memory stage, whose ``mssoft fit`` runs are
 subprocesses:

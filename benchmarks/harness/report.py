@@ -162,7 +162,7 @@ def format_report(results: dict[str, Any]) -> str:
     busy = results.get("other_cpu_share", {})
     busiest = max(busy.values(), default=0.0)
     lines = [
-        f"mssoft bench, {'QUICK setting: numbers not meaningful' if s['quick'] else 'full run'}; "
+        f"make bench, {'QUICK setting: numbers not meaningful' if s['quick'] else 'full run'}; "
         f"{results['created']}; {results['total_seconds']:.0f} s",
         *_machine_lines(results["machine"]),
     ]

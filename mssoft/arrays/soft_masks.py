@@ -12,7 +12,7 @@ threshold are dropped, ``D = D0 ∩ {FLAIR >= t}``, and the soft mask is ``S = M
 Distances are computed only in the lesions' neighbourhood: in small boxes around the lesion voxels
 (one per occupied 16-voxel cube of the grid), each grown by a margin until the voxels provably
 within the margin reach the target count. A 181 x 217 x 181 scan with tens of lesions takes about
-0.1 s (``mssoft bench``); one distance transform of the whole lesion bounding box took 0.2-0.4 s.
+0.1 s (``make bench``); one distance transform of the whole lesion bounding box took 0.2-0.4 s.
 """
 
 from __future__ import annotations
