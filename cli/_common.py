@@ -147,11 +147,7 @@ def training_options(
     strategies: Sequence[str] = ("auto", "default", "mirrored", "multiworker"),
     help_overrides: dict[str, str] | None = None,
 ) -> Callable[[F], F]:
-    """Add one option per training setting, with ``defaults`` shown as the defaults.
-
-    Every option defaults to None (flags to False) so that :func:`training_settings` can tell
-    what the user set from what ``defaults`` provides.
-    """
+    """Add one option per training setting, with the values of ``defaults`` as defaults."""
     helps = help_overrides or {}
 
     def decorate(command: F) -> F:
@@ -159,18 +155,17 @@ def training_options(
             flag, kind, text = _TRAINING_OPTIONS[name]
             text = helps.get(name, text)
             if kind is None:
-                command = click.option(flag, name, is_flag=True, default=False, help=text)(command)
+                command = click.option(flag, name, is_flag=True, help=text)(command)
                 continue
             if name == "strategy":
                 kind = click.Choice(list(strategies))
             value = getattr(defaults, name)
-            shown = ",".join(value) if isinstance(value, tuple) else value
             command = click.option(
                 flag,
                 name,
                 type=kind,
-                default=None,
-                show_default=str(shown) if shown is not None else False,
+                default=None if isinstance(value, tuple) else value,
+                show_default=value is not None,
                 help=text,
             )(command)
         return command
@@ -181,13 +176,19 @@ def training_options(
 def training_settings(options: dict[str, Any], defaults: TrainingSettings) -> TrainingSettings:
     """Pop the training options from a command's keyword arguments into a TrainingSettings.
 
-    Options the user did not give keep the value of ``defaults``.
+    Options the user did not give on the command line keep the value of ``defaults`` (which may
+    differ from the defaults shown, e.g. under ``mssoft demo --quick``).
     """
+    ctx = click.get_current_context(silent=True)
     given = {}
     for field in fields(TrainingSettings):
         if field.name not in _TRAINING_OPTIONS:
             continue
         value = options.pop(field.name)
-        if value is not None and value is not False:
+        source = ctx.get_parameter_source(field.name) if ctx is not None else None
+        if source is not None and source not in (
+            click.core.ParameterSource.DEFAULT,
+            click.core.ParameterSource.DEFAULT_MAP,
+        ):
             given[field.name] = value
     return replace(defaults, **given)
