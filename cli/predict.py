@@ -32,6 +32,12 @@ from ._common import DATA_ARGUMENT, echo_line, out_option, progress
     "--scans", default=None, metavar="IDS", help="Comma-separated scan ids  [default: all]"
 )
 @click.option("--batch-size", default=16, type=click.IntRange(min=1), help="Slices per model call.")
+@click.option(
+    "--resample",
+    is_flag=True,
+    help="Resample each scan to the run's training voxel size for the model (trilinear) and the "
+    "probabilities back to the scan's grid. Without it, a voxel size more than 20% off warns.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace the outputs of an earlier predict in OUT.")
 def predict(
     run: Path,
@@ -41,6 +47,7 @@ def predict(
     min_size: int | None,
     scans: str | None,
     batch_size: int,
+    resample: bool,
     overwrite: bool,
 ) -> None:
     """Segment the scans of DATA with the model of RUN.
@@ -59,6 +66,7 @@ def predict(
         batch_size=batch_size,
         overwrite=overwrite,
         progress=progress,
+        resample=resample,
     )
     if report.threshold_source == "default":
         echo_line(

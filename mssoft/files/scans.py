@@ -1,4 +1,5 @@
-"""Finding scans on disk: the ISBI 2015 layout (detected automatically) or a CSV manifest.
+"""Finding scans on disk: ISBI 2015 or nnU-Net v2 raw layouts (detected automatically), or a CSV
+manifest. This module dispatches; the nnU-Net layout is read by :mod:`mssoft.files.nnunet_layout`.
 
 A *scan* is one time point of one patient: co-registered modality images plus zero or more rater
 masks. Discovery only lists files and checks they exist; :func:`check_scan` reads the headers and
@@ -24,16 +25,19 @@ import csv
 import logging
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from mssoft.errors import ConfigError, DataError
 from mssoft.files.nifti import VolumeMeta, check_same_grid, read_header, read_volume
+from mssoft.files.nnunet_layout import discover_nnunet, is_nnunet_dataset
+from mssoft.files.scan_types import LabelMap, Scan, normalise_modality
 
 __all__ = [
     "Scan",
+    "LabelMap",
     "LoadedScan",
     "discover_scans",
     "normalise_modality",
@@ -54,50 +58,7 @@ _ISBI_IMAGE = re.compile(
 )
 _ISBI_MASK = re.compile(r"^(?P<patient>training\d+)_(?P<tp>\d+)_mask(?P<rater>\d+)\.nii(?:\.gz)?$")
 _MASK_COLUMN = re.compile(r"^mask(\d+)$")
-_ALIASES = {"mprage": "t1", "t1w": "t1", "t2w": "t2", "pdw": "pd", "t2flair": "flair"}
 _ISBI_ORDER = ("flair", "t1", "t2", "pd")
-
-
-def normalise_modality(name: str) -> str:
-    """Canonical lower-case modality name (``mprage`` and ``t1w`` become ``t1``)."""
-    key = name.strip().lower()
-    return _ALIASES.get(key, key)
-
-
-@dataclass(frozen=True)
-class Scan:
-    """One scan (time point) on disk.
-
-    Attributes
-    ----------
-    scan_id : str
-        Unique name, used for output file names (``<scan_id>_softmask.nii.gz``).
-    patient_id : str
-        Patient the scan belongs to; all scans of a patient stay in one fold.
-    images : dict of str to Path
-        Modality name (``flair``, ``t1``, ...) to image file, FLAIR first.
-    masks : dict of int to Path
-        Rater number (1, 2, ...) to binary lesion mask file.
-    """
-
-    scan_id: str
-    patient_id: str
-    images: dict[str, Path]
-    masks: dict[int, Path] = field(default_factory=dict)
-
-    def mask_path(self, rater: int) -> Path:
-        """The mask of ``rater``; :class:`DataError` naming the scan if it has none."""
-        if rater not in self.masks:
-            have = ", ".join(str(r) for r in sorted(self.masks)) or "none"
-            raise DataError(
-                f"scan {self.scan_id} ({self.images['flair'].parent}): no mask for rater {rater} "
-                f"(raters available: {have})"
-            )
-        return self.masks[rater]
-
-    def files(self) -> list[Path]:
-        """Every file of the scan, images first."""
-        return list(self.images.values()) + [self.masks[r] for r in sorted(self.masks)]
 
 
 @dataclass
@@ -221,14 +182,18 @@ def _discover_manifest(manifest: Path) -> list[Scan]:
     return scans
 
 
-def discover_scans(data: str | Path) -> list[Scan]:
-    """List the scans of an ISBI 2015 data root or a CSV manifest.
+def discover_scans(data: str | Path, *, label: str | int | None = None) -> list[Scan]:
+    """List the scans of a data folder (ISBI 2015, nnU-Net v2 raw, BIDS) or a CSV manifest.
 
     Parameters
     ----------
     data : path-like
         A folder in the ISBI 2015 layout (patient folders directly below it, or one level deeper
-        as in the challenge's ``training/trainingNN``), or a ``.csv`` manifest.
+        as in the challenge's ``training/trainingNN``), an nnU-Net v2 raw dataset
+        (:mod:`mssoft.files.nnunet_layout`), or a ``.csv`` manifest.
+    label : str or int, optional
+        nnU-Net datasets only: the entry of ``labels`` that is the lesion (default: every label
+        above 0).
 
     Returns
     -------
@@ -247,12 +212,15 @@ def discover_scans(data: str | Path) -> list[Scan]:
         if data.suffix.lower() != ".csv":
             raise DataError(f"{data}: expected an ISBI 2015 data folder or a .csv manifest")
         scans = _discover_manifest(data)
+    elif is_nnunet_dataset(data):
+        scans = discover_nnunet(data, label=label)
     elif (prefix := _isbi_depth(data)) is not None:
         scans = _discover_isbi(data, prefix)
     else:
         raise DataError(
-            f"{data}: no ISBI 2015 layout found (expected */preprocessed/*_pp.nii[.gz]); "
-            "give a CSV manifest for other layouts"
+            f"{data}: no ISBI 2015 layout (*/preprocessed/*_pp.nii[.gz]) nor nnU-Net dataset "
+            "(dataset.json with imagesTr/ or imagesTs/) found; give a CSV manifest for other "
+            "layouts"
         )
     if not scans:
         raise DataError(f"{data}: no scans found")
@@ -392,24 +360,35 @@ def load_scan(
     image = np.stack(channels, axis=-1)
     mask = None
     if rater is not None:
-        mask = read_mask(scan.mask_path(rater))
+        mask = read_mask(scan.mask_path(rater), scan.label_map)
     return LoadedScan(scan=scan, image=image, modalities=names, mask=mask, meta=meta)
 
 
-def read_mask(path: Path) -> np.ndarray:
-    """Read a binary mask (values 0 and 1; NaN counts as 0) as a bool RAS array.
+def read_mask(path: Path, label_map: LabelMap | None = None) -> np.ndarray:
+    """Read a rater mask as a bool RAS array: a binary file, or a label map coded by ``label_map``.
+
+    Parameters
+    ----------
+    path : Path
+        The mask file.
+    label_map : LabelMap, optional
+        None: the file must be binary (0 and 1; NaN counts as 0). Otherwise the file is an
+        integer label map and its ``label_map.foreground`` values are the lesion.
 
     Raises
     ------
     DataError
-        The mask is all NaN or holds values other than 0 and 1.
+        The mask is all NaN, not binary (without ``label_map``), or holds a value that is not an
+        integer or not one of ``label_map.known``.
     """
     array, _ = read_volume(path, dtype=np.float32)
-    return binary_mask(array, path)
+    return binary_mask(array, path, label_map)
 
 
-def binary_mask(array: np.ndarray, path: str | Path) -> np.ndarray:
-    """Check that a mask's voxels are 0 and 1 (NaN counts as 0) and return it as bool.
+def binary_mask(
+    array: np.ndarray, path: str | Path, label_map: LabelMap | None = None
+) -> np.ndarray:
+    """Check a mask's voxel values and return the lesion as bool.
 
     Parameters
     ----------
@@ -417,22 +396,42 @@ def binary_mask(array: np.ndarray, path: str | Path) -> np.ndarray:
         Voxel values as read.
     path : path-like
         The file, named in the error message.
+    label_map : LabelMap, optional
+        None: values must be 0 and 1 (NaN counts as 0). Otherwise integer labels, the lesion
+        being the voxels whose value is in ``label_map.foreground``.
+
+    Returns
+    -------
+    ndarray of bool, shape (X, Y, Z)
 
     Raises
     ------
     DataError
-        The mask is all NaN or holds values other than 0 and 1.
+        The mask is all NaN or holds values it may not hold (the message shows them).
     """
     finite = np.isfinite(array)
     if not finite.any():
         raise DataError(f"{path}: mask is all NaN")
     values = np.unique(array[finite])
-    if not np.all(np.isin(values, (0.0, 1.0))):
-        shown = ", ".join(f"{v:g}" for v in values[:6])
+    if label_map is None:
+        bad = values[~np.isin(values, (0.0, 1.0))]
+        if bad.size:
+            raise DataError(f"{path}: mask is not binary (values {_values(values)})")
+        return np.where(finite, array, 0.0) > 0.5
+    allowed = label_map.known
+    bad = values[(values != np.round(values)) | (~np.isin(values, allowed) if allowed else False)]
+    if bad.size:
+        where = f" {label_map.source}" if label_map.source else ""
         raise DataError(
-            f"{path}: mask is not binary (values {shown}{', ...' if values.size > 6 else ''})"
+            f"{path}: label map holds values {_values(bad)} that are not labels of{where} "
+            f"(labels {', '.join(str(v) for v in allowed or ())})"
         )
-    return np.where(finite, array, 0.0) > 0.5
+    return finite & np.isin(array, np.asarray(label_map.foreground, dtype=array.dtype))
+
+
+def _values(values: np.ndarray) -> str:
+    shown = ", ".join(f"{v:g}" for v in values[:6])
+    return shown + (", ..." if values.size > 6 else "")
 
 
 def select_scans(

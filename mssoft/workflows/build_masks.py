@@ -136,7 +136,7 @@ def soft_mask_for_scan(
     flair, _ = read_volume(scan.images["flair"])
     soft, summary = soft_mask_from_arrays(
         scan.scan_id,
-        binary_mask(raw, mask_path),
+        binary_mask(raw, mask_path, scan.label_map),
         flair,
         meta.spacing_mm,
         config,
