@@ -23,7 +23,7 @@ from mssoft.arrays.resample import SPACING_TOLERANCE, spacing_deviation
 from mssoft.errors import ConfigError
 from mssoft.files.layout import CONFIG_NAME
 from mssoft.files.nifti import VolumeMeta, read_header
-from mssoft.files.scan_types import Scan
+from mssoft.files.scans import Scan
 
 __all__ = [
     "TrainingGeometry",

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from mssoft.errors import DataError
-from mssoft.files.scan_types import LabelMap, Scan
+from mssoft.files.scan_files import LabelMap, ScanFiles
 
 __all__ = ["DATASET_JSON", "NNUNET_MODALITIES", "is_nnunet_dataset", "discover_nnunet"]
 
@@ -161,7 +161,7 @@ def _cases(folder: Path, ending: str, channels: dict[int, str]) -> dict[str, dic
     return cases
 
 
-def discover_nnunet(root: Path, *, label: str | int | None = None) -> list[Scan]:
+def discover_nnunet(root: Path, *, label: str | int | None = None) -> list[ScanFiles]:
     """The scans of an nnU-Net v2 raw dataset (training cases first, then test cases).
 
     Parameters
@@ -174,9 +174,9 @@ def discover_nnunet(root: Path, *, label: str | int | None = None) -> list[Scan]
 
     Returns
     -------
-    list of Scan
-        Scan id and patient id = case id; ``labelsTr/<case>`` is rater mask 1, read through
-        :attr:`Scan.label_map`.
+    list of ScanFiles
+        Scan id and patient id = case id; ``labelsTr/<case>`` is rater mask 1, coded by
+        ``label_map``.
 
     Raises
     ------
@@ -212,8 +212,8 @@ def discover_nnunet(root: Path, *, label: str | int | None = None) -> list[Scan]
             ", ".join(unlabelled[:8]),
         )
     scans = [
-        Scan(case, case, images, {1: labels[case]} if case in labels else {}, label_map)
+        ScanFiles(case, case, images, {1: labels[case]} if case in labels else {}, label_map)
         for case, images in sorted(train.items())
     ]
-    scans += [Scan(case, case, images, {}, label_map) for case, images in sorted(test.items())]
+    scans += [ScanFiles(case, case, images, {}, label_map) for case, images in sorted(test.items())]
     return scans

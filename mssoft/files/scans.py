@@ -25,7 +25,7 @@ import csv
 import logging
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +33,7 @@ import numpy as np
 from mssoft.errors import ConfigError, DataError
 from mssoft.files.nifti import VolumeMeta, check_same_grid, read_header, read_volume
 from mssoft.files.nnunet_layout import discover_nnunet, is_nnunet_dataset
-from mssoft.files.scan_types import LabelMap, Scan, normalise_modality
+from mssoft.files.scan_files import LabelMap, ScanFiles
 
 __all__ = [
     "Scan",
@@ -58,7 +58,59 @@ _ISBI_IMAGE = re.compile(
 )
 _ISBI_MASK = re.compile(r"^(?P<patient>training\d+)_(?P<tp>\d+)_mask(?P<rater>\d+)\.nii(?:\.gz)?$")
 _MASK_COLUMN = re.compile(r"^mask(\d+)$")
+_ALIASES = {"mprage": "t1", "t1w": "t1", "t2w": "t2", "pdw": "pd", "t2flair": "flair"}
 _ISBI_ORDER = ("flair", "t1", "t2", "pd")
+
+
+def normalise_modality(name: str) -> str:
+    """Canonical lower-case modality name (``mprage`` and ``t1w`` become ``t1``)."""
+    key = name.strip().lower()
+    return _ALIASES.get(key, key)
+
+
+@dataclass(frozen=True)
+class Scan:
+    """One scan (time point) on disk.
+
+    Attributes
+    ----------
+    scan_id : str
+        Unique name, used for output file names (``<scan_id>_softmask.nii.gz``).
+    patient_id : str
+        Patient the scan belongs to; all scans of a patient stay in one fold.
+    images : dict of str to Path
+        Modality name (``flair``, ``t1``, ...) to image file, FLAIR first.
+    masks : dict of int to Path
+        Rater number (1, 2, ...) to lesion mask file.
+    label_map : LabelMap or None
+        None: the mask files are binary (0 and 1). Otherwise they are label maps (nnU-Net's
+        ``labelsTr``), read to a binary mask by this coding.
+    """
+
+    scan_id: str
+    patient_id: str
+    images: dict[str, Path]
+    masks: dict[int, Path] = field(default_factory=dict)
+    label_map: LabelMap | None = None
+
+    @classmethod
+    def from_files(cls, found: ScanFiles) -> Scan:
+        """The scan a layout reader found (:class:`~mssoft.files.scan_files.ScanFiles`)."""
+        return cls(found.scan_id, found.patient_id, found.images, found.masks, found.label_map)
+
+    def mask_path(self, rater: int) -> Path:
+        """The mask of ``rater``; :class:`DataError` naming the scan if it has none."""
+        if rater not in self.masks:
+            have = ", ".join(str(r) for r in sorted(self.masks)) or "none"
+            raise DataError(
+                f"scan {self.scan_id} ({self.images['flair'].parent}): no mask for rater {rater} "
+                f"(raters available: {have})"
+            )
+        return self.masks[rater]
+
+    def files(self) -> list[Path]:
+        """Every file of the scan, images first."""
+        return list(self.images.values()) + [self.masks[r] for r in sorted(self.masks)]
 
 
 @dataclass
@@ -213,7 +265,7 @@ def discover_scans(data: str | Path, *, label: str | int | None = None) -> list[
             raise DataError(f"{data}: expected an ISBI 2015 data folder or a .csv manifest")
         scans = _discover_manifest(data)
     elif is_nnunet_dataset(data):
-        scans = discover_nnunet(data, label=label)
+        scans = [Scan.from_files(f) for f in discover_nnunet(data, label=label)]
     elif (prefix := _isbi_depth(data)) is not None:
         scans = _discover_isbi(data, prefix)
     else:
@@ -419,12 +471,12 @@ def binary_mask(
             raise DataError(f"{path}: mask is not binary (values {_values(values)})")
         return np.where(finite, array, 0.0) > 0.5
     allowed = label_map.known
-    bad = values[(values != np.round(values)) | (~np.isin(values, allowed) if allowed else False)]
+    bad = values[(values != np.round(values)) | ~np.isin(values, allowed)]
     if bad.size:
         where = f" {label_map.source}" if label_map.source else ""
         raise DataError(
             f"{path}: label map holds values {_values(bad)} that are not labels of{where} "
-            f"(labels {', '.join(str(v) for v in allowed or ())})"
+            f"(labels {', '.join(str(v) for v in allowed)})"
         )
     return finite & np.isin(array, np.asarray(label_map.foreground, dtype=array.dtype))
 
