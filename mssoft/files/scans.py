@@ -1,5 +1,6 @@
-"""Finding scans on disk: ISBI 2015 or nnU-Net v2 raw layouts (detected automatically), or a CSV
-manifest. This module dispatches; the nnU-Net layout is read by :mod:`mssoft.files.nnunet_layout`.
+"""Finding scans on disk: ISBI 2015, nnU-Net v2 raw or BIDS layouts (detected automatically), or a
+CSV manifest. This module dispatches; the nnU-Net and BIDS layouts are read by
+:mod:`mssoft.files.nnunet_layout` and :mod:`mssoft.files.bids_layout`.
 
 A *scan* is one time point of one patient: co-registered modality images plus zero or more rater
 masks. Discovery only lists files and checks they exist; :func:`check_scan` reads the headers and
@@ -31,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from mssoft.errors import ConfigError, DataError
+from mssoft.files.bids_layout import discover_bids, is_bids_dataset
 from mssoft.files.nifti import VolumeMeta, check_same_grid, read_header, read_volume
 from mssoft.files.nnunet_layout import discover_nnunet, is_nnunet_dataset
 from mssoft.files.scan_files import LabelMap, ScanFiles
@@ -242,7 +244,8 @@ def discover_scans(data: str | Path, *, label: str | int | None = None) -> list[
     data : path-like
         A folder in the ISBI 2015 layout (patient folders directly below it, or one level deeper
         as in the challenge's ``training/trainingNN``), an nnU-Net v2 raw dataset
-        (:mod:`mssoft.files.nnunet_layout`), or a ``.csv`` manifest.
+        (:mod:`mssoft.files.nnunet_layout`), a BIDS dataset with lesion masks in its derivatives
+        (:mod:`mssoft.files.bids_layout`), or a ``.csv`` manifest.
     label : str or int, optional
         nnU-Net datasets only: the entry of ``labels`` that is the lesion (default: every label
         above 0).
@@ -268,11 +271,13 @@ def discover_scans(data: str | Path, *, label: str | int | None = None) -> list[
         scans = [Scan.from_files(f) for f in discover_nnunet(data, label=label)]
     elif (prefix := _isbi_depth(data)) is not None:
         scans = _discover_isbi(data, prefix)
+    elif is_bids_dataset(data):
+        scans = [Scan.from_files(f) for f in discover_bids(data)]
     else:
         raise DataError(
-            f"{data}: no ISBI 2015 layout (*/preprocessed/*_pp.nii[.gz]) nor nnU-Net dataset "
-            "(dataset.json with imagesTr/ or imagesTs/) found; give a CSV manifest for other "
-            "layouts"
+            f"{data}: no ISBI 2015 layout (*/preprocessed/*_pp.nii[.gz]), nnU-Net dataset "
+            "(dataset.json with imagesTr/ or imagesTs/) nor BIDS dataset (sub-*/anat/) found; "
+            "give a CSV manifest for other layouts"
         )
     if not scans:
         raise DataError(f"{data}: no scans found")
