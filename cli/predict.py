@@ -52,9 +52,10 @@ def predict(
 ) -> None:
     """Segment the scans of DATA with the model of RUN.
 
-    DATA is an ISBI 2015 data folder or a CSV manifest (masks are not needed). Writes
-    OUT/<scan>_prob.nii.gz (float32 probabilities) and OUT/<scan>_seg.nii.gz (uint8, 0/1) on each
-    scan's FLAIR grid and orientation, and OUT/config.json.
+    DATA is a data folder (ISBI 2015, nnU-Net v2 raw or BIDS) or a CSV manifest (masks are not
+    needed). Writes OUT/<scan>_prob.nii.gz (float32 probabilities) and OUT/<scan>_seg.nii.gz
+    (uint8, 0/1) on each scan's FLAIR grid and orientation, and OUT/config.json. A scan whose
+    voxel size is more than 20% off the run's training voxel size gets a warning (--resample).
     """
     report = predict_folder(
         run,
