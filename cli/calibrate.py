@@ -68,8 +68,8 @@ def calibrate(
     RUN is a `mssoft fit` run folder; DATA holds the calibration scans and their rater masks
     (ISBI 2015, nnU-Net v2 raw or BIDS folder, or CSV manifest). Each scan is predicted once;
     the post-processed segmentation (prob >= threshold, then 18-connected lesions of more than
-    min-size voxels) is scored at every threshold of the grid. Writes RUN/calibration.json and prints the chosen
-    threshold and its mean Dice.
+    min-size voxels) is scored at every threshold of the grid. Writes RUN/calibration.json and
+    prints the chosen threshold and its mean Dice.
     """
     grid = threshold_grid(threshold_min, threshold_max, threshold_step)
     sizes = parse_min_sizes(min_sizes)
