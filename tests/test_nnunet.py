@@ -135,3 +135,13 @@ def test_build_masks_fit_predict_read_an_nnunet_dataset_unchanged(tmp_path):
         flair = nib.load(data / folder / f"{case}_0000.nii.gz")
         assert seg.shape == flair.shape and np.allclose(seg.affine, flair.affine)
     assert {p: p.stat().st_mtime_ns for p in data.rglob("*")} == before  # inputs untouched
+
+
+def test_writer_never_overwrites_a_dataset(tmp_path):
+    root = tmp_path / "ds"
+    write_nnunet_dataset(root, n_train=1, shape=(16, 16, 16))
+    with pytest.raises(DataError, match="dataset.json: exists"):
+        write_nnunet_dataset(root, n_train=1, shape=(16, 16, 16))
+    (root / "dataset.json").unlink()
+    with pytest.raises(DataError, match="imagesTr/case001_0000.nii.gz: exists"):
+        write_nnunet_dataset(root, n_train=1, shape=(16, 16, 16))

@@ -287,7 +287,7 @@ def write_nnunet_dataset(
     Parameters
     ----------
     root : path-like
-        Dataset folder (created; it must not hold a ``dataset.json`` yet).
+        Dataset folder (created; it must not hold a dataset yet).
     n_train, n_test : int, optional
         Cases with labels (``imagesTr``/``labelsTr``) and without (``imagesTs``).
     shape : sequence of 3 int, optional
@@ -318,7 +318,8 @@ def write_nnunet_dataset(
     ConfigError
         Invalid counts, modalities or labels.
     DataError
-        ``root/dataset.json`` exists already.
+        ``root`` holds a ``dataset.json`` or files in ``imagesTr``, ``imagesTs`` or ``labelsTr``
+        (nothing is written then).
     """
     if n_train < 0 or n_test < 0 or n_train + n_test < 1:
         raise ConfigError(
@@ -334,8 +335,13 @@ def write_nnunet_dataset(
     if min(foreground) < 1 or max(foreground) > 255 or len(set(foreground)) < len(foreground):
         raise ConfigError(f"Invalid label values: {labels} (distinct lesion labels in 1..255)")
     root = Path(root)
-    if (root / "dataset.json").exists():
-        raise DataError(f"{root / 'dataset.json'}: exists; choose a new folder")
+    for existing in [root / "dataset.json"] + [
+        min((root / sub).iterdir(), default=None)
+        for sub in ("imagesTr", "imagesTs", "labelsTr")
+        if (root / sub).is_dir()
+    ]:
+        if existing is not None and existing.exists():
+            raise DataError(f"{existing}: exists; write the dataset into a new folder")
     meta = grid_meta(shape, isbi_affine(shape, spacing, orientation), path=root)
     written = []
     for folder, count, offset in (("imagesTr", n_train, 0), ("imagesTs", n_test, 1000)):
