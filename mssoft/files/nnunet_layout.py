@@ -7,11 +7,11 @@ Layout (as nnU-Net v2's ``nnUNet_raw/DatasetXXX_Name``)::
     labelsTr/<case>.nii.gz                label map of the case (read as rater mask 1)
     imagesTs/<case>_0000.nii.gz ...       cases without labels
 
-``channel_names`` maps each channel index to a modality name: FLAIR, T1 (also T1w, MPRAGE),
-T2 (T2w) or PD (PDw), case-insensitive; a FLAIR channel is required. The scan id and the patient id
-are the case id. The lesion is every voxel whose label is above 0 (``labels``' background is 0);
-``label`` picks one entry of ``labels`` instead. A label map may hold only the values ``labels``
-lists. Only NIfTI files (``file_ending`` ``.nii.gz`` or ``.nii``) are read.
+``channel_names`` maps each channel index to a modality name: FLAIR (also T2-FLAIR), T1 (T1w,
+MPRAGE), T2 (T2w) or PD (PDw), case-insensitive; a FLAIR channel is required. The scan id and the
+patient id are the case id. The lesion is every voxel whose label is above 0 (``labels``'
+background is 0); ``label`` picks one entry of ``labels`` instead. A label map may hold only the
+values ``labels`` lists. Only NIfTI files (``file_ending`` ``.nii.gz`` or ``.nii``) are read.
 """
 
 from __future__ import annotations
