@@ -43,8 +43,9 @@ def build_masks(
 ) -> None:
     """Build soft lesion masks S = M + gamma * D from rater masks M.
 
-    DATA is an ISBI 2015 data folder or a CSV manifest. D is the ring of voxels nearest to M (in
-    mm) that grows M to RATIO times its volume, minus the voxels darker than the FLAIR threshold.
+    DATA is a data folder (ISBI 2015, nnU-Net v2 raw or BIDS) or a CSV manifest; scans without
+    the rater's mask are skipped. D is the ring of voxels nearest to M (in mm) that grows M to
+    RATIO times its volume, minus the voxels darker than the FLAIR threshold.
     Writes OUT/<scan>_softmask.nii.gz (float32, on the rater mask's grid and orientation) and
     OUT/config.json.
     """

@@ -43,6 +43,12 @@ RUN_ARGUMENT = click.argument(
     "several are searched together with the threshold.",
 )
 @click.option("--batch-size", default=16, type=click.IntRange(min=1), help="Slices per model call.")
+@click.option(
+    "--resample",
+    is_flag=True,
+    help="Resample each scan to the run's training voxel size for the model (trilinear) and the "
+    "probabilities back to the scan's grid. Without it, a voxel size more than 20% off warns.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace an existing RUN/calibration.json.")
 def calibrate(
     run: Path,
@@ -54,15 +60,16 @@ def calibrate(
     threshold_step: float,
     min_sizes: str,
     batch_size: int,
+    resample: bool,
     overwrite: bool,
 ) -> None:
     """Choose the threshold maximising the mean per-scan Dice after post-processing.
 
     RUN is a `mssoft fit` run folder; DATA holds the calibration scans and their rater masks
-    (ISBI 2015 folder or CSV manifest). Each scan is predicted once; the post-processed
-    segmentation (prob >= threshold, then 18-connected lesions of more than min-size voxels) is
-    scored at every threshold of the grid. Writes RUN/calibration.json and prints the chosen
-    threshold and its mean Dice.
+    (ISBI 2015, nnU-Net v2 raw or BIDS folder, or CSV manifest). Each scan is predicted once;
+    the post-processed segmentation (prob >= threshold, then 18-connected lesions of more than
+    min-size voxels) is scored at every threshold of the grid. Writes RUN/calibration.json and
+    prints the chosen threshold and its mean Dice.
     """
     grid = threshold_grid(threshold_min, threshold_max, threshold_step)
     sizes = parse_min_sizes(min_sizes)
@@ -76,6 +83,7 @@ def calibrate(
         batch_size=batch_size,
         overwrite=overwrite,
         progress=progress,
+        resample=resample,
     )
     for scan_id, dice in result.scan_dice().items():
         echo_line(f"{scan_id}\tdice={dice:.4f}")

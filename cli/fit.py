@@ -88,10 +88,10 @@ def fit(
 ) -> None:
     """Train the 2D U-Net with the soft Dice loss on the lesion slices of DATA.
 
-    DATA is an ISBI 2015 data folder or a CSV manifest; only scans with a mask of the rater are
-    used. The targets are, in this order of precedence: the soft masks of --masks; soft masks
-    built on the fly when --ratio > 1 (with --gamma, --flair-threshold, --per-lesion); otherwise
-    the rater's binary masks (the paper's baseline).
+    DATA is a data folder (ISBI 2015, nnU-Net v2 raw or BIDS) or a CSV manifest; only scans with
+    a mask of the rater are used. The targets are, in this order of precedence: the soft masks
+    of --masks; soft masks built on the fly when --ratio > 1 (with --gamma, --flair-threshold,
+    --per-lesion); otherwise the rater's binary masks (the paper's baseline).
 
     Writes OUT/model.keras (best validation loss), OUT/config.json (modalities in channel order,
     rater, mask source, train/validation scans, ...), OUT/split.json, OUT/history.csv,

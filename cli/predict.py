@@ -32,6 +32,12 @@ from ._common import DATA_ARGUMENT, echo_line, out_option, progress
     "--scans", default=None, metavar="IDS", help="Comma-separated scan ids  [default: all]"
 )
 @click.option("--batch-size", default=16, type=click.IntRange(min=1), help="Slices per model call.")
+@click.option(
+    "--resample",
+    is_flag=True,
+    help="Resample each scan to the run's training voxel size for the model (trilinear) and the "
+    "probabilities back to the scan's grid. Without it, a voxel size more than 20% off warns.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace the outputs of an earlier predict in OUT.")
 def predict(
     run: Path,
@@ -41,13 +47,15 @@ def predict(
     min_size: int | None,
     scans: str | None,
     batch_size: int,
+    resample: bool,
     overwrite: bool,
 ) -> None:
     """Segment the scans of DATA with the model of RUN.
 
-    DATA is an ISBI 2015 data folder or a CSV manifest (masks are not needed). Writes
-    OUT/<scan>_prob.nii.gz (float32 probabilities) and OUT/<scan>_seg.nii.gz (uint8, 0/1) on each
-    scan's FLAIR grid and orientation, and OUT/config.json.
+    DATA is a data folder (ISBI 2015, nnU-Net v2 raw or BIDS) or a CSV manifest (masks are not
+    needed). Writes OUT/<scan>_prob.nii.gz (float32 probabilities) and OUT/<scan>_seg.nii.gz
+    (uint8, 0/1) on each scan's FLAIR grid and orientation, and OUT/config.json. A scan whose
+    voxel size is more than 20% off the run's training voxel size gets a warning (--resample).
     """
     report = predict_folder(
         run,
@@ -59,6 +67,7 @@ def predict(
         batch_size=batch_size,
         overwrite=overwrite,
         progress=progress,
+        resample=resample,
     )
     if report.threshold_source == "default":
         echo_line(

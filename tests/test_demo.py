@@ -301,3 +301,20 @@ def test_example_rejects_unknown_holdout_and_used_folders(isbi_root, tmp_path, c
     (used / "x").write_text("")
     assert example.main([str(isbi_root), str(used)]) == 1
     assert "is not an empty folder" in capsys.readouterr().out
+
+
+def test_mask_outline_surrounds_lesions_without_covering_them():
+    from mssoft.experiments.demo.figures import mask_outline
+
+    mask = np.zeros((9, 9), bool)
+    mask[2:5, 2:5] = True  # a 3x3 lesion
+    mask[7, 7] = True  # a one-voxel lesion
+    outline = mask_outline(mask)
+    assert not (outline & mask).any()
+    ring = np.zeros((9, 9), bool)
+    ring[1:6, 1:6] = True
+    ring[1, 1] = ring[1, 5] = ring[5, 1] = ring[5, 5] = False  # edge neighbours only
+    ring[2:5, 2:5] = False
+    ring[[6, 8, 7, 7], [7, 7, 6, 8]] = True
+    np.testing.assert_array_equal(outline, ring)
+    assert not mask_outline(np.zeros((4, 4))).any()

@@ -1,4 +1,6 @@
-"""Finding scans on disk: the ISBI 2015 layout (detected automatically) or a CSV manifest.
+"""Finding scans on disk: ISBI 2015, nnU-Net v2 raw or BIDS layouts (detected automatically), or a
+CSV manifest. This module dispatches; the nnU-Net and BIDS layouts are read by
+:mod:`mssoft.files.nnunet_layout` and :mod:`mssoft.files.bids_layout`.
 
 A *scan* is one time point of one patient: co-registered modality images plus zero or more rater
 masks. Discovery only lists files and checks they exist; :func:`check_scan` reads the headers and
@@ -30,10 +32,14 @@ from pathlib import Path
 import numpy as np
 
 from mssoft.errors import ConfigError, DataError
+from mssoft.files.bids_layout import discover_bids, is_bids_dataset
 from mssoft.files.nifti import VolumeMeta, check_same_grid, read_header, read_volume
+from mssoft.files.nnunet_layout import discover_nnunet, is_nnunet_dataset
+from mssoft.files.scan_files import LabelMap, ScanFiles
 
 __all__ = [
     "Scan",
+    "LabelMap",
     "LoadedScan",
     "discover_scans",
     "normalise_modality",
@@ -77,13 +83,22 @@ class Scan:
     images : dict of str to Path
         Modality name (``flair``, ``t1``, ...) to image file, FLAIR first.
     masks : dict of int to Path
-        Rater number (1, 2, ...) to binary lesion mask file.
+        Rater number (1, 2, ...) to lesion mask file.
+    label_map : LabelMap or None
+        None: the mask files are binary (0 and 1). Otherwise they are label maps (nnU-Net's
+        ``labelsTr``), read to a binary mask by this coding.
     """
 
     scan_id: str
     patient_id: str
     images: dict[str, Path]
     masks: dict[int, Path] = field(default_factory=dict)
+    label_map: LabelMap | None = None
+
+    @classmethod
+    def from_files(cls, found: ScanFiles) -> Scan:
+        """The scan a layout reader found (:class:`~mssoft.files.scan_files.ScanFiles`)."""
+        return cls(found.scan_id, found.patient_id, found.images, found.masks, found.label_map)
 
     def mask_path(self, rater: int) -> Path:
         """The mask of ``rater``; :class:`DataError` naming the scan if it has none."""
@@ -221,14 +236,19 @@ def _discover_manifest(manifest: Path) -> list[Scan]:
     return scans
 
 
-def discover_scans(data: str | Path) -> list[Scan]:
-    """List the scans of an ISBI 2015 data root or a CSV manifest.
+def discover_scans(data: str | Path, *, label: str | int | None = None) -> list[Scan]:
+    """List the scans of a data folder (ISBI 2015, nnU-Net v2 raw, BIDS) or a CSV manifest.
 
     Parameters
     ----------
     data : path-like
         A folder in the ISBI 2015 layout (patient folders directly below it, or one level deeper
-        as in the challenge's ``training/trainingNN``), or a ``.csv`` manifest.
+        as in the challenge's ``training/trainingNN``), an nnU-Net v2 raw dataset
+        (:mod:`mssoft.files.nnunet_layout`), a BIDS dataset with lesion masks in its derivatives
+        (:mod:`mssoft.files.bids_layout`), or a ``.csv`` manifest.
+    label : str or int, optional
+        nnU-Net datasets only: the entry of ``labels`` that is the lesion (default: every label
+        above 0).
 
     Returns
     -------
@@ -247,11 +267,16 @@ def discover_scans(data: str | Path) -> list[Scan]:
         if data.suffix.lower() != ".csv":
             raise DataError(f"{data}: expected an ISBI 2015 data folder or a .csv manifest")
         scans = _discover_manifest(data)
+    elif is_nnunet_dataset(data):
+        scans = [Scan.from_files(f) for f in discover_nnunet(data, label=label)]
     elif (prefix := _isbi_depth(data)) is not None:
         scans = _discover_isbi(data, prefix)
+    elif is_bids_dataset(data):
+        scans = [Scan.from_files(f) for f in discover_bids(data)]
     else:
         raise DataError(
-            f"{data}: no ISBI 2015 layout found (expected */preprocessed/*_pp.nii[.gz]); "
+            f"{data}: no ISBI 2015 layout (*/preprocessed/*_pp.nii[.gz]), nnU-Net dataset "
+            "(dataset.json with imagesTr/ or imagesTs/) nor BIDS dataset (sub-*/anat/) found; "
             "give a CSV manifest for other layouts"
         )
     if not scans:
@@ -392,24 +417,35 @@ def load_scan(
     image = np.stack(channels, axis=-1)
     mask = None
     if rater is not None:
-        mask = read_mask(scan.mask_path(rater))
+        mask = read_mask(scan.mask_path(rater), scan.label_map)
     return LoadedScan(scan=scan, image=image, modalities=names, mask=mask, meta=meta)
 
 
-def read_mask(path: Path) -> np.ndarray:
-    """Read a binary mask (values 0 and 1; NaN counts as 0) as a bool RAS array.
+def read_mask(path: Path, label_map: LabelMap | None = None) -> np.ndarray:
+    """Read a rater mask as a bool RAS array: a binary file, or a label map coded by ``label_map``.
+
+    Parameters
+    ----------
+    path : Path
+        The mask file.
+    label_map : LabelMap, optional
+        None: the file must be binary (0 and 1; NaN counts as 0). Otherwise the file is an
+        integer label map and its ``label_map.foreground`` values are the lesion.
 
     Raises
     ------
     DataError
-        The mask is all NaN or holds values other than 0 and 1.
+        The mask is all NaN, not binary (without ``label_map``), or holds a value that is not an
+        integer or not one of ``label_map.known``.
     """
     array, _ = read_volume(path, dtype=np.float32)
-    return binary_mask(array, path)
+    return binary_mask(array, path, label_map)
 
 
-def binary_mask(array: np.ndarray, path: str | Path) -> np.ndarray:
-    """Check that a mask's voxels are 0 and 1 (NaN counts as 0) and return it as bool.
+def binary_mask(
+    array: np.ndarray, path: str | Path, label_map: LabelMap | None = None
+) -> np.ndarray:
+    """Check a mask's voxel values and return the lesion as bool.
 
     Parameters
     ----------
@@ -417,22 +453,42 @@ def binary_mask(array: np.ndarray, path: str | Path) -> np.ndarray:
         Voxel values as read.
     path : path-like
         The file, named in the error message.
+    label_map : LabelMap, optional
+        None: values must be 0 and 1 (NaN counts as 0). Otherwise integer labels, the lesion
+        being the voxels whose value is in ``label_map.foreground``.
+
+    Returns
+    -------
+    ndarray of bool, shape (X, Y, Z)
 
     Raises
     ------
     DataError
-        The mask is all NaN or holds values other than 0 and 1.
+        The mask is all NaN or holds values it may not hold (the message shows them).
     """
     finite = np.isfinite(array)
     if not finite.any():
         raise DataError(f"{path}: mask is all NaN")
     values = np.unique(array[finite])
-    if not np.all(np.isin(values, (0.0, 1.0))):
-        shown = ", ".join(f"{v:g}" for v in values[:6])
+    if label_map is None:
+        bad = values[~np.isin(values, (0.0, 1.0))]
+        if bad.size:
+            raise DataError(f"{path}: mask is not binary (values {_values(values)})")
+        return np.where(finite, array, 0.0) > 0.5
+    allowed = label_map.known
+    bad = values[(values != np.round(values)) | ~np.isin(values, allowed)]
+    if bad.size:
+        where = f" {label_map.source}" if label_map.source else ""
         raise DataError(
-            f"{path}: mask is not binary (values {shown}{', ...' if values.size > 6 else ''})"
+            f"{path}: label map holds values {_values(bad)} that are not labels of{where} "
+            f"(labels {', '.join(str(v) for v in allowed)})"
         )
-    return np.where(finite, array, 0.0) > 0.5
+    return finite & np.isin(array, np.asarray(label_map.foreground, dtype=array.dtype))
+
+
+def _values(values: np.ndarray) -> str:
+    shown = ", ".join(f"{v:g}" for v in values[:6])
+    return shown + (", ..." if values.size > 6 else "")
 
 
 def select_scans(

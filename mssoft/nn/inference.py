@@ -11,9 +11,10 @@ from typing import Any
 import numpy as np
 
 from mssoft.arrays.intensity import zscore_brain
+from mssoft.arrays.resample import resample_volume, resampled_shape
 from mssoft.arrays.slices import from_axial_slices, to_axial_slices
 
-__all__ = ["predict_volume"]
+__all__ = ["predict_volume", "predict_volume_resampled"]
 
 
 def predict_volume(model: Any, image: np.ndarray, *, batch_size: int = 16) -> np.ndarray:
@@ -60,3 +61,40 @@ def predict_volume(model: Any, image: np.ndarray, *, batch_size: int = 16) -> np
             )
         prob[start : start + batch.shape[0]] = output[..., 0]
     return from_axial_slices(prob)
+
+
+def predict_volume_resampled(
+    model: Any,
+    image: np.ndarray,
+    spacing_mm: tuple[float, float, float],
+    target_mm: tuple[float, float, float],
+    *,
+    batch_size: int = 16,
+) -> np.ndarray:
+    """Lesion probabilities of a scan predicted at another voxel size, on the scan's own grid.
+
+    The image is resampled (trilinear) to ``target_mm`` over the same field of view, predicted
+    with :func:`predict_volume`, and the probabilities are resampled (trilinear) back.
+
+    Parameters
+    ----------
+    model : keras.Model
+        As for :func:`predict_volume`.
+    image : ndarray of shape (X, Y, Z, C)
+        Raw intensities in RAS orientation.
+    spacing_mm : tuple of 3 float
+        The image's voxel size (mm, RAS axes).
+    target_mm : tuple of 3 float
+        Voxel size the model was trained on (mm, RAS axes).
+    batch_size : int, optional
+        Slices per model call.
+
+    Returns
+    -------
+    ndarray of float32, shape (X, Y, Z)
+        Probabilities in [0, 1] on the input grid.
+    """
+    image = np.asarray(image)
+    shape = resampled_shape(image.shape[:3], spacing_mm, target_mm)
+    prob = predict_volume(model, resample_volume(image, shape), batch_size=batch_size)
+    return np.clip(resample_volume(prob, image.shape[:3]), 0.0, 1.0)

@@ -3,7 +3,8 @@
 A new user has no ISBI 2015 data on day one (it is registration-gated); tests, examples and the
 demo run on data generated here. :func:`make_scan` returns one scan in memory;
 :func:`write_isbi_dataset` writes patients and time points in the ISBI 2015 layout that
-:func:`mssoft.files.scans.discover_scans` reads.
+:func:`mssoft.files.scans.discover_scans` reads; :func:`write_nnunet_dataset` writes cases as an
+nnU-Net v2 raw dataset, which it reads too.
 
 The phantom is procedural: see :mod:`mssoft.synthetic.anatomy` (tissues),
 :mod:`~mssoft.synthetic.lesion_model` (lesions and their evolution),
@@ -31,7 +32,7 @@ from mssoft.synthetic.contrast import MODALITIES, TISSUE_INTENSITY
 from mssoft.synthetic.lesion_model import Lesion
 from mssoft.synthetic.raters import DEFAULT_RATERS, RaterModel
 from mssoft.synthetic.scan import DEFAULT_SHAPE, SyntheticScan, make_patient, make_scan
-from mssoft.synthetic.writer import isbi_affine, write_isbi_dataset
+from mssoft.synthetic.writer import isbi_affine, write_isbi_dataset, write_nnunet_dataset
 
 __all__ = [
     "Anatomy",
@@ -47,4 +48,5 @@ __all__ = [
     "make_patient",
     "make_scan",
     "write_isbi_dataset",
+    "write_nnunet_dataset",
 ]

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mssoft.errors import DataError
 from mssoft.files.folders import prepare_output_folder, write_config
 from mssoft.files.layout import soft_mask_path
 from mssoft.files.nifti import VolumeMeta, read_volume, write_volume
@@ -136,7 +137,7 @@ def soft_mask_for_scan(
     flair, _ = read_volume(scan.images["flair"])
     soft, summary = soft_mask_from_arrays(
         scan.scan_id,
-        binary_mask(raw, mask_path),
+        binary_mask(raw, mask_path, scan.label_map),
         flair,
         meta.spacing_mm,
         config,
@@ -209,7 +210,8 @@ def build_masks_folder(
     Parameters
     ----------
     data : path-like
-        ISBI 2015 data folder or CSV manifest.
+        Data folder (ISBI 2015, nnU-Net v2 raw) or CSV manifest. Scans without a mask of
+        ``config.rater`` (test scans) are skipped with a warning.
     out : path-like
         Output folder; may not be inside ``data`` nor hold an input file.
     config : MaskConfig
@@ -224,8 +226,19 @@ def build_masks_folder(
         The resolved output folder.
     summaries : list of MaskSummary
     """
-    scans = discover_scans(data)
-    inputs = [path for scan in scans for path in scan.files()]
+    found = discover_scans(data)
+    scans = [s for s in found if config.rater in s.masks]
+    if not scans:
+        raise DataError(f"{data}: no mask for rater {config.rater} in any scan")
+    skipped = [s.scan_id for s in found if config.rater not in s.masks]
+    if skipped:  # e.g. test scans (ISBI testNN, nnU-Net imagesTs)
+        logger.warning(
+            "%d scans have no mask of rater %d and get no soft mask: %s",
+            len(skipped),
+            config.rater,
+            ", ".join(skipped[:8]) + (", ..." if len(skipped) > 8 else ""),
+        )
+    inputs = [path for scan in found for path in scan.files()]
     folder = prepare_output_folder(
         out, command="build-masks", data=data, input_files=inputs, overwrite=overwrite
     )

@@ -33,10 +33,11 @@ from mssoft.arrays.threshold_search import (
 from mssoft.errors import ConfigError, DataError
 from mssoft.files.atomic import write_json
 from mssoft.files.folders import package_versions
+from mssoft.files.geometry import geometry_record, run_geometry, voxel_size_warnings
 from mssoft.files.layout import CALIBRATION_NAME
 from mssoft.files.run_folder import RunInfo, check_modalities, read_run
 from mssoft.files.scans import Scan, check_scan, discover_scans, load_scan, select_scans
-from mssoft.nn.inference import predict_volume
+from mssoft.nn.inference import predict_volume, predict_volume_resampled
 from mssoft.workflows.progress import Progress, no_progress
 
 __all__ = [
@@ -123,6 +124,7 @@ def calibrate_run(
     batch_size: int = 16,
     overwrite: bool = False,
     progress: Progress = no_progress,
+    resample: bool = False,
 ) -> Calibration:
     """Predict the calibration scans once, search the threshold, write ``RUN/calibration.json``.
 
@@ -147,6 +149,9 @@ def calibrate_run(
         Replace an existing ``calibration.json``.
     progress : callable, optional
         ``progress(items, label)`` wraps the iteration over scans (a progress bar).
+    resample : bool, optional
+        Predict each scan at the run's training voxel size (see ``mssoft predict --resample``);
+        without it, scans whose voxel size is more than 20 % off get a warning.
 
     Returns
     -------
@@ -178,8 +183,9 @@ def calibrate_run(
         raise ConfigError(f"{path} already exists; pass --overwrite to replace it")
     selected, scan_source = _calibration_scans(info, data, scans, rater)
     check_modalities(selected, info)
-    for scan in selected:
-        check_scan(scan, modalities=info.modalities, rater=rater)
+    metas = {s.scan_id: check_scan(s, modalities=info.modalities, rater=rater) for s in selected}
+    geometry = run_geometry(info.record, run)
+    off = voxel_size_warnings(metas, geometry, resample=resample, run=run)
     from mssoft.nn.model_files import load_run_model  # imports TensorFlow
 
     model = load_run_model(run)
@@ -187,7 +193,16 @@ def calibrate_run(
     for scan in progress(selected, "calibrate"):
         loaded = load_scan(scan, modalities=info.modalities, rater=rater)
         assert loaded.mask is not None  # load_scan(rater=...) always reads the mask
-        prob = predict_volume(model, loaded.image, batch_size=batch_size)
+        if resample and geometry is not None:
+            prob = predict_volume_resampled(
+                model,
+                loaded.image,
+                loaded.meta.spacing_mm,
+                geometry.voxel_size_mm,
+                batch_size=batch_size,
+            )
+        else:
+            prob = predict_volume(model, loaded.image, batch_size=batch_size)
         curves.append(
             dice_curves(prob, loaded.mask, grid, min_sizes=min_sizes, connectivity=connectivity)
         )
@@ -197,7 +212,9 @@ def calibrate_run(
     result = Calibration(
         chosen, mean_dice, rater, tuple(s.scan_id for s in selected), grid, min_sizes, stack, path
     )
-    write_json(_record(result, run, data, scan_source), path)
+    record = _record(result, run, data, scan_source)
+    record["geometry"] = geometry_record(geometry, off, resample=resample)
+    write_json(record, path)
     logger.info(
         "chose %s: mean Dice %.4f over %d scans", chosen.describe(), mean_dice, len(selected)
     )

@@ -242,7 +242,9 @@ def evaluate_folder(
         files = dict.fromkeys(
             [f for _, f, _ in comparisons] + [scan.masks[r] for _, _, r in comparisons]
         )
-        arrays = {f: read_mask(f) for f in files}  # each file read (and checked binary) once
+        coded = {path: scan.label_map for path in scan.masks.values()}  # rater masks
+        # each file read (and checked binary, or decoded as a label map) once
+        arrays = {f: read_mask(f, coded.get(f)) for f in files}
         for source, source_file, rater in comparisons:
             metrics = scan_metrics(
                 arrays[source_file],

@@ -46,6 +46,7 @@ from mssoft.arrays.slices import SliceSet, Split, split_slices
 from mssoft.errors import ConfigError
 from mssoft.files.atomic import atomic_path, write_json
 from mssoft.files.folders import prepare_output_folder, write_config
+from mssoft.files.geometry import training_geometry
 from mssoft.files.layout import BACKUP_DIR, CONFIG_NAME, HISTORY_NAME, MODEL_NAME, SPLIT_NAME
 from mssoft.files.scans import Scan, discover_scans, resolve_modalities
 from mssoft.nn.callbacks import FitResult, completed_epochs, read_history, run_callbacks
@@ -206,6 +207,7 @@ def resolved_config(config: TrainConfig, data: TrainingData, dtype_policy: str) 
         "slice_shape": list(data.slices.slice_shape),
         "lesion_free_slices": "excluded (no voxel of the rater's binary mask)",
         "monitor": data.monitor,
+        **training_geometry(data.scans).to_dict(),  # voxel_size_mm, orientation
         **{k: v for k, v in record.items() if k != "slices"},
     }
 

@@ -24,11 +24,12 @@ import numpy as np
 from mssoft.arrays.lesions import label_lesions
 from mssoft.arrays.postprocess import Binarisation, bounding_box
 from mssoft.files.folders import prepare_output_folder, write_config
+from mssoft.files.geometry import geometry_record, run_geometry, voxel_size_warnings
 from mssoft.files.layout import prob_path, seg_path
 from mssoft.files.nifti import VolumeMeta, write_volume
 from mssoft.files.run_folder import check_modalities, read_run, resolve_binarisation
 from mssoft.files.scans import Scan, check_scan, discover_scans, load_scan, select_scans
-from mssoft.nn.inference import predict_volume
+from mssoft.nn.inference import predict_volume, predict_volume_resampled
 from mssoft.workflows.progress import Progress, no_progress
 
 __all__ = [
@@ -42,9 +43,17 @@ logger = logging.getLogger(__name__)
 
 
 def predict_scan(
-    model: Any, scan: Scan, modalities: Sequence[str], *, batch_size: int = 16
+    model: Any,
+    scan: Scan,
+    modalities: Sequence[str],
+    *,
+    batch_size: int = 16,
+    voxel_size_mm: tuple[float, float, float] | None = None,
 ) -> tuple[np.ndarray, VolumeMeta]:
     """Read a scan's images and predict its lesion probabilities.
+
+    ``voxel_size_mm`` (the training voxel size) resamples the scan to it for the model and the
+    probabilities back to the scan's grid (:func:`~mssoft.nn.inference.predict_volume_resampled`).
 
     Returns
     -------
@@ -54,6 +63,11 @@ def predict_scan(
         The FLAIR image's grid (write outputs back with it).
     """
     loaded = load_scan(scan, modalities=modalities)
+    if voxel_size_mm is not None:
+        prob = predict_volume_resampled(
+            model, loaded.image, loaded.meta.spacing_mm, voxel_size_mm, batch_size=batch_size
+        )
+        return prob, loaded.meta
     return predict_volume(model, loaded.image, batch_size=batch_size), loaded.meta
 
 
@@ -108,6 +122,7 @@ def predict_folder(
     batch_size: int = 16,
     overwrite: bool = False,
     progress: Progress = no_progress,
+    resample: bool = False,
 ) -> PredictionReport:
     """Predict every scan of ``data`` (or the listed ones) with a run and write the results.
 
@@ -129,6 +144,10 @@ def predict_folder(
         Replace an earlier ``predict`` output in ``out``.
     progress : callable, optional
         ``progress(items, label)`` wraps the iteration over scans (a progress bar).
+    resample : bool, optional
+        Resample each scan to the run's training voxel size for the model, and the
+        probabilities back to the scan's grid (outputs stay on the input grid). Without it, a
+        scan whose voxel size differs by more than 20 % on any axis gets a warning.
 
     Returns
     -------
@@ -145,6 +164,9 @@ def predict_folder(
     selected = select_scans(discover_scans(data), scans, source=str(data))
     check_modalities(selected, info)
     metas = {scan.scan_id: check_scan(scan, modalities=info.modalities) for scan in selected}
+    geometry = run_geometry(info.record, run)
+    off = voxel_size_warnings(metas, geometry, resample=resample, run=run)
+    target = geometry.voxel_size_mm if resample and geometry is not None else None
     run_files = [p for p in Path(run).iterdir() if p.is_file()]
     inputs = [p for scan in selected for p in scan.files()] + run_files
     from mssoft.nn.model_files import load_run_model  # imports TensorFlow
@@ -163,6 +185,7 @@ def predict_folder(
             "batch_size": int(batch_size),
             **binarisation.to_dict(),
             "threshold_source": source,
+            "geometry": geometry_record(geometry, off, resample=resample),
         },
         scans={
             s.scan_id: {
@@ -174,7 +197,9 @@ def predict_folder(
     )
     results = []
     for scan in progress(selected, "predict"):
-        prob, meta = predict_scan(model, scan, info.modalities, batch_size=batch_size)
+        prob, meta = predict_scan(
+            model, scan, info.modalities, batch_size=batch_size, voxel_size_mm=target
+        )
         seg = binarisation.apply(prob)
         write_volume(prob, meta, prob_path(out, scan.scan_id), dtype=np.float32)
         write_volume(seg.astype(np.uint8), meta, seg_path(out, scan.scan_id), dtype=np.uint8)

@@ -21,6 +21,7 @@ from mssoft.files.atomic import atomic_path
 
 __all__ = [
     "focus_window",
+    "mask_outline",
     "plot_data_overview",
     "plot_predictions",
     "plot_training_curves",
@@ -90,10 +91,33 @@ def _grey(image: np.ndarray) -> dict[str, Any]:
     return {"cmap": "gray", "vmin": 0.0, "vmax": top if top > 0 else 1.0}
 
 
-def _contour(ax: Any, mask: np.ndarray, colour: str, width: float = 1.6) -> None:
-    mask = np.asarray(mask, dtype=float)
-    if mask.any():
-        ax.contour(mask.T, levels=[0.5], colors=[colour], linewidths=width, origin="lower")
+def mask_outline(mask: np.ndarray) -> np.ndarray:
+    """The voxels just outside a 2D mask, as drawn around lesions in the figures.
+
+    Parameters
+    ----------
+    mask : ndarray of shape (X, Y)
+        Lesion mask of a slice (non-zero is lesion).
+
+    Returns
+    -------
+    ndarray of bool, shape (X, Y)
+        Background voxels that share an edge with the mask
+        (``skimage.segmentation.find_boundaries``, ``mode="outer"``): the outline leaves every
+        lesion voxel visible, however small the lesion.
+    """
+    from skimage.segmentation import find_boundaries
+
+    inside = np.asarray(mask) != 0
+    return find_boundaries(inside, connectivity=1, mode="outer") & ~inside
+
+
+def _contour(ax: Any, mask: np.ndarray, colour: str, alpha: float = 1.0) -> None:
+    from matplotlib.colors import ListedColormap
+
+    outline = mask_outline(mask)
+    if outline.any():
+        _show(ax, np.ma.masked_where(~outline, outline), cmap=ListedColormap([colour]), alpha=alpha)
 
 
 def _box(ax: Any, window: tuple[slice, slice], colour: str = "yellow") -> None:
