@@ -33,7 +33,7 @@ CONTEXT_SETTINGS = {"show_default": True, "help_option_names": ["-h", "--help"]}
 
 
 class _LazyGroup(click.Group):
-    """Imports each command's module on first use; turns MssoftError into one line."""
+    """Imports each command's module on first use; turns MssoftError and OSError into one line."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(COMMANDS)
@@ -55,9 +55,20 @@ class _LazyGroup(click.Group):
             return super().invoke(ctx)
         except MssoftError as exc:
             raise click.ClickException(str(exc)) from None
+        except OSError as exc:  # a file that cannot be read or written: one line naming it
+            raise click.ClickException(_describe_os_error(exc)) from None
         except KeyboardInterrupt:
             click.echo("Aborted.", err=True)
             sys.exit(130)
+
+
+def _describe_os_error(exc: OSError) -> str:
+    """``<path>: <reason>`` for a file-system error (the paths it names, its reason)."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    paths = [str(p) for p in (exc.filename, exc.filename2) if p is not None]
+    if not paths:
+        return reason
+    return f"{' -> '.join(paths)}: {reason}"
 
 
 @click.group(cls=_LazyGroup, context_settings=CONTEXT_SETTINGS)
