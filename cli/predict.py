@@ -32,7 +32,11 @@ from ._common import DATA_ARGUMENT, echo_line, out_option, progress
     "--scans", default=None, metavar="IDS", help="Comma-separated scan ids  [default: all]"
 )
 @click.option("--batch-size", default=16, type=click.IntRange(min=1), help="Slices per model call.")
-@click.option("--overwrite", is_flag=True, help="Replace the outputs of an earlier predict in OUT.")
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace an earlier predict in OUT: all its outputs are removed first.",
+)
 def predict(
     run: Path,
     data: Path,

@@ -78,7 +78,10 @@ def make_run(run_dir: Path, modalities=("flair", "t1", "t2", "pd")) -> Path:
 
     run_dir.mkdir(parents=True)
     model = keras.Sequential(
-        [keras.Input((None, None, len(modalities))), keras.layers.Conv2D(1, 1, activation="sigmoid")]
+        [
+            keras.Input((None, None, len(modalities))),
+            keras.layers.Conv2D(1, 1, activation="sigmoid"),
+        ]
     )
     kernel = np.zeros((1, 1, len(modalities), 1), np.float32)
     kernel[0, 0, 0, 0] = 2.0
@@ -139,9 +142,7 @@ def test_build_masks_overwrite_with_fewer_scans_leaves_no_stale_masks(data, tmp_
     assert not (tmp_path / "run").exists()
 
 
-def test_predict_overwrite_with_fewer_scans_leaves_no_stale_segmentations(
-    data, run_dir, tmp_path
-):
+def test_predict_overwrite_with_fewer_scans_leaves_no_stale_segmentations(data, run_dir, tmp_path):
     out = tmp_path / "pred"
     assert run("predict", run_dir, data, "--out", out).exit_code == 0
     assert len(list(out.glob("*_seg.nii.gz"))) == 4
@@ -231,7 +232,9 @@ def _can_run_as_nobody() -> bool:
 def test_read_only_out_as_a_non_root_user(data, tmp_path):
     """A real read-only folder: as this user when not root, else as `nobody` in a subprocess."""
     if os.geteuid() == 0 and not _can_run_as_nobody():
-        pytest.skip("running as root and user nobody cannot run this Python: cannot drop privileges")
+        pytest.skip(
+            "running as root and user nobody cannot run this Python: cannot drop privileges"
+        )
     base = Path(tempfile.mkdtemp(prefix="mssoft-ro-"))
     try:
         shutil.copytree(data, base / "isbi")

@@ -12,9 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from mssoft.files.layout import PARTIAL_MARK
+__all__ = ["PARTIAL_MARK", "atomic_path", "write_json"]
 
-__all__ = ["atomic_path", "write_json"]
+#: Part of the name of every temporary file of an atomic write: ``.<stem>.<hex>.partial<suffix>``.
+PARTIAL_MARK = ".partial"
 
 
 def _suffix(path: Path) -> str:

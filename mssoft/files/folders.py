@@ -36,12 +36,11 @@ from pathlib import Path
 from typing import Any
 
 from mssoft.errors import ConfigError, DataError
-from mssoft.files.atomic import write_json
+from mssoft.files.atomic import PARTIAL_MARK, write_json
 from mssoft.files.layout import (
     CONFIG_NAME,
     LOCK_NAME,
     METRICS_NAME,
-    PARTIAL_MARK,
     SUMMARY_NAME,
     soft_mask_path,
 )
@@ -57,6 +56,7 @@ __all__ = [
     "package_versions",
     "write_config",
     "read_config",
+    "is_complete",
     "soft_mask_files",
 ]
 
@@ -245,7 +245,9 @@ def remove_partial_files(folder: str | Path) -> list[Path]:
     for path in removed:
         path.unlink()
     if removed:
-        logger.info("removed %d half-written files of an interrupted run in %s", len(removed), folder)
+        logger.info(
+            "removed %d half-written files of an interrupted run in %s", len(removed), folder
+        )
     return removed
 
 
@@ -333,14 +335,15 @@ def folder_lock(folder: str | Path, *, command: str, option: str = "--out") -> I
             if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
                 raise
             handle.seek(0)
-            holder = handle.read().strip() or "unknown"
+            pid, _, holder = handle.read().strip().partition(" ")
             raise ConfigError(
-                f"Invalid value for `{option}`: {folder} is in use by another `mssoft {command}` "
-                f"(process {holder}); wait for it to finish or choose another folder"
+                f"Invalid value for `{option}`: {folder} is in use by another process "
+                f"(`{holder or 'mssoft'}`, process {pid or 'unknown'}); wait for it to finish or "
+                "choose another folder"
             ) from None
         handle.seek(0)
         handle.truncate()
-        handle.write(f"{os.getpid()}\n")
+        handle.write(f"{os.getpid()} mssoft {command}\n")
         handle.flush()
         try:
             yield folder
@@ -426,6 +429,15 @@ def read_config(folder: str | Path, *, command: str | None = None) -> dict[str, 
             f"written every file); run `mssoft {command}` again with --overwrite"
         )
     return record
+
+
+def is_complete(folder: str | Path, *, command: str) -> bool:
+    """Whether ``folder`` holds a finished ``command`` output (``config.json`` not incomplete)."""
+    try:
+        read_config(folder, command=command)
+    except DataError:
+        return False
+    return True
 
 
 def soft_mask_files(folder: str | Path, scan_ids: Iterable[str]) -> dict[str, Path]:

@@ -25,7 +25,8 @@ Every folder
     ``config.json`` is written before a command's first output file, with ``"status":
     "incomplete"`` until the command has written everything (``"complete"``); ``mssoft fit`` holds
     ``.mssoft.lock`` locked while it trains. Atomic writes go through hidden
-    ``.<name>.<random>.partial<suffix>`` files that exist only while a file is being written.
+    ``.<name>.<random>.partial<suffix>`` files that exist only while a file is being written
+    (:data:`mssoft.files.atomic.PARTIAL_MARK`).
 """
 
 from __future__ import annotations
@@ -35,7 +36,6 @@ from pathlib import Path
 __all__ = [
     "CONFIG_NAME",
     "LOCK_NAME",
-    "PARTIAL_MARK",
     "MODEL_NAME",
     "HISTORY_NAME",
     "SPLIT_NAME",
@@ -66,8 +66,6 @@ __all__ = [
 CONFIG_NAME = "config.json"
 #: Locked (``fcntl.flock``) by the one command that may write the folder at a time.
 LOCK_NAME = ".mssoft.lock"
-#: Part of the name of every temporary file of an atomic write (``.<name>.<hex>.partial<suffix>``).
-PARTIAL_MARK = ".partial"
 
 # --- run folder (mssoft fit) -------------------------------------------------------------------
 MODEL_NAME = "model.keras"

@@ -230,7 +230,6 @@ def evaluate_folder(
     with open_output_folder(
         out, command="evaluate", data=data, input_files=seg_files, overwrite=overwrite
     ) as out:
-
         inter_ids = {s.scan_id for s in inter}
         rows: list[EvaluationRow] = []
         for scan in progress(chosen, "evaluate"):

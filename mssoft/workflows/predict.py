@@ -168,7 +168,10 @@ def predict_folder(
         out, command="predict", data=data, input_files=inputs, overwrite=overwrite
     ) as out:
         outputs = {
-            s.scan_id: {"prob": prob_path(out, s.scan_id).name, "seg": seg_path(out, s.scan_id).name}
+            s.scan_id: {
+                "prob": prob_path(out, s.scan_id).name,
+                "seg": seg_path(out, s.scan_id).name,
+            }
             for s in selected
         }
         # first: lists every file this run is about to write (an --overwrite removes them all)

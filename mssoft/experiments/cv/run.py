@@ -46,7 +46,7 @@ from mssoft.experiments.cv.plan import (
 )
 from mssoft.experiments.cv.report import best_point, format_table, plot_sweep, summarise
 from mssoft.files.atomic import atomic_path, write_json
-from mssoft.files.folders import read_config, write_config
+from mssoft.files.folders import is_complete, read_config, write_config
 from mssoft.files.layout import (
     CELL_RESULT_NAME,
     CONFIG_NAME,
@@ -187,7 +187,7 @@ def _mask_folder(config: CVConfig, point: GridPoint, scans: Sequence[Scan]) -> P
     if point.is_binary:
         return None
     folder = Path(config.out) / "masks" / point.name
-    if (folder / CONFIG_NAME).is_file() and all(
+    if is_complete(folder, command="build-masks") and all(
         soft_mask_path(folder, s.scan_id).is_file() for s in scans
     ):
         return folder
