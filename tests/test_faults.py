@@ -565,3 +565,69 @@ def test_predict_killed_part_way_leaves_an_incomplete_folder_evaluate_refuses(
     rerun = run("predict", run_dir, data, "--out", out, "--overwrite")
     assert rerun.exit_code == 0, rerun.output
     assert json.loads((out / "config.json").read_text())["status"] == "complete"
+
+
+# --- concurrent cv runs on one sweep folder ------------------------------------------------------
+
+
+def test_cv_skips_a_cell_another_process_is_running_and_never_deletes_it(
+    data, tmp_path, monkeypatch
+):
+    """Two `cv` runs on one folder: a cell in progress elsewhere is skipped, its files kept."""
+    import mssoft.experiments.cv.run as cv_run
+    from mssoft.experiments.cv.run import CVConfig, run_cells
+    from mssoft.files.folders import folder_lock
+
+    ran = []
+
+    def fake_cell(cell, config, modalities, masks, patients):
+        ran.append(cell.key)
+        folder = cell.folder(config.out)
+        assert not (folder / "stale.txt").exists()  # an interrupted cell starts afresh
+        record = {"scans": []}
+        (folder / "result.json").write_text(json.dumps(record))
+        return {"threshold": 0.5, "scans": []}
+
+    monkeypatch.setattr(cv_run, "_run_cell", fake_cell)
+    config = CVConfig(data=data, out=tmp_path / "cv", ratios=(1.0,), gammas=(0.3,))
+    plan = cv_run._plan(config)
+    cv_run._prepare_out(config, plan[1])
+    busy, stale = plan[3]
+    busy_folder, stale_folder = busy.folder(config.out), stale.folder(config.out)
+    stale_folder.mkdir(parents=True)
+    (stale_folder / "stale.txt").write_text("left by a killed run")
+    with folder_lock(busy_folder, command="cv"):
+        (busy_folder / "run").mkdir()  # the other process's work in progress
+        assert run_cells(config) == 1
+        assert (busy_folder / "run").is_dir()
+    assert ran == [stale.key]
+    assert run_cells(config) == 1 and ran == [stale.key, busy.key]  # free now: it runs
+
+
+def test_cv_shards_build_each_mask_folder_once(data, tmp_path):
+    """A shard that finds another building a grid point's masks waits, then reuses them."""
+    import threading
+
+    import mssoft.experiments.cv.run as cv_run
+    from mssoft.experiments.cv.plan import GridPoint
+    from mssoft.experiments.cv.run import CVConfig
+    from mssoft.files.folders import folder_lock
+
+    config = CVConfig(data=data, out=tmp_path / "cv", ratios=(1.2,), flair_threshold="none")
+    scans, modalities, _, _ = cv_run._plan(config)
+    cv_run._prepare_out(config, modalities)
+    point = GridPoint(1.2, 0.3)
+    folder = tmp_path / "cv" / "masks" / point.name
+    done = []
+    with folder_lock(folder, command="cv"):  # another shard is building them
+        waiter = threading.Thread(
+            target=lambda: done.append(cv_run._mask_folder(config, point, scans))
+        )
+        waiter.start()
+        waiter.join(timeout=2)
+        assert waiter.is_alive() and not done  # it waits instead of building alongside
+        cv_run.build_soft_masks(scans, folder, cv_run.MaskConfig(ratio=1.2, flair_threshold=None))
+        built = {p.name: p.stat().st_mtime_ns for p in folder.glob("*_softmask.nii.gz")}
+    waiter.join(timeout=60)
+    assert done == [folder]
+    assert {p.name: p.stat().st_mtime_ns for p in folder.glob("*_softmask.nii.gz")} == built

@@ -28,6 +28,7 @@ import json
 import logging
 import os
 import platform
+import shutil
 import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -53,6 +54,8 @@ __all__ = [
     "remove_earlier_outputs",
     "remove_partial_files",
     "folder_lock",
+    "FolderInUseError",
+    "clear_folder",
     "package_versions",
     "write_config",
     "read_config",
@@ -309,9 +312,30 @@ def open_output_folder(
         raise
 
 
+class FolderInUseError(ConfigError):
+    """Another process holds the folder's lock (:func:`folder_lock`)."""
+
+
+def clear_folder(folder: str | Path) -> None:
+    """Remove everything in ``folder`` but its lock file (links are removed, never followed).
+
+    For a folder that only mssoft writes and whose lock this process holds, such as a cross-
+    validation cell left by an interrupted run.
+    """
+    for path in _entries(Path(folder)):
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+
+
 @contextmanager
-def folder_lock(folder: str | Path, *, command: str, option: str = "--out") -> Iterator[Path]:
+def folder_lock(
+    folder: str | Path, *, command: str, option: str = "--out", wait: bool = False
+) -> Iterator[Path]:
     """Hold an exclusive lock on ``folder`` (created if needed) for the block.
+
+    With ``wait``, wait for another process to release the lock instead of failing.
 
     The lock is ``fcntl.flock`` on ``folder/.mssoft.lock``: the operating system releases it when
     the process ends, even by ``kill -9``. If the block raises and leaves the folder empty, the
@@ -319,7 +343,7 @@ def folder_lock(folder: str | Path, *, command: str, option: str = "--out") -> I
 
     Raises
     ------
-    ConfigError
+    FolderInUseError
         Another process holds the lock (the message names the folder and that process).
     """
     folder = Path(folder).expanduser().resolve()
@@ -330,13 +354,13 @@ def folder_lock(folder: str | Path, *, command: str, option: str = "--out") -> I
     handle = open(path, "a+")  # noqa: SIM115 (closed in the finally below)
     try:
         try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except OSError as exc:
             if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
                 raise
             handle.seek(0)
             pid, _, holder = handle.read().strip().partition(" ")
-            raise ConfigError(
+            raise FolderInUseError(
                 f"Invalid value for `{option}`: {folder} is in use by another process "
                 f"(`{holder or 'mssoft'}`, process {pid or 'unknown'}); wait for it to finish or "
                 "choose another folder"
