@@ -631,3 +631,13 @@ def test_cv_shards_build_each_mask_folder_once(data, tmp_path):
     waiter.join(timeout=60)
     assert done == [folder]
     assert {p.name: p.stat().st_mtime_ns for p in folder.glob("*_softmask.nii.gz")} == built
+
+
+def test_calibrate_refuses_a_run_that_is_training(data, tmp_path):
+    from mssoft.files.folders import folder_lock
+
+    run_dir = make_run(tmp_path / "run")
+    with folder_lock(run_dir, command="fit"):
+        result = run("calibrate", run_dir, data)
+    assert_one_error_line(result, run_dir, "mssoft fit")
+    assert not (run_dir / "calibration.json").exists()

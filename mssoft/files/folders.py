@@ -54,6 +54,7 @@ __all__ = [
     "remove_earlier_outputs",
     "remove_partial_files",
     "folder_lock",
+    "check_not_in_use",
     "FolderInUseError",
     "clear_folder",
     "package_versions",
@@ -310,6 +311,18 @@ def open_output_folder(
     except BaseException:
         _discard_if_unused(folder, created)
         raise
+
+
+def check_not_in_use(folder: str | Path, *, command: str, option: str = "--out") -> None:
+    """Refuse a folder another process holds the lock of (e.g. a run that is still training).
+
+    Raises
+    ------
+    FolderInUseError
+        As :func:`folder_lock`.
+    """
+    with folder_lock(folder, command=command, option=option):
+        pass
 
 
 class FolderInUseError(ConfigError):

@@ -32,7 +32,7 @@ from mssoft.arrays.threshold_search import (
 )
 from mssoft.errors import ConfigError, DataError
 from mssoft.files.atomic import write_json
-from mssoft.files.folders import package_versions
+from mssoft.files.folders import check_not_in_use, package_versions
 from mssoft.files.layout import CALIBRATION_NAME
 from mssoft.files.run_folder import RunInfo, check_modalities, read_run
 from mssoft.files.scans import Scan, check_scan, discover_scans, load_scan, select_scans
@@ -180,6 +180,7 @@ def calibrate_run(
     check_modalities(selected, info)
     for scan in selected:
         check_scan(scan, modalities=info.modalities, rater=rater)
+    check_not_in_use(run, command="calibrate", option="RUN")  # a run still training: refused
     from mssoft.nn.model_files import load_run_model  # imports TensorFlow
 
     model = load_run_model(run)
