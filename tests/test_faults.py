@@ -641,3 +641,18 @@ def test_calibrate_refuses_a_run_that_is_training(data, tmp_path):
         result = run("calibrate", run_dir, data)
     assert_one_error_line(result, run_dir, "mssoft fit")
     assert not (run_dir / "calibration.json").exists()
+
+
+def test_predict_with_a_corrupt_last_scan(data, run_dir, tmp_path):
+    broken = tmp_path / "isbi"
+    shutil.copytree(data, broken)
+    last = broken / "training02" / "preprocessed" / "training02_02_t2_pp.nii.gz"
+    truncate_voxels(last)
+    out = tmp_path / "pred"
+    assert_one_error_line(run("predict", run_dir, broken, "--out", out), last)
+    assert not list(out.glob(".*partial*"))
+    assert json.loads((out / "config.json").read_text())["status"] == "incomplete"
+    assert len(list(out.glob("*_seg.nii.gz"))) == 3  # the scans before it are complete
+    assert_one_error_line(run("evaluate", out, broken, "--out", tmp_path / "eval"), "incomplete")
+    fixed = run("predict", run_dir, data, "--out", out, "--overwrite")
+    assert fixed.exit_code == 0, fixed.output
