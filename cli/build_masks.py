@@ -30,7 +30,11 @@ from ._common import DATA_ARGUMENT, echo_line, out_option, progress
     "FLAIR, a number = absolute intensity, 'none' = keep all.",
 )
 @click.option("--per-lesion", is_flag=True, help="Grow each lesion to RATIO times its own volume.")
-@click.option("--overwrite", is_flag=True, help="Replace the soft masks of an earlier run in OUT.")
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace an earlier build-masks in OUT: all its soft masks are removed first.",
+)
 def build_masks(
     data: Path,
     out: Path,

@@ -140,7 +140,15 @@ def fit(
     )
     from mssoft.workflows.fit import fit as run_fit  # imports TensorFlow
 
-    result = run_fit(config)
+    try:
+        result = run_fit(config)
+    except KeyboardInterrupt:
+        click.echo(
+            f"Interrupted: {config.out.expanduser().resolve()} keeps every completed epoch; "
+            "run the same command with --resume to continue.",
+            err=True,
+        )
+        raise
     best = "nan" if result.best_loss is None else f"{result.best_loss:.4f}"
     click.echo(
         f"epochs={result.epochs}\tbest_epoch={result.best_epoch}\tbest_{result.monitor}={best}\t"

@@ -33,7 +33,7 @@ CONTEXT_SETTINGS = {"show_default": True, "help_option_names": ["-h", "--help"]}
 
 
 class _LazyGroup(click.Group):
-    """Imports each command's module on first use; turns MssoftError into one line."""
+    """Imports each command's module on first use; turns MssoftError and OSError into one line."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(COMMANDS)
@@ -55,9 +55,37 @@ class _LazyGroup(click.Group):
             return super().invoke(ctx)
         except MssoftError as exc:
             raise click.ClickException(str(exc)) from None
+        except OSError as exc:  # a file that cannot be read or written: one line naming it
+            raise click.ClickException(_describe_os_error(exc)) from None
+        except Exception as exc:
+            if not _is_tensorflow_file_error(exc):
+                raise
+            raise click.ClickException(str(getattr(exc, "message", exc))) from None
         except KeyboardInterrupt:
             click.echo("Aborted.", err=True)
             sys.exit(130)
+
+
+def _describe_os_error(exc: OSError) -> str:
+    """``<path>: <reason>`` for a file-system error (the paths it names, its reason)."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    paths = [str(p) for p in (exc.filename, exc.filename2) if p is not None]
+    if not paths:
+        return reason
+    return f"{' -> '.join(paths)}: {reason}"
+
+
+#: TensorFlow's file-system errors (TensorBoard logs, checkpoints): their message names the path.
+_TF_FILE_ERRORS = ("PermissionDeniedError", "NotFoundError", "AlreadyExistsError")
+
+
+def _is_tensorflow_file_error(exc: Exception) -> bool:
+    """Whether ``exc`` is one of TensorFlow's file errors (without importing TensorFlow)."""
+    errors = sys.modules.get("tensorflow.python.framework.errors_impl")
+    if errors is None:
+        return False
+    kinds = tuple(getattr(errors, name) for name in _TF_FILE_ERRORS if hasattr(errors, name))
+    return isinstance(exc, kinds)
 
 
 @click.group(cls=_LazyGroup, context_settings=CONTEXT_SETTINGS)

@@ -38,7 +38,11 @@ from ._common import DATA_ARGUMENT, echo_line, out_option, progress
     help="Resample each scan to the run's training voxel size for the model (trilinear) and the "
     "probabilities back to the scan's grid. Without it, a voxel size more than 20% off warns.",
 )
-@click.option("--overwrite", is_flag=True, help="Replace the outputs of an earlier predict in OUT.")
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace an earlier predict in OUT: all its outputs are removed first.",
+)
 def predict(
     run: Path,
     data: Path,

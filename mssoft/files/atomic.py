@@ -12,7 +12,10 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["atomic_path", "write_json"]
+__all__ = ["PARTIAL_MARK", "atomic_path", "write_json"]
+
+#: Part of the name of every temporary file of an atomic write: ``.<stem>.<hex>.partial<suffix>``.
+PARTIAL_MARK = ".partial"
 
 
 def _suffix(path: Path) -> str:
@@ -27,7 +30,8 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds.
 
     The temporary name keeps the file's extension (nibabel and Keras choose the format by it) and
-    starts with a dot. If the block raises, the temporary file is removed and ``path`` is untouched.
+    starts with a dot. If the block raises, the temporary file is removed and ``path`` is untouched;
+    an ``OSError`` about the temporary file is raised again naming ``path``.
 
     Parameters
     ----------
@@ -43,10 +47,14 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = _suffix(path)
     stem = path.name[: len(path.name) - len(suffix)] if suffix else path.name
-    tmp = path.with_name(f".{stem}.{uuid.uuid4().hex[:8]}.partial{suffix}")
+    tmp = path.with_name(f".{stem}.{uuid.uuid4().hex[:8]}{PARTIAL_MARK}{suffix}")
     try:
         yield tmp
         os.replace(tmp, path)
+    except OSError as exc:
+        if exc.filename is not None and Path(exc.filename) == tmp:  # name the real file
+            raise type(exc)(exc.errno, exc.strerror, str(path)) from None
+        raise
     finally:
         if tmp.exists():
             tmp.unlink()

@@ -2,34 +2,109 @@
 
 Guards: never write into the input data, never clobber by accident. Every output folder records
 the command that wrote it, its resolved configuration and the package versions.
+
+Life of an output folder (:func:`open_output_folder`):
+
+1. checked and created (:func:`prepare_output_folder`);
+2. with ``overwrite``, the earlier run's outputs are removed: the files its ``config.json`` lists
+   and mssoft's temporary files, never a file mssoft did not write;
+3. ``config.json`` is written with ``"status": "incomplete"`` before the first output file, so a
+   folder a command left half-done is still recognised as that command's and can be overwritten;
+   commands that read it (``fit --masks``, ``evaluate``) refuse it with one line;
+4. the command writes its files, then ``config.json`` again with ``"status": "complete"``;
+5. if the command fails before writing any output file, the folder is left as it was found (a
+   folder the command created is removed again).
+
+A training run locks its folder for its whole duration (:func:`folder_lock`), so a second run on
+the same folder fails at once.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import errno
+import fcntl
 import json
+import logging
+import os
 import platform
+import shutil
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from mssoft.errors import ConfigError, DataError
-from mssoft.files.atomic import write_json
-from mssoft.files.layout import CONFIG_NAME, soft_mask_path
+from mssoft.files.atomic import PARTIAL_MARK, write_json
+from mssoft.files.layout import (
+    CONFIG_NAME,
+    LOCK_NAME,
+    METRICS_NAME,
+    SUMMARY_NAME,
+    soft_mask_path,
+)
 
 __all__ = [
+    "STATUS_INCOMPLETE",
+    "STATUS_COMPLETE",
     "prepare_output_folder",
+    "open_output_folder",
+    "remove_earlier_outputs",
+    "remove_partial_files",
+    "folder_lock",
+    "check_not_in_use",
+    "FolderInUseError",
+    "clear_folder",
     "package_versions",
     "write_config",
     "read_config",
+    "is_complete",
     "soft_mask_files",
 ]
 
 
+logger = logging.getLogger(__name__)
+
+#: ``config.json`` ``status`` while a command is writing its outputs, and once it has written all.
+STATUS_INCOMPLETE = "incomplete"
+STATUS_COMPLETE = "complete"
+
+#: Outputs with fixed names, per command (per-scan outputs are listed in ``config.json``).
+_FIXED_OUTPUTS = {"evaluate": (METRICS_NAME, SUMMARY_NAME)}
+
+
 def _inside(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
+
+
+def _entries(folder: Path) -> list[Path]:
+    """What a folder holds, apart from the lock file (which marks no output)."""
+    return [p for p in folder.iterdir() if p.name != LOCK_NAME]
+
+
+def _make_folder(out: Path, option: str) -> list[Path]:
+    """Create ``out`` (and its parents); return the folders created, deepest first."""
+    created = [p for p in (out, *out.parents) if not p.exists()]
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        where = f" ({exc.filename})" if exc.filename and Path(exc.filename) != out else ""
+        raise ConfigError(
+            f"Invalid value for `{option}`: cannot create {out}: {reason}{where}"
+        ) from None
+    return created
+
+
+def _remove_created(folder: Path, created: Iterable[Path]) -> None:
+    """Remove the folders this command created, deepest first, as long as they are empty."""
+    for path in created:
+        try:
+            path.rmdir()
+        except OSError:
+            return
 
 
 def prepare_output_folder(
@@ -85,7 +160,7 @@ def prepare_output_folder(
     for path in input_files:
         if Path(path).resolve().parent == out:
             raise ConfigError(f"Invalid value for `{option}`: {out} holds input file {path}")
-    if out.is_dir() and any(out.iterdir()):
+    if out.is_dir() and _entries(out):
         config = out / CONFIG_NAME
         if not config.is_file():
             raise ConfigError(
@@ -93,21 +168,229 @@ def prepare_output_folder(
                 "output folder; choose a new or empty folder"
             )
         try:
-            owner = json.loads(config.read_text()).get("command")
+            record = json.loads(config.read_text())
+            owner, status = record.get("command"), record.get("status")
         except (OSError, json.JSONDecodeError, AttributeError):
-            owner = None
+            owner = status = None
         if owner != command:
             raise ConfigError(
                 f"Invalid value for `{option}`: {out} holds the output of `mssoft {owner}`, "
                 f"not `mssoft {command}`"
+            )
+        if not overwrite and status == STATUS_INCOMPLETE:
+            raise ConfigError(
+                f"Invalid value for `{option}`: {out} holds an incomplete `mssoft {command}` "
+                "output (it stopped part-way); pass --overwrite to replace it"
             )
         if not overwrite:
             raise ConfigError(
                 f"Invalid value for `{option}`: {out} already holds `mssoft {command}` "
                 "outputs; pass --overwrite to replace them"
             )
-    out.mkdir(parents=True, exist_ok=True)
+    _make_folder(out, option)
     return out
+
+
+def _listed_outputs(record: dict[str, Any]) -> list[str]:
+    """File names an earlier run's ``config.json`` lists as its outputs."""
+    names: list[str] = list(_FIXED_OUTPUTS.get(str(record.get("command")), ()))
+    scans = record.get("scans")
+    if isinstance(scans, dict):
+        for value in scans.values():
+            values = value.values() if isinstance(value, dict) else [value]
+            names += [v for v in values if isinstance(v, str)]
+    return names
+
+
+def remove_earlier_outputs(folder: str | Path, command: str) -> list[Path]:
+    """Remove an earlier ``command`` run's outputs from ``folder`` (for ``--overwrite``).
+
+    Removed: the files the earlier ``config.json`` lists (per-scan volumes, fixed-name tables),
+    mssoft's temporary ``.*.partial*`` files, and ``config.json`` itself. Only plain file names in
+    ``folder`` itself are touched, a link is removed rather than followed, and any other file (one
+    mssoft did not write) stays.
+
+    Returns
+    -------
+    list of Path
+        The removed files.
+    """
+    folder = Path(folder)
+    config = folder / CONFIG_NAME
+    try:
+        record = json.loads(config.read_text())
+    except (OSError, ValueError):
+        record = {}
+    if not isinstance(record, dict) or record.get("command") != command:
+        record = {"command": command}
+    names = _listed_outputs(record)
+    names += [p.name for p in folder.glob(f".*{PARTIAL_MARK}*")]
+    removed = []
+    for name in dict.fromkeys(names):
+        path = folder / name
+        if Path(name).name != name or name in ("", ".", "..") or path.is_dir():
+            continue
+        if path.is_symlink() or path.exists():
+            path.unlink()
+            removed.append(path)
+    if removed:
+        logger.info("removed %d outputs of the earlier `mssoft %s` run", len(removed), command)
+    if config.exists() or config.is_symlink():
+        config.unlink()
+    return removed
+
+
+def remove_partial_files(folder: str | Path) -> list[Path]:
+    """Remove the temporary files of atomic writes that a killed process left in ``folder``.
+
+    Call only while no other process writes ``folder`` (e.g. under :func:`folder_lock`).
+    """
+    removed = [p for p in Path(folder).glob(f".*{PARTIAL_MARK}*") if p.is_file() or p.is_symlink()]
+    for path in removed:
+        path.unlink()
+    if removed:
+        logger.info(
+            "removed %d half-written files of an interrupted run in %s", len(removed), folder
+        )
+    return removed
+
+
+def _discard_if_unused(folder: Path, created: Iterable[Path]) -> None:
+    """After a failure: remove a folder that holds nothing but an incomplete ``config.json``."""
+    try:
+        entries = _entries(folder)
+        if entries and [p.name for p in entries] != [CONFIG_NAME]:
+            return
+        if entries:
+            record = json.loads((folder / CONFIG_NAME).read_text())
+            if not isinstance(record, dict) or record.get("status") != STATUS_INCOMPLETE:
+                return
+            (folder / CONFIG_NAME).unlink()
+        _remove_created(folder, created)
+    except (OSError, ValueError):
+        pass  # best effort: the original error matters more
+
+
+@contextmanager
+def open_output_folder(
+    out: str | Path,
+    *,
+    command: str,
+    data: str | Path | None = None,
+    input_files: Iterable[Path] = (),
+    overwrite: bool = False,
+    option: str = "--out",
+) -> Iterator[Path]:
+    """Check, create and mark a command's output folder for the duration of the block.
+
+    As :func:`prepare_output_folder`; then, with ``overwrite``, the earlier run's outputs are
+    removed (:func:`remove_earlier_outputs`) and ``config.json`` is written with ``"status":
+    "incomplete"`` before the block writes anything. If the block raises before it has written
+    an output file, the folder is left as it was found (removed if this call created it).
+
+    Yields
+    ------
+    Path
+        The resolved output folder.
+    """
+    resolved = Path(out).expanduser().resolve()
+    created = [p for p in (resolved, *resolved.parents) if not p.exists()]
+    folder = prepare_output_folder(
+        resolved,
+        command=command,
+        data=data,
+        input_files=input_files,
+        overwrite=overwrite,
+        option=option,
+    )
+    try:
+        if overwrite:
+            remove_earlier_outputs(folder, command)
+        write_config(folder, command, {}, status=STATUS_INCOMPLETE)
+        yield folder
+    except BaseException:
+        _discard_if_unused(folder, created)
+        raise
+
+
+def check_not_in_use(folder: str | Path, *, command: str, option: str = "--out") -> None:
+    """Refuse a folder another process holds the lock of (e.g. a run that is still training).
+
+    Raises
+    ------
+    FolderInUseError
+        As :func:`folder_lock`.
+    """
+    with folder_lock(folder, command=command, option=option):
+        pass
+
+
+class FolderInUseError(ConfigError):
+    """Another process holds the folder's lock (:func:`folder_lock`)."""
+
+
+def clear_folder(folder: str | Path) -> None:
+    """Remove everything in ``folder`` but its lock file (links are removed, never followed).
+
+    For a folder that only mssoft writes and whose lock this process holds, such as a cross-
+    validation cell left by an interrupted run.
+    """
+    for path in _entries(Path(folder)):
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+
+
+@contextmanager
+def folder_lock(
+    folder: str | Path, *, command: str, option: str = "--out", wait: bool = False
+) -> Iterator[Path]:
+    """Hold an exclusive lock on ``folder`` (created if needed) for the block.
+
+    With ``wait``, wait for another process to release the lock instead of failing.
+
+    The lock is ``fcntl.flock`` on ``folder/.mssoft.lock``: the operating system releases it when
+    the process ends, even by ``kill -9``. If the block raises and leaves the folder empty, the
+    folder is removed again when this call created it.
+
+    Raises
+    ------
+    FolderInUseError
+        Another process holds the lock (the message names the folder and that process).
+    """
+    folder = Path(folder).expanduser().resolve()
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"Invalid value for `{option}`: {folder} is a file, expected a folder")
+    created = _make_folder(folder, option)
+    path = folder / LOCK_NAME
+    handle = open(path, "a+")  # noqa: SIM115 (closed in the finally below)
+    try:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise
+            handle.seek(0)
+            pid, _, holder = handle.read().strip().partition(" ")
+            raise FolderInUseError(
+                f"Invalid value for `{option}`: {folder} is in use by another process "
+                f"(`{holder or 'mssoft'}`, process {pid or 'unknown'}); wait for it to finish or "
+                "choose another folder"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()} mssoft {command}\n")
+        handle.flush()
+        try:
+            yield folder
+        except BaseException:
+            if not _entries(folder):
+                path.unlink(missing_ok=True)
+                _remove_created(folder, created)
+            raise
+    finally:
+        handle.close()
 
 
 _PACKAGES = ("mssoft", "numpy", "scipy", "nibabel", "scikit-image", "click", "tensorflow", "keras")
@@ -163,7 +446,8 @@ def read_config(folder: str | Path, *, command: str | None = None) -> dict[str, 
     Raises
     ------
     DataError
-        The file is missing, not JSON, or written by another command.
+        The file is missing, not JSON, written by another command, or (with ``command``) marks
+        the folder as incomplete: that command stopped before it had written everything.
     """
     path = Path(folder) / CONFIG_NAME
     if not path.is_file():
@@ -176,7 +460,21 @@ def read_config(folder: str | Path, *, command: str | None = None) -> dict[str, 
         raise DataError(
             f"{path}: written by `mssoft {record.get('command')}`, expected `mssoft {command}`"
         )
+    if command is not None and record.get("status") == STATUS_INCOMPLETE:
+        raise DataError(
+            f"{folder}: incomplete `mssoft {command}` output (the command stopped before it had "
+            f"written every file); run `mssoft {command}` again with --overwrite"
+        )
     return record
+
+
+def is_complete(folder: str | Path, *, command: str) -> bool:
+    """Whether ``folder`` holds a finished ``command`` output (``config.json`` not incomplete)."""
+    try:
+        read_config(folder, command=command)
+    except DataError:
+        return False
+    return True
 
 
 def soft_mask_files(folder: str | Path, scan_ids: Iterable[str]) -> dict[str, Path]:

@@ -20,6 +20,13 @@ Output folders
 ``mssoft demo``
     ``config.json``, ``report.md``, ``comparison.csv``, ``data.png``, ``predictions.png``,
     ``training.png``, ``calibration.png``
+
+Every folder
+    ``config.json`` is written before a command's first output file, with ``"status":
+    "incomplete"`` until the command has written everything (``"complete"``); ``mssoft fit`` holds
+    ``.mssoft.lock`` locked while it trains. Atomic writes go through hidden
+    ``.<name>.<random>.partial<suffix>`` files that exist only while a file is being written
+    (:data:`mssoft.files.atomic.PARTIAL_MARK`).
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from pathlib import Path
 
 __all__ = [
     "CONFIG_NAME",
+    "LOCK_NAME",
     "MODEL_NAME",
     "HISTORY_NAME",
     "SPLIT_NAME",
@@ -56,6 +64,8 @@ __all__ = [
 
 #: Every output folder: the command, its resolved configuration and package versions.
 CONFIG_NAME = "config.json"
+#: Locked (``fcntl.flock``) by the one command that may write the folder at a time.
+LOCK_NAME = ".mssoft.lock"
 
 # --- run folder (mssoft fit) -------------------------------------------------------------------
 MODEL_NAME = "model.keras"

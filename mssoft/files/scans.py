@@ -45,6 +45,7 @@ __all__ = [
     "normalise_modality",
     "resolve_modalities",
     "check_scan",
+    "check_image",
     "load_scan",
     "patients_of",
     "raters_of",
@@ -189,7 +190,8 @@ def _discover_isbi(root: Path, prefix: str) -> list[Scan]:
 def _discover_manifest(manifest: Path) -> list[Scan]:
     base = manifest.parent
     try:
-        with manifest.open(newline="") as handle:
+        # utf-8-sig: also reads the byte-order mark of Excel's "CSV UTF-8"
+        with manifest.open(newline="", encoding="utf-8-sig") as handle:
             rows = list(csv.DictReader(handle))
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise DataError(f"{manifest}: cannot read CSV manifest ({exc})") from None
@@ -403,22 +405,47 @@ def load_scan(
     Raises
     ------
     DataError
-        As :func:`check_scan`; also an image with no finite voxel, or a mask that is all NaN or
-        not binary (values other than 0 and 1).
+        As :func:`check_scan`; also an image without a finite non-zero voxel
+        (:func:`check_image`), or a mask that is all NaN or not binary (values other than 0 and 1).
     """
     names = tuple(modalities) if modalities is not None else tuple(scan.images)
     meta = check_scan(scan, modalities=names, rater=rater)
     channels = []
     for name in names:
         array, _ = read_volume(scan.images[name])
-        if not np.isfinite(array).any():
-            raise DataError(f"{scan.images[name]}: image has no finite voxel")
+        check_image(array, scan.images[name])
         channels.append(np.nan_to_num(array, nan=0.0, posinf=0.0, neginf=0.0))
     image = np.stack(channels, axis=-1)
     mask = None
     if rater is not None:
         mask = read_mask(scan.mask_path(rater), scan.label_map)
     return LoadedScan(scan=scan, image=image, modalities=names, mask=mask, meta=meta)
+
+
+def check_image(array: np.ndarray, path: str | Path) -> None:
+    """Refuse an image no command can use: one without a finite non-zero voxel.
+
+    Every command applies this check to every image it reads (``build-masks`` to the FLAIR,
+    ``fit``, ``calibrate`` and ``predict`` to each modality), so one file is accepted or refused
+    alike everywhere. Non-zero finite voxels are the brain (z-scoring, FLAIR percentiles).
+
+    Parameters
+    ----------
+    array : ndarray of shape (X, Y, Z)
+        Voxel values as read.
+    path : path-like
+        The file, named in the error message.
+
+    Raises
+    ------
+    DataError
+        The image has no finite voxel, or no non-zero finite voxel.
+    """
+    finite = np.isfinite(array)
+    if not finite.any():
+        raise DataError(f"{path}: image has no finite voxel")
+    if not np.any(array[finite] != 0):
+        raise DataError(f"{path}: image has no non-zero voxel (an empty image)")
 
 
 def read_mask(path: Path, label_map: LabelMap | None = None) -> np.ndarray:

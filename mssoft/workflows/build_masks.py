@@ -19,10 +19,15 @@ from pathlib import Path
 import numpy as np
 
 from mssoft.errors import DataError
-from mssoft.files.folders import prepare_output_folder, write_config
+from mssoft.files.folders import (
+    STATUS_COMPLETE,
+    STATUS_INCOMPLETE,
+    open_output_folder,
+    write_config,
+)
 from mssoft.files.layout import soft_mask_path
 from mssoft.files.nifti import VolumeMeta, read_volume, write_volume
-from mssoft.files.scans import Scan, binary_mask, check_scan, discover_scans
+from mssoft.files.scans import Scan, binary_mask, check_image, check_scan, discover_scans
 from mssoft.workflows.progress import Progress, no_progress
 from mssoft.workflows.settings import MaskConfig
 
@@ -129,12 +134,13 @@ def soft_mask_for_scan(
     Raises
     ------
     DataError
-        Missing or non-binary rater mask, unreadable FLAIR, or (with a percentile threshold) a
-        FLAIR image with no non-zero voxel.
+        Missing or non-binary rater mask, unreadable FLAIR, or a FLAIR image with no non-zero
+        voxel (:func:`mssoft.files.scans.check_image`, as every command checks its images).
     """
     mask_path = scan.mask_path(config.rater)
     raw, meta = read_volume(mask_path)
     flair, _ = read_volume(scan.images["flair"])
+    check_image(flair, scan.images["flair"])
     soft, summary = soft_mask_from_arrays(
         scan.scan_id,
         binary_mask(raw, mask_path, scan.label_map),
@@ -157,7 +163,9 @@ def build_soft_masks(
 
     All scans' headers are checked before anything is written. Each mask is written atomically
     to :func:`mssoft.files.layout.soft_mask_path` as float32 with the rater mask's affine, header
-    and orientation; ``config.json`` is written last, once every mask is there.
+    and orientation. ``config.json`` is written before the first mask with ``"status":
+    "incomplete"`` and the planned files, and again with ``"status": "complete"`` once every
+    mask is there.
 
     Parameters
     ----------
@@ -176,6 +184,9 @@ def build_soft_masks(
     out = Path(out)
     for scan in scans:
         check_scan(scan, modalities=["flair"], rater=config.rater)
+    planned = {s.scan_id: soft_mask_path(out, s.scan_id).name for s in scans}
+    # first: marks the folder as this command's and lists what it is about to write
+    write_config(out, "build-masks", config.to_dict(), status=STATUS_INCOMPLETE, scans=planned)
     summaries = []
     for scan in progress(scans, "build-masks"):
         soft, meta, summary = soft_mask_for_scan(scan, config)
@@ -192,6 +203,7 @@ def build_soft_masks(
         out,
         "build-masks",
         config.to_dict(),
+        status=STATUS_COMPLETE,
         scans={s.scan_id: s.path.name for s in summaries if s.path is not None},
     )
     return summaries
@@ -216,7 +228,8 @@ def build_masks_folder(
         Output folder; may not be inside ``data`` nor hold an input file.
     config : MaskConfig
     overwrite : bool
-        Replace an earlier ``build-masks`` output in ``out``.
+        Replace an earlier ``build-masks`` output in ``out``: its soft masks are removed first,
+        so ``out`` ends up holding the masks of this run's scans only.
     progress : callable, optional
         ``progress(items, label)`` wraps the iteration over scans.
 
@@ -239,7 +252,7 @@ def build_masks_folder(
             ", ".join(skipped[:8]) + (", ..." if len(skipped) > 8 else ""),
         )
     inputs = [path for scan in found for path in scan.files()]
-    folder = prepare_output_folder(
+    with open_output_folder(
         out, command="build-masks", data=data, input_files=inputs, overwrite=overwrite
-    )
-    return folder, build_soft_masks(scans, folder, config, progress=progress)
+    ) as folder:
+        return folder, build_soft_masks(scans, folder, config, progress=progress)

@@ -32,7 +32,7 @@ from mssoft.arrays.threshold_search import (
 )
 from mssoft.errors import ConfigError, DataError
 from mssoft.files.atomic import write_json
-from mssoft.files.folders import package_versions
+from mssoft.files.folders import check_not_in_use, package_versions
 from mssoft.files.geometry import geometry_record, run_geometry, voxel_size_warnings
 from mssoft.files.layout import CALIBRATION_NAME
 from mssoft.files.run_folder import RunInfo, check_modalities, read_run
@@ -186,6 +186,7 @@ def calibrate_run(
     metas = {s.scan_id: check_scan(s, modalities=info.modalities, rater=rater) for s in selected}
     geometry = run_geometry(info.record, run)
     off = voxel_size_warnings(metas, geometry, resample=resample, run=run)
+    check_not_in_use(run, command="calibrate", option="RUN")  # a run still training: refused
     from mssoft.nn.model_files import load_run_model  # imports TensorFlow
 
     model = load_run_model(run)

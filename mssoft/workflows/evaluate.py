@@ -29,7 +29,7 @@ from mssoft.arrays.lesions import DEFAULT_CONNECTIVITY
 from mssoft.arrays.metrics import ScanMetrics, SetSummary, scan_metrics, summarise
 from mssoft.errors import ConfigError, DataError
 from mssoft.files.atomic import atomic_path, write_json
-from mssoft.files.folders import prepare_output_folder, read_config, write_config
+from mssoft.files.folders import STATUS_COMPLETE, open_output_folder, read_config, write_config
 from mssoft.files.layout import CONFIG_NAME, METRICS_NAME, SEG_SUFFIX, SUMMARY_NAME, seg_path
 from mssoft.files.nifti import check_same_grid, read_header
 from mssoft.files.scans import Scan, discover_scans, read_mask, select_scans
@@ -227,69 +227,69 @@ def evaluate_folder(
     for scan in inter:
         check_same_grid([read_header(scan.masks[_INTER_REF]), read_header(scan.masks[1])])
     seg_files = [seg_path(pred, s.scan_id) for s in chosen]
-    out = prepare_output_folder(
+    with open_output_folder(
         out, command="evaluate", data=data, input_files=seg_files, overwrite=overwrite
-    )
-
-    inter_ids = {s.scan_id for s in inter}
-    rows: list[EvaluationRow] = []
-    for scan in progress(chosen, "evaluate"):
-        seg_file = seg_path(pred, scan.scan_id)
-        spacing = read_header(seg_file).spacing_mm
-        comparisons = [(PRED_SOURCE, seg_file, r) for r in raters if r in scan.masks]
-        if scan.scan_id in inter_ids:
-            comparisons.append((_INTER_SOURCE, scan.masks[1], _INTER_REF))
-        files = dict.fromkeys(
-            [f for _, f, _ in comparisons] + [scan.masks[r] for _, _, r in comparisons]
-        )
-        coded = {path: scan.label_map for path in scan.masks.values()}  # rater masks
-        # each file read (and checked binary, or decoded as a label map) once
-        arrays = {f: read_mask(f, coded.get(f)) for f in files}
-        for source, source_file, rater in comparisons:
-            metrics = scan_metrics(
-                arrays[source_file],
-                arrays[scan.masks[rater]],
-                spacing_mm=spacing,
-                connectivity=connectivity,
+    ) as out:
+        inter_ids = {s.scan_id for s in inter}
+        rows: list[EvaluationRow] = []
+        for scan in progress(chosen, "evaluate"):
+            seg_file = seg_path(pred, scan.scan_id)
+            spacing = read_header(seg_file).spacing_mm
+            comparisons = [(PRED_SOURCE, seg_file, r) for r in raters if r in scan.masks]
+            if scan.scan_id in inter_ids:
+                comparisons.append((_INTER_SOURCE, scan.masks[1], _INTER_REF))
+            files = dict.fromkeys(
+                [f for _, f, _ in comparisons] + [scan.masks[r] for _, _, r in comparisons]
             )
-            rows.append(
-                EvaluationRow(
-                    scan.scan_id,
-                    scan.patient_id,
-                    source,
-                    rater,
-                    source_file,
-                    scan.masks[rater],
-                    metrics,
+            coded = {path: scan.label_map for path in scan.masks.values()}  # rater masks
+            # each file read (and checked binary, or decoded as a label map) once
+            arrays = {f: read_mask(f, coded.get(f)) for f in files}
+            for source, source_file, rater in comparisons:
+                metrics = scan_metrics(
+                    arrays[source_file],
+                    arrays[scan.masks[rater]],
+                    spacing_mm=spacing,
+                    connectivity=connectivity,
                 )
-            )
-            logger.info(
-                "%s: %s against rater %d: Dice %.4f", scan.scan_id, source, rater, metrics.dice
-            )
+                rows.append(
+                    EvaluationRow(
+                        scan.scan_id,
+                        scan.patient_id,
+                        source,
+                        rater,
+                        source_file,
+                        scan.masks[rater],
+                        metrics,
+                    )
+                )
+                logger.info(
+                    "%s: %s against rater %d: Dice %.4f", scan.scan_id, source, rater, metrics.dice
+                )
 
-    keys = [(PRED_SOURCE, r) for r in raters] + ([(_INTER_SOURCE, _INTER_REF)] if inter else [])
-    groups = []
-    for source, rater in keys:
-        members = [row.metrics for row in rows if (row.source, row.rater) == (source, rater)]
-        label = f"Rater {rater}" if source == PRED_SOURCE else "R1 vs R2"
-        groups.append(GroupSummary(source, rater, label, summarise(members)))
-    pred_scores = [g.summary.isbi_score for g in groups if g.source == PRED_SOURCE]
-    isbi = sum(pred_scores) / len(pred_scores)  # NaN if any rater's score is NaN
-    evaluation = Evaluation(out, rows, groups, connectivity, postprocessing, isbi)
-    _write_csv(rows, out / METRICS_NAME)
-    write_json(_summary_record(evaluation, pred, data), out / SUMMARY_NAME)
-    write_config(
-        out,
-        "evaluate",
-        {
-            "pred": str(pred.resolve()),
-            "data": str(data.resolve()),
-            "raters": raters,
-            "inter_rater": inter_rater,
-            "connectivity": connectivity,
-        },
-        scans=[s.scan_id for s in chosen],
-    )
+        keys = [(PRED_SOURCE, r) for r in raters] + ([(_INTER_SOURCE, _INTER_REF)] if inter else [])
+        groups = []
+        for source, rater in keys:
+            members = [row.metrics for row in rows if (row.source, row.rater) == (source, rater)]
+            label = f"Rater {rater}" if source == PRED_SOURCE else "R1 vs R2"
+            groups.append(GroupSummary(source, rater, label, summarise(members)))
+        pred_scores = [g.summary.isbi_score for g in groups if g.source == PRED_SOURCE]
+        isbi = sum(pred_scores) / len(pred_scores)  # NaN if any rater's score is NaN
+        evaluation = Evaluation(out, rows, groups, connectivity, postprocessing, isbi)
+        _write_csv(rows, out / METRICS_NAME)
+        write_json(_summary_record(evaluation, pred, data), out / SUMMARY_NAME)
+        write_config(
+            out,
+            "evaluate",
+            {
+                "pred": str(pred.resolve()),
+                "data": str(data.resolve()),
+                "raters": raters,
+                "inter_rater": inter_rater,
+                "connectivity": connectivity,
+            },
+            status=STATUS_COMPLETE,
+            scans=[s.scan_id for s in chosen],
+        )
     return evaluation
 
 

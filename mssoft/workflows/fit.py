@@ -45,7 +45,12 @@ import mssoft.nn.unet  # noqa: F401  (registers the custom layers for load_model
 from mssoft.arrays.slices import SliceSet, Split, split_slices
 from mssoft.errors import ConfigError
 from mssoft.files.atomic import atomic_path, write_json
-from mssoft.files.folders import prepare_output_folder, write_config
+from mssoft.files.folders import (
+    folder_lock,
+    prepare_output_folder,
+    remove_partial_files,
+    write_config,
+)
 from mssoft.files.geometry import training_geometry
 from mssoft.files.layout import BACKUP_DIR, CONFIG_NAME, HISTORY_NAME, MODEL_NAME, SPLIT_NAME
 from mssoft.files.scans import Scan, discover_scans, resolve_modalities
@@ -236,7 +241,9 @@ def _prepare_run_folder(
         stored = json.loads((out / CONFIG_NAME).read_text())
     except (OSError, ValueError):
         pass  # no run here (prepare_output_folder judges what else the folder holds)
-    if not isinstance(stored, dict) or stored.get("command") != "fit":
+    if not isinstance(stored, dict) or not isinstance(stored.get("config"), dict):
+        stored = None  # no run, or a run killed before it wrote its configuration
+    elif stored.get("command") != "fit":
         stored = None
     elif not config.resume:
         raise ConfigError(
@@ -249,6 +256,8 @@ def _prepare_run_folder(
     )
     if config.resume and stored is None:
         logger.info("%s holds no run to resume: starting a new run", out)
+    if config.resume:
+        remove_partial_files(out)  # a checkpoint being written when the run was killed
     return out, stored
 
 
@@ -279,8 +288,8 @@ def fit(config: TrainConfig, *, callbacks: Sequence[keras.callbacks.Callback] = 
     Raises
     ------
     ConfigError
-        Invalid options, an existing run folder without ``resume``, or ``resume`` with options that
-        differ from the stored run.
+        Invalid options, an existing run folder without ``resume``, ``resume`` with options that
+        differ from the stored run, or a run folder in use by another ``fit``.
     DataError
         Missing, unreadable or inconsistent data.
     MssoftError
@@ -297,6 +306,19 @@ def fit(config: TrainConfig, *, callbacks: Sequence[keras.callbacks.Callback] = 
     # First TensorFlow call: MultiWorkerMirroredStrategy and logical CPUs need it uninitialised.
     strategy = get_strategy(config.strategy, config.devices)
     role = worker_role(strategy)
+    # one run per folder: a second fit on config.out fails at once (the lock ends with the process)
+    lock = folder_lock(config.out, command="fit") if role.is_chief else contextlib.nullcontext()
+    with lock:
+        return _fit_locked(config, strategy, role, callbacks)
+
+
+def _fit_locked(
+    config: TrainConfig,
+    strategy: tf.distribute.Strategy,
+    role: Any,
+    callbacks: Sequence[keras.callbacks.Callback],
+) -> FitResult:
+    """:func:`fit` once the chief holds the run folder's lock."""
     with _dtype_policy(config.mixed_precision) as policy:
         inputs = resolve_inputs(config)
         if role.is_chief:

@@ -23,7 +23,12 @@ import numpy as np
 
 from mssoft.arrays.lesions import label_lesions
 from mssoft.arrays.postprocess import Binarisation, bounding_box
-from mssoft.files.folders import prepare_output_folder, write_config
+from mssoft.files.folders import (
+    STATUS_COMPLETE,
+    STATUS_INCOMPLETE,
+    open_output_folder,
+    write_config,
+)
 from mssoft.files.geometry import geometry_record, run_geometry, voxel_size_warnings
 from mssoft.files.layout import prob_path, seg_path
 from mssoft.files.nifti import VolumeMeta, write_volume
@@ -141,7 +146,8 @@ def predict_folder(
     batch_size : int, optional
         Slices per model call.
     overwrite : bool, optional
-        Replace an earlier ``predict`` output in ``out``.
+        Replace an earlier ``predict`` output in ``out``: all its segmentations and
+        probabilities are removed first, also those of scans this run does not predict.
     progress : callable, optional
         ``progress(items, label)`` wraps the iteration over scans (a progress bar).
     resample : bool, optional
@@ -172,46 +178,43 @@ def predict_folder(
     from mssoft.nn.model_files import load_run_model  # imports TensorFlow
 
     model = load_run_model(run)  # before creating the output folder: a bad model leaves nothing
-    out = prepare_output_folder(
+    config = {
+        "run": str(Path(run).resolve()),
+        "data": str(Path(data).resolve()),
+        "modalities": list(info.modalities),
+        "batch_size": int(batch_size),
+        **binarisation.to_dict(),
+        "threshold_source": source,
+        "geometry": geometry_record(geometry, off, resample=resample),
+    }
+    with open_output_folder(
         out, command="predict", data=data, input_files=inputs, overwrite=overwrite
-    )
-    write_config(
-        out,
-        "predict",
-        {
-            "run": str(Path(run).resolve()),
-            "data": str(Path(data).resolve()),
-            "modalities": list(info.modalities),
-            "batch_size": int(batch_size),
-            **binarisation.to_dict(),
-            "threshold_source": source,
-            "geometry": geometry_record(geometry, off, resample=resample),
-        },
-        scans={
+    ) as out:
+        outputs = {
             s.scan_id: {
                 "prob": prob_path(out, s.scan_id).name,
                 "seg": seg_path(out, s.scan_id).name,
             }
             for s in selected
-        },
-    )
-    results = []
-    for scan in progress(selected, "predict"):
-        prob, meta = predict_scan(
-            model, scan, info.modalities, batch_size=batch_size, voxel_size_mm=target
-        )
-        seg = binarisation.apply(prob)
-        write_volume(prob, meta, prob_path(out, scan.scan_id), dtype=np.float32)
-        write_volume(seg.astype(np.uint8), meta, seg_path(out, scan.scan_id), dtype=np.uint8)
-        box = bounding_box(seg)
-        lesions = (
-            0 if box is None else label_lesions(seg[box], connectivity=binarisation.connectivity)[1]
-        )
-        voxel_ml = float(np.prod(metas[scan.scan_id].spacing_mm)) / 1000.0
-        volume = float(np.count_nonzero(seg)) * voxel_ml
-        result = ScanPrediction(
-            scan.scan_id, lesions, volume, prob_path(out, scan.scan_id), seg_path(out, scan.scan_id)
-        )
-        logger.info("%s: %d lesions, %.3f mL", scan.scan_id, lesions, volume)
-        results.append(result)
+        }
+        # first: lists every file this run is about to write (an --overwrite removes them all)
+        write_config(out, "predict", config, status=STATUS_INCOMPLETE, scans=outputs)
+        results = []
+        for scan in progress(selected, "predict"):
+            prob, meta = predict_scan(
+                model, scan, info.modalities, batch_size=batch_size, voxel_size_mm=target
+            )
+            seg = binarisation.apply(prob)
+            write_volume(prob, meta, prob_path(out, scan.scan_id), dtype=np.float32)
+            write_volume(seg.astype(np.uint8), meta, seg_path(out, scan.scan_id), dtype=np.uint8)
+            box = bounding_box(seg)
+            connectivity = binarisation.connectivity
+            lesions = 0 if box is None else label_lesions(seg[box], connectivity=connectivity)[1]
+            voxel_ml = float(np.prod(metas[scan.scan_id].spacing_mm)) / 1000.0
+            volume = float(np.count_nonzero(seg)) * voxel_ml
+            paths = prob_path(out, scan.scan_id), seg_path(out, scan.scan_id)
+            result = ScanPrediction(scan.scan_id, lesions, volume, *paths)
+            logger.info("%s: %d lesions, %.3f mL", scan.scan_id, lesions, volume)
+            results.append(result)
+        write_config(out, "predict", config, status=STATUS_COMPLETE, scans=outputs)
     return PredictionReport(out, binarisation, source, results)

@@ -141,14 +141,29 @@ def leave_one_patient_out(scans: Sequence[Scan]) -> list[Fold]:
 
 
 def grid_points(ratios: Sequence[float], gammas: Sequence[float]) -> list[GridPoint]:
-    """Every (ratio, gamma) pair; binary settings (ratio 1 or gamma 0) collapse into one point."""
+    """Every (ratio, gamma) pair; binary settings (ratio 1 or gamma 0) collapse into one point.
+
+    Raises
+    ------
+    ConfigError
+        A ratio below 1 or a gamma outside [0, 1), naming ``--ratios`` or ``--gammas``.
+    """
+    for ratio in ratios:
+        if not (math.isfinite(ratio) and ratio >= 1.0):
+            raise ConfigError(
+                f"Invalid value for `--ratios`: {ratio:g} is below 1; each mask size must be "
+                ">= 1 (1.0 = the binary baseline)"
+            )
+    for gamma in gammas:
+        if not (math.isfinite(gamma) and 0.0 <= gamma < 1.0):
+            raise ConfigError(
+                f"Invalid value for `--gammas`: {gamma:g} is not in [0, 1); each soft label must "
+                "be >= 0 and < 1"
+            )
     points: list[GridPoint] = []
     for ratio in ratios:
         for gamma in gammas:
-            try:
-                validate_soft_mask_params(ratio, gamma)
-            except ValueError as exc:
-                raise ConfigError(str(exc)) from None
+            validate_soft_mask_params(ratio, gamma)  # the library's own rule (checked above)
             point = GridPoint(float(ratio), float(gamma))
             if point.is_binary:
                 point = GridPoint(1.0, 0.0)

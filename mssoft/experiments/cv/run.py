@@ -29,7 +29,6 @@ import json
 import logging
 import multiprocessing
 import os
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -46,7 +45,14 @@ from mssoft.experiments.cv.plan import (
 )
 from mssoft.experiments.cv.report import best_point, format_table, plot_sweep, summarise
 from mssoft.files.atomic import atomic_path, write_json
-from mssoft.files.folders import read_config, write_config
+from mssoft.files.folders import (
+    FolderInUseError,
+    clear_folder,
+    folder_lock,
+    is_complete,
+    read_config,
+    write_config,
+)
 from mssoft.files.layout import (
     CELL_RESULT_NAME,
     CONFIG_NAME,
@@ -187,10 +193,6 @@ def _mask_folder(config: CVConfig, point: GridPoint, scans: Sequence[Scan]) -> P
     if point.is_binary:
         return None
     folder = Path(config.out) / "masks" / point.name
-    if (folder / CONFIG_NAME).is_file() and all(
-        soft_mask_path(folder, s.scan_id).is_file() for s in scans
-    ):
-        return folder
     mask_config = MaskConfig(
         rater=config.rater,
         ratio=point.ratio,
@@ -198,10 +200,15 @@ def _mask_folder(config: CVConfig, point: GridPoint, scans: Sequence[Scan]) -> P
         flair_threshold=config.flair_threshold,
         per_lesion=config.per_lesion,
     )
-    folder.mkdir(parents=True, exist_ok=True)
-    logger.info("building %s soft masks for %d scans", point.name, len(scans))
-    for _ in build_soft_masks(scans, folder, mask_config):
-        pass
+    # one builder at a time: a shard that finds another building these masks waits for it
+    with folder_lock(folder, command="cv", wait=True):
+        if is_complete(folder, command="build-masks") and all(
+            soft_mask_path(folder, s.scan_id).is_file() for s in scans
+        ):
+            return folder
+        logger.info("building %s soft masks for %d scans", point.name, len(scans))
+        for _ in build_soft_masks(scans, folder, mask_config):
+            pass
     return folder
 
 
@@ -230,9 +237,7 @@ def _run_cell(
 ) -> dict[str, Any]:
     """Fit on ``patients``, calibrate, predict and evaluate one cell; returns its result record."""
     folder = cell.folder(config.out)
-    if folder.exists():
-        shutil.rmtree(folder)  # a cell interrupted earlier: start it again
-    folder.mkdir(parents=True)
+    folder.mkdir(parents=True, exist_ok=True)  # emptied by run_cells
     train_config = TrainConfig.from_settings(
         config.training,
         data=Path(config.data),
@@ -293,6 +298,8 @@ def _run_cell(
 def run_cells(config: CVConfig, *, plan: _PlanT | None = None) -> int:
     """Run this shard's unfinished cells (in this process). Returns how many were run.
 
+    A cell that another process is running (it holds the cell folder's lock) is skipped.
+
     ``plan`` is :func:`_plan`'s result when the caller has already made it and checked the output
     folder; a spawned shard process plans (and checks) itself.
     """
@@ -309,6 +316,7 @@ def run_cells(config: CVConfig, *, plan: _PlanT | None = None) -> int:
     logger.info("shard %d/%d: %d of %d cells to run", index + 1, count, len(todo), len(cells))
     import keras
 
+    run = 0
     patient_of = {s.scan_id: s.patient_id for s in scans}
     masks: dict[GridPoint, Path | None] = {}
     for number, cell in enumerate(todo, start=1):
@@ -316,7 +324,17 @@ def run_cells(config: CVConfig, *, plan: _PlanT | None = None) -> int:
             masks[cell.point] = _mask_folder(config, cell.point, scans)
         logger.info("cell %d/%d: %s", number, len(todo), cell.key)
         patients = tuple(dict.fromkeys(patient_of[s] for s in cell.fold.train))
-        record = _run_cell(cell, config, modalities, masks[cell.point], patients)
+        folder = cell.folder(config.out)
+        try:  # one process per cell: two sweeps on one folder share the cells out
+            with folder_lock(folder, command="cv"):
+                if (folder / CELL_RESULT_NAME).is_file():
+                    continue  # finished by another process meanwhile
+                clear_folder(folder)  # a cell interrupted earlier: start it again
+                record = _run_cell(cell, config, modalities, masks[cell.point], patients)
+        except FolderInUseError:
+            logger.warning("cell %s is being run by another process: skipped", cell.key)
+            continue
+        run += 1
         logger.info(
             "cell %s done: threshold %.2f, dice %s",
             cell.key,
@@ -325,7 +343,7 @@ def run_cells(config: CVConfig, *, plan: _PlanT | None = None) -> int:
         )
         keras.backend.clear_session()
         gc.collect()
-    return len(todo)
+    return run
 
 
 def _run_shard(config: CVConfig) -> None:
