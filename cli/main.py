@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "fit": ("fit", "fit", "Train the U-Net on soft (or binary) masks."),
     "calibrate": ("calibrate", "calibrate", "Choose the binarisation threshold on training scans."),
     "predict": ("predict", "predict", "Segment scans with a trained run."),
+    "export": ("export", "export", "Export a run's model as a TensorFlow SavedModel."),
     "evaluate": ("evaluate", "evaluate", "Compare segmentations with every rater."),
     "cv": ("cv", "cv", "Leave-one-patient-out cross-validation over ratio and gamma."),
     "demo": ("demo", "demo", "Soft against binary training on generated data, with a report."),

@@ -45,6 +45,7 @@ def predict(
 ) -> None:
     """Segment the scans of DATA with the model of RUN.
 
+    RUN is a run folder of `mssoft fit` or an export folder of `mssoft export` (same outputs).
     DATA is an ISBI 2015 data folder or a CSV manifest (masks are not needed). Writes
     OUT/<scan>_prob.nii.gz (float32 probabilities) and OUT/<scan>_seg.nii.gz (uint8, 0/1) on each
     scan's FLAIR grid and orientation, and OUT/config.json.

@@ -7,8 +7,9 @@ volume. :func:`predict_folder` is the file-level layer of
 ``<scan>_seg.nii.gz`` (uint8) on the scan's FLAIR grid, in the FLAIR file's own orientation,
 affine and header.
 
-The run folder is read with :mod:`mssoft.files.run_folder`. TensorFlow is imported only when a model is
-loaded or called.
+The run folder is read with :mod:`mssoft.files.run_folder`; an export folder of ``mssoft export``
+(:mod:`mssoft.files.export_folder`) can stand in for it and gives the same outputs. TensorFlow is
+imported only when a model is loaded or called.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from mssoft.arrays.postprocess import Binarisation, bounding_box
 from mssoft.files.folders import prepare_output_folder, write_config
 from mssoft.files.layout import prob_path, seg_path
 from mssoft.files.nifti import VolumeMeta, write_volume
-from mssoft.files.run_folder import check_modalities, read_run, resolve_binarisation
+from mssoft.files.export_folder import input_multiple_of, read_model_folder
+from mssoft.files.run_folder import check_modalities, resolve_binarisation
 from mssoft.files.scans import Scan, check_scan, discover_scans, load_scan, select_scans
 from mssoft.nn.inference import predict_volume
 from mssoft.workflows.progress import Progress, no_progress
@@ -42,9 +44,16 @@ logger = logging.getLogger(__name__)
 
 
 def predict_scan(
-    model: Any, scan: Scan, modalities: Sequence[str], *, batch_size: int = 16
+    model: Any,
+    scan: Scan,
+    modalities: Sequence[str],
+    *,
+    batch_size: int = 16,
+    multiple: int | None = None,
 ) -> tuple[np.ndarray, VolumeMeta]:
     """Read a scan's images and predict its lesion probabilities.
+
+    ``multiple``: the slices' padding multiple (see :func:`mssoft.nn.inference.predict_volume`).
 
     Returns
     -------
@@ -54,7 +63,8 @@ def predict_scan(
         The FLAIR image's grid (write outputs back with it).
     """
     loaded = load_scan(scan, modalities=modalities)
-    return predict_volume(model, loaded.image, batch_size=batch_size), loaded.meta
+    prob = predict_volume(model, loaded.image, batch_size=batch_size, multiple=multiple)
+    return prob, loaded.meta
 
 
 @dataclass(frozen=True)
@@ -114,7 +124,9 @@ def predict_folder(
     Parameters
     ----------
     run : path-like
-        Run folder (``model.keras``, ``config.json``, optionally ``calibration.json``).
+        Run folder (``model.keras``, ``config.json``, optionally ``calibration.json``), or an
+        export folder of ``mssoft export`` (``mssoft.json``, the SavedModel, optionally
+        ``calibration.json``).
     data : path-like
         ISBI 2015 data folder or CSV manifest; masks are not needed.
     out : path-like
@@ -140,16 +152,16 @@ def predict_folder(
         Bad run folder, unknown scan ids, a scan without one of the model's modalities or with
         files on different grids, or an output folder that is not allowed.
     """
-    info = read_run(run)
+    info = read_model_folder(run)  # a run folder or an export folder
     binarisation, source = resolve_binarisation(run, threshold=threshold, min_size=min_size)
     selected = select_scans(discover_scans(data), scans, source=str(data))
     check_modalities(selected, info)
     metas = {scan.scan_id: check_scan(scan, modalities=info.modalities) for scan in selected}
     run_files = [p for p in Path(run).iterdir() if p.is_file()]
     inputs = [p for scan in selected for p in scan.files()] + run_files
-    from mssoft.nn.model_files import load_run_model  # imports TensorFlow
+    from mssoft.nn.model_files import load_model_folder  # imports TensorFlow
 
-    model = load_run_model(run)  # before creating the output folder: a bad model leaves nothing
+    model = load_model_folder(run)  # before creating the output folder: a bad model leaves nothing
     out = prepare_output_folder(
         out, command="predict", data=data, input_files=inputs, overwrite=overwrite
     )
@@ -174,7 +186,9 @@ def predict_folder(
     )
     results = []
     for scan in progress(selected, "predict"):
-        prob, meta = predict_scan(model, scan, info.modalities, batch_size=batch_size)
+        prob, meta = predict_scan(
+            model, scan, info.modalities, batch_size=batch_size, multiple=input_multiple_of(info)
+        )
         seg = binarisation.apply(prob)
         write_volume(prob, meta, prob_path(out, scan.scan_id), dtype=np.float32)
         write_volume(seg.astype(np.uint8), meta, seg_path(out, scan.scan_id), dtype=np.uint8)
