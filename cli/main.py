@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import importlib
 import logging
-import os
 import sys
 
 import click
 
 from mssoft import __version__
 from mssoft.errors import MssoftError
+
+from ._tensorflow import quiet_tensorflow
 
 __all__ = ["cli", "COMMANDS"]
 
@@ -73,8 +74,8 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
     configuration and package versions into its output folder.
     """
     level = logging.WARNING if quiet else (logging.DEBUG if verbose >= 2 else logging.INFO)
-    # TensorFlow's C++ start-up chatter (oneDNN, CUDA probing) only with -vv.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose >= 2 else "2")
+    # TensorFlow's C++ start-up lines (oneDNN, CUDA probing, cuInit errors) only with -v.
+    quiet_tensorflow(verbose)
     logging.basicConfig(
         level=level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
