@@ -24,7 +24,9 @@ def trained(tmp_path_factory):
     """A calibrated 1-epoch run on scans whose slices (22 x 27) are not multiples of 4."""
     base = tmp_path_factory.mktemp("export")
     data = write_isbi(base / "data", shape=(22, 27, 10))
-    result = run("fit", data, "--out", base / "run", "--epochs", 1, "--modalities", "flair,t2", *TINY)
+    result = run(
+        "fit", data, "--out", base / "run", "--epochs", 1, "--modalities", "flair,t2", *TINY
+    )
     assert result.exit_code == 0, result.output
     result = run("calibrate", base / "run", data)
     assert result.exit_code == 0, result.output
@@ -161,7 +163,9 @@ def test_saved_model_runs_in_plain_tensorflow_like_mssoft_predict(trained, expor
         for name in ("flair", "t2")
     ]
     if not (base / "pred_run").exists():
-        result = run("predict", exported, data, "--out", base / "pred_run", "--scans", "training01_01")
+        result = run(
+            "predict", exported, data, "--out", base / "pred_run", "--scans", "training01_01"
+        )
         assert result.exit_code == 0, result.output
     proc = subprocess.run(
         [sys.executable, "-c", PLAIN_TENSORFLOW, str(exported), *map(str, files)],

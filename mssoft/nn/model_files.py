@@ -16,7 +16,6 @@ import keras
 import mssoft.nn.legacy_layers  # noqa: F401  (layers of models saved by earlier versions)
 import mssoft.nn.losses  # noqa: F401  (registers the loss and metric for load_model)
 from mssoft.errors import DataError
-from mssoft.files.export_folder import is_export_folder
 from mssoft.files.layout import EXPORT_INFO_NAME, MODEL_NAME, SAVED_MODEL_DIR
 from mssoft.nn.saved_model import ExportedModel, load_saved_model
 
@@ -64,7 +63,7 @@ def load_model_folder(folder: str | Path) -> Any:
         No model in ``folder``, or one that cannot be loaded.
     """
     folder = Path(folder)
-    if not is_export_folder(folder):
+    if not (folder / EXPORT_INFO_NAME).is_file():  # a run folder, not an export folder
         return load_run_model(folder)
     info = json.loads((folder / EXPORT_INFO_NAME).read_text())
     return load_saved_model(

@@ -5,8 +5,9 @@ The model holds no custom layer, so a saved ``model.keras`` loads with plain
 compiled loss and metric, :mod:`mssoft.nn.losses`, are registered once ``mssoft.nn.losses`` is
 imported). The price: the slice height and width must be multiples of
 :func:`input_multiple` ``(depth) = 2 ** depth``. The callers pad: training batches
-(:func:`mssoft.nn.dataset.make_dataset`) and whole scans (:func:`mssoft.nn.inference.predict_volume`)
-are zero-padded at the end of each axis and the probabilities cropped back.
+(:func:`mssoft.nn.dataset.make_dataset`) and whole scans
+(:func:`mssoft.nn.inference.predict_volume`) are zero-padded at the end of each axis and the
+probabilities cropped back.
 
 Importing this module imports Keras (and TensorFlow); ``import mssoft`` does not.
 """

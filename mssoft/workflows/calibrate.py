@@ -34,8 +34,7 @@ from mssoft.errors import ConfigError, DataError
 from mssoft.files.atomic import write_json
 from mssoft.files.folders import package_versions
 from mssoft.files.layout import CALIBRATION_NAME
-from mssoft.files.export_folder import input_multiple_of
-from mssoft.files.run_folder import RunInfo, check_modalities, read_run
+from mssoft.files.run_folder import RunInfo, check_modalities, input_multiple_of, read_run
 from mssoft.files.scans import Scan, check_scan, discover_scans, load_scan, select_scans
 from mssoft.nn.inference import predict_volume
 from mssoft.workflows.progress import Progress, no_progress

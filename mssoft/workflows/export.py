@@ -24,19 +24,21 @@ from typing import Any
 
 from mssoft.arrays.postprocess import Binarisation
 from mssoft.files.atomic import atomic_path, write_json
-from mssoft.files.export_folder import (
-    EXPORT_FORMAT,
-    EXPORT_FORMAT_VERSION,
-    input_multiple_of,
-    normalisation_of,
-)
 from mssoft.files.folders import package_versions, prepare_output_folder, write_config
 from mssoft.files.layout import (
     CALIBRATION_NAME,
     EXPORT_INFO_NAME,
     SAVED_MODEL_DIR,
 )
-from mssoft.files.run_folder import RunInfo, read_calibration, read_run
+from mssoft.files.run_folder import (
+    EXPORT_FORMAT,
+    EXPORT_FORMAT_VERSION,
+    RunInfo,
+    input_multiple_of,
+    normalisation_of,
+    read_calibration,
+    read_run,
+)
 
 __all__ = ["ExportReport", "export_description", "export_run"]
 

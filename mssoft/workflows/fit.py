@@ -18,8 +18,9 @@ restarts from the seed, so it is not bit-identical to an uninterrupted run.
 The model's input is z-scored axial slices ``(batch, X, Y, C)`` in the channel order of
 ``config["config"]["modalities"]``, ``X`` and ``Y`` multiples of
 ``config["config"]["input_multiple"]`` (``2 ** depth``; the training batches are zero-padded to
-it); its output ``(batch, X, Y, 1)`` lesion probabilities. It holds built-in Keras layers only: ``keras.saving.load_model(path,
-compile=False)`` loads it in any process, and :func:`mssoft.nn.model_files.load_run_model` too.
+it); its output ``(batch, X, Y, 1)`` lesion probabilities. It holds built-in Keras layers only:
+``keras.saving.load_model(path, compile=False)`` loads it in any process, and
+:func:`mssoft.nn.model_files.load_run_model` too.
 
 The steps are small functions (:func:`resolve_inputs`, :func:`prepare_data`, :func:`build_model`,
 :func:`mssoft.nn.callbacks.run_callbacks`) so that other training loops can reuse them: under

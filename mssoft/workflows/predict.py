@@ -8,7 +8,7 @@ volume. :func:`predict_folder` is the file-level layer of
 affine and header.
 
 The run folder is read with :mod:`mssoft.files.run_folder`; an export folder of ``mssoft export``
-(:mod:`mssoft.files.export_folder`) can stand in for it and gives the same outputs. TensorFlow is
+(read by the same module) can stand in for it and gives the same outputs. TensorFlow is
 imported only when a model is loaded or called.
 """
 
@@ -27,8 +27,12 @@ from mssoft.arrays.postprocess import Binarisation, bounding_box
 from mssoft.files.folders import prepare_output_folder, write_config
 from mssoft.files.layout import prob_path, seg_path
 from mssoft.files.nifti import VolumeMeta, write_volume
-from mssoft.files.export_folder import input_multiple_of, read_model_folder
-from mssoft.files.run_folder import check_modalities, resolve_binarisation
+from mssoft.files.run_folder import (
+    check_modalities,
+    input_multiple_of,
+    read_model_folder,
+    resolve_binarisation,
+)
 from mssoft.files.scans import Scan, check_scan, discover_scans, load_scan, select_scans
 from mssoft.nn.inference import predict_volume
 from mssoft.workflows.progress import Progress, no_progress
