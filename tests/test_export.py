@@ -178,3 +178,27 @@ def test_saved_model_runs_in_plain_tensorflow_like_mssoft_predict(trained, expor
     plain = np.load(base / "plain_tf_prob.npy")
     mssoft_prob = nib.load(base / "pred_run" / "training01_01_prob.nii.gz").get_fdata()
     np.testing.assert_allclose(plain, mssoft_prob, atol=1e-5, rtol=0)
+
+
+def test_export_help_and_errors_without_tensorflow(tmp_path):
+    code = (
+        "import sys\nfrom click.testing import CliRunner\nfrom mssoft.cli.main import cli\n"
+        "r = CliRunner().invoke(cli, ['export', '--help'])\n"
+        "assert r.exit_code == 0 and 'SavedModel' in r.output, r.output\n"
+        f"r = CliRunner().invoke(cli, ['export', {str(tmp_path)!r}, '--out', 'x'])\n"
+        "assert r.exit_code != 0 and r.output.startswith('Error: '), r.output\n"
+        "print(r.output.strip().count(chr(10)), 'tensorflow' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "0 False"
+
+
+def test_predict_refuses_a_broken_export_folder(tmp_path, isbi_root):
+    folder = tmp_path / "exp"
+    folder.mkdir()
+    (folder / "mssoft.json").write_text(json.dumps({"format": "mssoft-export", "format_version": 1}))
+    result = run("predict", folder, isbi_root, "--out", tmp_path / "pred")
+    assert result.exit_code != 0
+    assert result.output.startswith("Error: ") and "saved_model.pb" in result.output
+    assert not (tmp_path / "pred").exists()
