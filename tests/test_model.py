@@ -117,3 +117,24 @@ def test_models_of_earlier_versions_with_padding_layers_still_load(tmp_path):
 def test_invalid_arguments(shape, kwargs, match):
     with pytest.raises(ConfigError, match=match):
         build_unet(shape, **kwargs)
+
+
+def test_make_dataset_pads_batches_to_the_multiple_after_rotation():
+    from mssoft.arrays.slices import SliceSet
+    from mssoft.nn.dataset import make_dataset
+
+    rng = np.random.default_rng(4)
+    images = [rng.normal(size=(3, 10, 13, 2)).astype(np.float32)]
+    targets = [(rng.uniform(size=(3, 10, 13, 1)) > 0.5).astype(np.float32)]
+    slices = SliceSet(images, targets, [np.arange(3)], ["s"], ["p"], [3], ("flair", "t2"), None)
+    for training in (False, True):
+        batches = list(
+            make_dataset(slices, np.arange(3), batch_size=2, training=training, multiple=8)
+        )
+        x, y = (np.concatenate([np.asarray(b[i]) for b in batches]) for i in (0, 1))
+        assert x.shape == (3, 16, 16, 2) and y.shape == (3, 16, 16, 1)
+        assert np.all(x[:, 10:] == 0) and np.all(x[:, :, 13:] == 0) and np.all(y[:, 10:] == 0)
+        if not training:
+            np.testing.assert_array_equal(x[:, :10, :13], images[0])
+    with pytest.raises(ConfigError, match="multiple"):
+        make_dataset(slices, np.arange(3), batch_size=2, training=False, multiple=0)
