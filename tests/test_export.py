@@ -197,7 +197,9 @@ def test_export_help_and_errors_without_tensorflow(tmp_path):
 def test_predict_refuses_a_broken_export_folder(tmp_path, isbi_root):
     folder = tmp_path / "exp"
     folder.mkdir()
-    (folder / "mssoft.json").write_text(json.dumps({"format": "mssoft-export", "format_version": 1}))
+    (folder / "mssoft.json").write_text(
+        json.dumps({"format": "mssoft-export", "format_version": 1})
+    )
     result = run("predict", folder, isbi_root, "--out", tmp_path / "pred")
     assert result.exit_code != 0
     assert result.output.startswith("Error: ") and "saved_model.pb" in result.output
