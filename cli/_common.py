@@ -57,7 +57,7 @@ def _quiet() -> bool:
 
 
 def progress(items: Sequence[T], label: str) -> Iterator[T]:
-    """A progress bar on stderr over ``items`` (hidden with ``mssoft -q``).
+    """A progress bar on stderr over ``items`` when stderr is a terminal (not with ``mssoft -q``).
 
     Log lines written while it runs go above the bar instead of breaking it. Matches
     :data:`mssoft.workflows.progress.Progress`.
@@ -67,7 +67,7 @@ def progress(items: Sequence[T], label: str) -> Iterator[T]:
         desc=label,
         total=len(items),
         file=sys.stderr,
-        disable=_quiet(),
+        disable=True if _quiet() else None,  # None: only when stderr is a terminal
         unit="scan",
         dynamic_ncols=True,
         leave=False,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,14 @@ import click
 from mssoft.errors import ConfigError
 from mssoft.workflows.settings import TrainingSettings
 
-from ._common import COMMA_LIST, DATA_ARGUMENT, out_option, training_options, training_settings
+from ._common import (
+    COMMA_LIST,
+    DATA_ARGUMENT,
+    _quiet,
+    out_option,
+    training_options,
+    training_settings,
+)
 
 _ON_THE_FLY = ("ratio", "gamma", "flair_threshold", "per_lesion")
 
@@ -96,7 +104,8 @@ def fit(
     Writes OUT/model.keras (best validation loss), OUT/config.json (modalities in channel order,
     rater, mask source, train/validation scans, ...), OUT/split.json, OUT/history.csv,
     TensorBoard logs in OUT/logs and the training state in OUT/backup (for --resume). Progress
-    goes to stderr, one line per epoch; the summary to stdout.
+    goes to stderr: one line per epoch, and a bar over each epoch's batches when stderr is a
+    terminal (not with -q); the summary to stdout.
 
     With --strategy multiworker, start the same command on every machine (OUT on a shared file
     system) with TF_CONFIG naming the cluster and the machine's place in it; only the chief
@@ -141,7 +150,7 @@ def fit(
     from mssoft.workflows.fit import fit as run_fit  # imports TensorFlow
 
     try:
-        result = run_fit(config)
+        result = run_fit(config, callbacks=_progress_callbacks())
     except KeyboardInterrupt:
         click.echo(
             f"Interrupted: {config.out.expanduser().resolve()} keeps every completed epoch; "
@@ -154,3 +163,12 @@ def fit(
         f"epochs={result.epochs}\tbest_epoch={result.best_epoch}\tbest_{result.monitor}={best}\t"
         f"model={result.model_path}"
     )
+
+
+def _progress_callbacks() -> list[Any]:
+    """A per-batch progress bar on stderr when it is a terminal and ``-q`` is not given."""
+    if _quiet() or not sys.stderr.isatty():
+        return []
+    from mssoft.nn.progress_bar import BatchProgressBar  # imports TensorFlow
+
+    return [BatchProgressBar(sys.stderr)]

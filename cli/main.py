@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import importlib
 import logging
-import os
 import sys
 
 import click
 
 from mssoft import __version__
 from mssoft.errors import MssoftError
+
+from ._tensorflow import quiet_tensorflow
 
 __all__ = ["cli", "COMMANDS"]
 
@@ -24,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "fit": ("fit", "fit", "Train the U-Net on soft (or binary) masks."),
     "calibrate": ("calibrate", "calibrate", "Choose the binarisation threshold on training scans."),
     "predict": ("predict", "predict", "Segment scans with a trained run."),
+    "export": ("export", "export", "Export a run's model as a TensorFlow SavedModel."),
     "evaluate": ("evaluate", "evaluate", "Compare segmentations with every rater."),
     "cv": ("cv", "cv", "Leave-one-patient-out cross-validation over ratio and gamma."),
     "demo": ("demo", "demo", "Soft against binary training on generated data, with a report."),
@@ -100,8 +102,8 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
     configuration and package versions into its output folder.
     """
     level = logging.WARNING if quiet else (logging.DEBUG if verbose >= 2 else logging.INFO)
-    # TensorFlow's C++ start-up chatter (oneDNN, CUDA probing) only with -vv.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose >= 2 else "2")
+    # TensorFlow's C++ start-up lines (oneDNN, CUDA probing, cuInit errors) only with -v.
+    quiet_tensorflow(verbose)
     logging.basicConfig(
         level=level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

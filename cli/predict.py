@@ -56,6 +56,7 @@ def predict(
 ) -> None:
     """Segment the scans of DATA with the model of RUN.
 
+    RUN is a run folder of `mssoft fit` or an export folder of `mssoft export` (same outputs).
     DATA is a data folder (ISBI 2015, nnU-Net v2 raw or BIDS) or a CSV manifest (masks are not
     needed). Writes OUT/<scan>_prob.nii.gz (float32 probabilities) and OUT/<scan>_seg.nii.gz
     (uint8, 0/1) on each scan's FLAIR grid and orientation, and OUT/config.json. A scan whose

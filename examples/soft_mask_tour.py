@@ -31,6 +31,7 @@ from scipy import ndimage  # noqa: E402
 
 from mssoft import dilation_region, soft_mask  # noqa: E402
 from mssoft.arrays.soft_masks import resolve_flair_threshold  # noqa: E402
+from mssoft.experiments.demo.figures import CONVENTION, mark_sides  # noqa: E402
 from mssoft.synthetic import make_scan  # noqa: E402
 
 """
@@ -119,7 +120,7 @@ def draw(output: Path, seed: int, shape: tuple[int, int, int]) -> None:
     flair, mask = scan.images["flair"], scan.masks[1]
     spacing = scan.spacing
     z, box = focus(mask, flair, spacing)
-    # Display convention: RAS axis 1 (anterior) up, axis 0 (right) to the right.
+    # Display convention (neurological): RAS axis 1 (anterior) up, axis 0 (right) to the right.
     show = lambda a: a[box].T  # noqa: E731
     grey = dict(
         cmap="gray", origin="lower", vmin=0, vmax=float(np.percentile(flair[flair > 0], 99.5))
@@ -185,12 +186,15 @@ def draw(output: Path, seed: int, shape: tuple[int, int, int]) -> None:
                     vmax=1,
                 )
             ax.set_title(f"{knob} = {value}\nring kept: {n['D']} of {n['D0']} voxels", fontsize=10)
-    for ax in axes.flat:
+    for ax in axes.flat:  # every panel is an axial view: mark the patient's left and right
         ax.set_xticks([])
         ax.set_yticks([])
+        mark_sides(ax)
     assert image is not None
     fig.colorbar(image, ax=axes[1:, :], shrink=0.5, label="soft label (1 = lesion, gamma = ring)")
-    fig.suptitle("Soft masks S = M + gamma * D (Kats et al., ISBI 2019)", fontsize=13)
+    fig.suptitle(
+        f"Soft masks S = M + gamma * D (Kats et al., ISBI 2019)\n({CONVENTION})", fontsize=12
+    )
     fig.supxlabel(
         "Counts are whole-volume voxels. Last row, red: grown voxels darker than t (dropped).",
         fontsize=10,

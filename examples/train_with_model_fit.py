@@ -26,8 +26,10 @@ from mssoft import (
     SoftDiceLoss,
     build_unet,
     discover_scans,
+    input_multiple,
     load_slices,
     make_dataset,
+    pad_slices,
     resolve_mask_source,
     resolve_modalities,
     split_slices,
@@ -84,10 +86,16 @@ print(
 """
 `make_dataset` shuffles, batches, gathers the slices from memory and rotates each training slice
 by a random angle in [-5, 5] degrees, image and soft mask together with bilinear interpolation.
+The U-Net of depth 3 needs slice sides that are multiples of `2 ** 3 = 8`: `multiple` zero-pads
+each batch at the end of both axes (0 is the background of z-scored images and of masks).
 """
 
-train_ds = make_dataset(slices, split.train, batch_size=8, training=True, seed=args.seed)
-val_ds = make_dataset(slices, split.val, batch_size=8, training=False)
+DEPTH = 3
+multiple = input_multiple(DEPTH)
+train_ds = make_dataset(
+    slices, split.train, batch_size=8, training=True, seed=args.seed, multiple=multiple
+)
+val_ds = make_dataset(slices, split.val, batch_size=8, training=False, multiple=multiple)
 images, targets = next(iter(train_ds))
 print(
     "one batch:",
@@ -101,12 +109,13 @@ print(
 """
 ## Model
 
-The U-Net accepts slices of any size (it pads to a multiple of `2 ** depth` inside and crops
-back). `SoftDiceLoss` returns one value per slice, so the same code trains under
+The U-Net is built from Keras's own layers only, so its `.keras` file loads anywhere; it takes
+slices whose sides are multiples of `2 ** depth` (padded outside the model). `SoftDiceLoss`
+returns one value per slice, so the same code trains under
 `tf.distribute.MirroredStrategy`; `BinarisedDice` follows the Dice of the thresholded output.
 """
 
-model = build_unet((None, None, len(modalities)), base_filters=8, depth=3)
+model = build_unet((None, None, len(modalities)), base_filters=8, depth=DEPTH)
 model.compile(
     optimizer=keras.optimizers.Adam(learning_rate=1e-3),
     loss=SoftDiceLoss(),
@@ -124,14 +133,17 @@ history = model.fit(train_ds, validation_data=val_ds, epochs=args.epochs, shuffl
 ## Prediction
 
 The output is a lesion probability per pixel. Saved as `.keras`, the model reloads in any
-process after `import mssoft.nn.losses, mssoft.nn.unet` (the custom objects are registered).
+process with `keras.saving.load_model(path, compile=False)`, without mssoft; with its loss and
+metric too once `mssoft.nn.losses` is imported (as here, through `mssoft.SoftDiceLoss`). Pad the
+slices to the multiple and crop the probabilities back.
 """
 
 path = Path(workdir.name) / "model.keras"
 model.save(path)
 reloaded = keras.saving.load_model(path)
 val_images, val_targets = slices.gather(split.val)
-probabilities = reloaded.predict(val_images, verbose=0)
+height, width = val_images.shape[1:3]
+probabilities = reloaded.predict(pad_slices(val_images, multiple), verbose=0)[:, :height, :width]
 prediction, truth = probabilities >= 0.5, val_targets >= 0.5
 dice = 2 * np.sum(prediction & truth) / max(np.sum(prediction) + np.sum(truth), 1)
 print(f"validation loss {history.history['val_loss'][-1]:.3f}, Dice at 0.5: {dice:.3f}")

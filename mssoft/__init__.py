@@ -26,6 +26,7 @@ _LAZY = {
     "zscore_brain": "mssoft.arrays.intensity",
     "SliceSet": "mssoft.arrays.slices",
     "split_slices": "mssoft.arrays.slices",
+    "pad_slices": "mssoft.arrays.slices",
     # files
     "read_volume": "mssoft.files.nifti",
     "write_volume": "mssoft.files.nifti",
@@ -34,6 +35,7 @@ _LAZY = {
     "resolve_modalities": "mssoft.files.scans",
     # Keras
     "build_unet": "mssoft.nn.unet",
+    "input_multiple": "mssoft.nn.unet",
     "SoftDiceLoss": "mssoft.nn.losses",
     "BinarisedDice": "mssoft.nn.losses",
     "make_dataset": "mssoft.nn.dataset",

@@ -84,7 +84,7 @@ LOAD_IN_FRESH_PROCESS = textwrap.dedent(
     import mssoft.nn.losses, mssoft.nn.unet
     model = keras.saving.load_model(sys.argv[1])  # compiled, no custom_objects
     assert type(model.loss).__name__ == "SoftDiceLoss", model.loss
-    y = model.predict(np.zeros((2, 33, 17, 2), "float32"), verbose=0)
+    y = model.predict(np.zeros((2, 36, 16, 2), "float32"), verbose=0)
     from mssoft.nn.model_files import load_run_model
     z = load_run_model(sys.argv[2]).predict(np.ones((1, 20, 24, 2), "float32"), verbose=0)
     print("SHAPES", y.shape, y.dtype, z.shape, float(y.min()) >= 0.0, float(y.max()) <= 1.0)
@@ -102,7 +102,7 @@ def test_model_loads_in_a_fresh_process_on_any_grid(binary_run):
         timeout=120,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "SHAPES (2, 33, 17, 1) float32 (1, 20, 24, 1) True True" in proc.stdout
+    assert "SHAPES (2, 36, 16, 1) float32 (1, 20, 24, 1) True True" in proc.stdout
 
 
 def test_existing_run_is_refused_without_resume(binary_run, root):

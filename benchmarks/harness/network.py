@@ -96,7 +96,7 @@ def unet_macs(model: Any) -> dict[str, Any]:
     Parameters
     ----------
     model : keras.Model
-        Built with a fixed input shape (e.g. ``build_unet((181, 217, 4))``), so that every layer
+        Built with a fixed input shape (e.g. ``build_unet((192, 224, 4))``), so that every layer
         has concrete shapes.
 
     Returns
@@ -143,16 +143,18 @@ def model_flops(
         :func:`unet_macs` totals, the input and padded input shapes, ``forward_gflop_per_slice``
         (2 FLOP per MAC), ``training_gflop_per_slice`` (3 x forward) and the ``rule``.
     """
-    from mssoft.nn.unet import build_unet
+    from mssoft.nn.unet import build_unet, input_multiple
 
     height, width = slice_shape
-    model = build_unet((height, width, channels), base_filters=base_filters, depth=depth)
+    multiple = input_multiple(depth)  # the slices are zero-padded to it before the model
+    padded = [-(-height // multiple) * multiple, -(-width // multiple) * multiple]
+    model = build_unet((*padded, channels), base_filters=base_filters, depth=depth)
     macs = unet_macs(model)
     forward = 2.0 * macs["forward_macs"]
     return {
         **{k: v for k, v in macs.items() if k != "layers"},
         "input": [height, width, channels],
-        "padded_input": list(model.get_layer("pad").output.shape[1:3]),
+        "padded_input": padded,
         "base_filters": base_filters,
         "depth": depth,
         "forward_gflop_per_slice": forward / 1e9,

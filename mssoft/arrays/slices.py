@@ -20,6 +20,7 @@ __all__ = [
     "SliceSet",
     "Split",
     "split_slices",
+    "pad_slices",
 ]
 
 
@@ -241,3 +242,32 @@ def split_slices(
             f"Invalid value for `--split`. Expected 'slices' or 'patients'. Received: {by!r}"
         )
     return Split(np.sort(train).astype(np.int64), np.sort(val).astype(np.int64), by)
+
+
+def pad_slices(slices: np.ndarray, multiple: int) -> np.ndarray:
+    """Zero-pad a stack of slices at the end of both spatial axes to multiples of ``multiple``.
+
+    The U-Net (:func:`mssoft.nn.unet.build_unet`) takes slices whose sides are multiples of
+    ``2 ** depth``; zero is the background of z-scored images and of masks. Crop the model's
+    output back with ``output[:, :X, :Y]``.
+
+    Parameters
+    ----------
+    slices : ndarray of shape (N, X, Y, C)
+    multiple : int
+        >= 1; 1 returns ``slices`` itself.
+
+    Returns
+    -------
+    ndarray of shape (N, X', Y', C)
+        ``X'`` and ``Y'`` the smallest multiples of ``multiple`` >= ``X`` and ``Y``; the input
+        itself (no copy) when it needs no padding.
+    """
+    if isinstance(multiple, bool) or not isinstance(multiple, (int, np.integer)) or multiple < 1:
+        raise ValueError(f"`multiple` must be an integer >= 1, got {multiple!r}")
+    if slices.ndim != 4:
+        raise ValueError(f"`slices` must have shape (N, X, Y, C), got {slices.shape}")
+    pad_x, pad_y = (-slices.shape[1]) % multiple, (-slices.shape[2]) % multiple
+    if not (pad_x or pad_y):
+        return slices
+    return np.pad(slices, [(0, 0), (0, pad_x), (0, pad_y), (0, 0)])

@@ -10,6 +10,10 @@ Output folders
 ``mssoft fit`` (a *run folder*)
     ``config.json``, ``split.json``, ``model.keras``, ``history.csv``, ``backup/``, ``logs/``;
     ``mssoft calibrate`` adds ``calibration.json``
+``mssoft export`` (an *export folder*)
+    ``config.json``, ``mssoft.json`` (everything a user of the model needs, written last),
+    ``1/`` (the TensorFlow SavedModel, in TensorFlow Serving's version-folder layout), and
+    ``calibration.json`` when the run was calibrated
 ``mssoft predict``
     ``config.json``, ``<scan>_prob.nii.gz``, ``<scan>_seg.nii.gz``
 ``mssoft evaluate``
@@ -43,6 +47,8 @@ __all__ = [
     "LOGS_DIR",
     "KERAS_BACKUP_MARKERS",
     "CALIBRATION_NAME",
+    "EXPORT_INFO_NAME",
+    "SAVED_MODEL_DIR",
     "SOFTMASK_SUFFIX",
     "PROB_SUFFIX",
     "SEG_SUFFIX",
@@ -77,6 +83,12 @@ LOGS_DIR = "logs"
 KERAS_BACKUP_MARKERS = ("training_metadata.json", "training_metadata.json.bkp")
 #: Written into the run folder by mssoft calibrate.
 CALIBRATION_NAME = "calibration.json"
+
+# --- export folder (mssoft export) -------------------------------------------------------------
+#: The description of an exported model; its presence marks a folder as a finished export.
+EXPORT_INFO_NAME = "mssoft.json"
+#: The SavedModel: version 1 of the model, so TensorFlow Serving can serve the folder itself.
+SAVED_MODEL_DIR = "1"
 
 # --- per-scan volumes --------------------------------------------------------------------------
 SOFTMASK_SUFFIX = "_softmask.nii.gz"

@@ -5,7 +5,8 @@ into memory (z-scored images and binary or soft targets; lesion-free slices drop
 :func:`mssoft.arrays.slices.split_slices` splits them. :func:`make_dataset` builds
 the ``tf.data`` pipeline over an index: shuffle the indices, batch them, gather the batch's slices
 from the in-memory arrays, rotate the whole batch at once (one random angle in [-5, 5] degrees per
-slice, bilinear for image and soft mask alike), prefetch. No array is embedded in the TensorFlow
+slice, bilinear for image and soft mask alike), zero-pad to the multiple of ``2 ** depth`` that the
+U-Net needs (``multiple``), prefetch. No array is embedded in the TensorFlow
 graph, and the pipeline is deterministic given its seed.
 
 Importing this module imports TensorFlow; ``import mssoft`` does not.
@@ -31,6 +32,7 @@ def make_dataset(
     training: bool,
     seed: int = 0,
     max_degrees: float = 5.0,
+    multiple: int = 1,
 ) -> tf.data.Dataset:
     """A ``tf.data`` pipeline of ``(images, targets)`` batches.
 
@@ -51,11 +53,15 @@ def make_dataset(
         (epoch after epoch) in a new process.
     max_degrees : float
         Largest rotation angle, >= 0; 0 disables rotation.
+    multiple : int
+        Zero-pad images and targets at the end of X and Y to multiples of it (after the
+        rotation), e.g. :func:`mssoft.nn.unet.input_multiple` ``(depth)``; 1 pads nothing.
 
     Returns
     -------
     tf.data.Dataset
-        Elements ``(images (b, X, Y, C) float32, targets (b, X, Y, 1) float32)``.
+        Elements ``(images (b, X', Y', C) float32, targets (b, X', Y', 1) float32)``, ``X'`` and
+        ``Y'`` the smallest multiples of ``multiple`` >= ``X`` and ``Y``.
     """
     if batch_size < 1:
         raise ConfigError(
@@ -87,6 +93,15 @@ def make_dataset(
         )
         return rotate_pair(images, targets, angles)
 
+    if isinstance(multiple, bool) or not isinstance(multiple, int) or multiple < 1:
+        raise ConfigError(
+            f"Invalid value for `multiple`. Expected an integer >= 1. Received: {multiple!r}"
+        )
+    padding = [[0, 0], [0, (-height) % multiple], [0, (-width) % multiple], [0, 0]]
+
+    def pad(images: tf.Tensor, targets: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        return tf.pad(images, padding), tf.pad(targets, padding)
+
     dataset = tf.data.Dataset.range(len(positions))
     if training:
         dataset = dataset.shuffle(max(len(positions), 1), seed=seed, reshuffle_each_iteration=True)
@@ -98,4 +113,6 @@ def make_dataset(
         )
     else:
         dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if padding[1][1] or padding[2][1]:
+        dataset = dataset.map(pad, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return dataset.prefetch(tf.data.AUTOTUNE)

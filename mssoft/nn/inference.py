@@ -1,7 +1,9 @@
 """Lesion probabilities of a whole scan from a trained model, slice by slice.
 
-Array in, array out: the model is any object with Keras's ``predict_on_batch``. This module does
-not import TensorFlow itself (the model's owner has).
+Array in, array out: the model is any object with Keras's ``predict_on_batch`` (a Keras model, or
+:class:`mssoft.nn.model_files.ExportedModel`). The slices are zero-padded to the multiple the
+U-Net needs and the probabilities cropped back. This module does not import TensorFlow itself
+(the model's owner has).
 """
 
 from __future__ import annotations
@@ -12,23 +14,48 @@ import numpy as np
 
 from mssoft.arrays.intensity import zscore_brain
 from mssoft.arrays.resample import resample_volume, resampled_shape
-from mssoft.arrays.slices import from_axial_slices, to_axial_slices
+from mssoft.arrays.slices import from_axial_slices, pad_slices, to_axial_slices
 
-__all__ = ["predict_volume", "predict_volume_resampled"]
+__all__ = ["predict_volume", "predict_volume_resampled", "model_input_multiple"]
 
 
-def predict_volume(model: Any, image: np.ndarray, *, batch_size: int = 16) -> np.ndarray:
+def model_input_multiple(model: Any) -> int:
+    """What a model's slice sides must be multiples of: the product of its pooling sizes.
+
+    ``model.input_multiple`` when the model has it (:class:`~mssoft.nn.model_files.ExportedModel`),
+    else the product of the first pool size of every pooling layer (``2 ** depth`` for
+    :func:`mssoft.nn.unet.build_unet`); 1 for a model without pooling.
+    """
+    given = getattr(model, "input_multiple", None)
+    if given is not None:
+        return int(given)
+    multiple = 1
+    for layer in getattr(model, "layers", ()):
+        pool_size = getattr(layer, "pool_size", None)
+        if pool_size is not None:
+            multiple *= int(np.ravel(pool_size)[0])
+    return multiple
+
+
+def predict_volume(
+    model: Any, image: np.ndarray, *, batch_size: int = 16, multiple: int | None = None
+) -> np.ndarray:
     """Lesion probabilities of one scan, slice by slice.
 
     Parameters
     ----------
-    model : keras.Model
-        Maps z-scored axial slices ``(batch, X, Y, C)`` to probabilities ``(batch, X, Y, 1)``.
+    model : keras.Model or ExportedModel
+        Maps z-scored axial slices ``(batch, X', Y', C)`` to probabilities ``(batch, X', Y', 1)``,
+        ``X'`` and ``Y'`` multiples of ``multiple``.
     image : ndarray of shape (X, Y, Z, C)
         Raw intensities in RAS orientation, channels in the model's modality order. Each channel
         is z-scored over its non-zero voxels first, as in training.
     batch_size : int, optional
         Slices per model call (memory, not results, depends on it).
+    multiple : int, optional
+        Slices are zero-padded at the end of X and Y to multiples of it and the probabilities
+        cropped back (the run records it as ``input_multiple``); default
+        :func:`model_input_multiple`.
 
     Returns
     -------
@@ -38,7 +65,7 @@ def predict_volume(model: Any, image: np.ndarray, *, batch_size: int = 16) -> np
     Raises
     ------
     ValueError
-        ``image`` is not 4D, or the model's output does not have shape ``(batch, X, Y, 1)``.
+        ``image`` is not 4D, or the model's output does not have shape ``(batch, X', Y', 1)``.
     """
     image = np.asarray(image)
     if image.ndim != 4:
@@ -47,19 +74,20 @@ def predict_volume(model: Any, image: np.ndarray, *, batch_size: int = 16) -> np
         raise ValueError(
             f"Invalid value for `batch_size`. Expected an integer >= 1. Received: {batch_size}"
         )
+    multiple = model_input_multiple(model) if multiple is None else int(multiple)
     slices = to_axial_slices(zscore_brain(image))  # (Z, X, Y, C)
     n_slices, nx, ny = slices.shape[:3]
     prob = np.empty((n_slices, nx, ny), dtype=np.float32)
     for start in range(0, n_slices, int(batch_size)):
-        batch = np.ascontiguousarray(slices[start : start + int(batch_size)])
+        batch = pad_slices(np.ascontiguousarray(slices[start : start + int(batch_size)]), multiple)
         # predict_on_batch runs Keras's compiled predict step: ~1.3x faster than model(batch).
         output = np.asarray(model.predict_on_batch(batch))
-        if output.shape != (batch.shape[0], nx, ny, 1):
+        if output.shape != (*batch.shape[:3], 1):
             raise ValueError(
-                f"model output has shape {output.shape}, expected {(batch.shape[0], nx, ny, 1)} "
+                f"model output has shape {output.shape}, expected {(*batch.shape[:3], 1)} "
                 f"for input slices of shape {batch.shape}"
             )
-        prob[start : start + batch.shape[0]] = output[..., 0]
+        prob[start : start + batch.shape[0]] = output[:, :nx, :ny, 0]
     return from_axial_slices(prob)
 
 
@@ -70,6 +98,7 @@ def predict_volume_resampled(
     target_mm: tuple[float, float, float],
     *,
     batch_size: int = 16,
+    multiple: int | None = None,
 ) -> np.ndarray:
     """Lesion probabilities of a scan predicted at another voxel size, on the scan's own grid.
 
@@ -88,6 +117,8 @@ def predict_volume_resampled(
         Voxel size the model was trained on (mm, RAS axes).
     batch_size : int, optional
         Slices per model call.
+    multiple : int, optional
+        As for :func:`predict_volume`.
 
     Returns
     -------
@@ -96,5 +127,7 @@ def predict_volume_resampled(
     """
     image = np.asarray(image)
     shape = resampled_shape(image.shape[:3], spacing_mm, target_mm)
-    prob = predict_volume(model, resample_volume(image, shape), batch_size=batch_size)
+    prob = predict_volume(
+        model, resample_volume(image, shape), batch_size=batch_size, multiple=multiple
+    )
     return np.clip(resample_volume(prob, image.shape[:3]), 0.0, 1.0)

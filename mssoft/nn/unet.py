@@ -1,8 +1,15 @@
-"""The 2D U-Net of the paper (Fig. 3), as a functional Keras model that accepts any slice size.
+"""The 2D U-Net of the paper (Fig. 3), as a functional Keras model of built-in layers only.
 
-Importing this module imports Keras (and TensorFlow); ``import mssoft`` does not. The custom
-layers are registered (``mssoft>PadToMultiple``, ``mssoft>CropToReference``) so a saved model loads
-in a fresh process after ``import mssoft.nn.unet``.
+The model holds no custom layer, so a saved ``model.keras`` loads with plain
+``keras.saving.load_model(path, compile=False)`` in a process that never imports mssoft (the
+compiled loss and metric, :mod:`mssoft.nn.losses`, are registered once ``mssoft.nn.losses`` is
+imported). The price: the slice height and width must be multiples of
+:func:`input_multiple` ``(depth) = 2 ** depth``. The callers pad: training batches
+(:func:`mssoft.nn.dataset.make_dataset`) and whole scans
+(:func:`mssoft.nn.inference.predict_volume`) are zero-padded at the end of each axis and the
+probabilities cropped back.
+
+Importing this module imports Keras (and TensorFlow); ``import mssoft`` does not.
 """
 
 from __future__ import annotations
@@ -11,62 +18,26 @@ from collections.abc import Sequence
 from typing import Any
 
 import keras
-from keras import ops
 
 from mssoft.errors import ConfigError
 
-__all__ = ["build_unet", "PadToMultiple", "CropToReference"]
+__all__ = ["build_unet", "input_multiple"]
 
 
-@keras.saving.register_keras_serializable(package="mssoft")
-class PadToMultiple(keras.layers.Layer):
-    """Zero-pad the spatial axes of ``(batch, H, W, C)`` at their end to multiples of ``multiple``.
-
-    The U-Net halves the slice ``depth`` times, so its input sides must be multiples of
-    ``2 ** depth``; padding inside the model lets a saved model segment slices of any size. Zero is
-    the background of z-scored images (voxels outside the brain are 0).
+def input_multiple(depth: int) -> int:
+    """What the slice height and width of a U-Net of ``depth`` poolings must be multiples of.
 
     Parameters
     ----------
-    multiple : int
-        Target multiple, >= 1.
+    depth : int
+        Number of 2x2 poolings (>= 1).
+
+    Returns
+    -------
+    int
+        ``2 ** depth`` (16 for the default depth 4).
     """
-
-    def __init__(self, multiple: int, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.multiple = int(multiple)
-
-    def call(self, inputs: Any) -> Any:
-        shape = ops.shape(inputs)
-        pad_h = (-shape[1]) % self.multiple
-        pad_w = (-shape[2]) % self.multiple
-        return ops.pad(inputs, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]])
-
-    def compute_output_shape(self, input_shape: Sequence[int | None]) -> tuple[int | None, ...]:
-        def padded(size: int | None) -> int | None:
-            return None if size is None else -(-size // self.multiple) * self.multiple
-
-        return (input_shape[0], padded(input_shape[1]), padded(input_shape[2]), input_shape[3])
-
-    def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "multiple": self.multiple}
-
-
-@keras.saving.register_keras_serializable(package="mssoft")
-class CropToReference(keras.layers.Layer):
-    """Crop ``(batch, H', W', C)`` to the spatial size ``(H, W)`` of a reference tensor (top-left).
-
-    The inverse of :class:`PadToMultiple`: called as ``CropToReference()(features, reference)``.
-    """
-
-    def call(self, inputs: Any, reference: Any) -> Any:
-        shape = ops.shape(reference)
-        return inputs[:, : shape[1], : shape[2], :]
-
-    def compute_output_shape(
-        self, inputs_shape: Sequence[int | None], reference_shape: Sequence[int | None]
-    ) -> tuple[int | None, ...]:
-        return (inputs_shape[0], reference_shape[1], reference_shape[2], inputs_shape[3])
+    return 2 ** _check_int("depth", depth, 1)
 
 
 def _conv_pair(x: Any, filters: int, prefix: str) -> Any:
@@ -106,18 +77,20 @@ def build_unet(
     of two 3x3 convs; expansive path: per level a 2x2 stride-2 transposed convolution,
     concatenation with the skip connection and two 3x3 convs; then a 1x1 convolution with sigmoid.
     Level ``k`` (1-based) has ``base_filters * 2 ** (k - 1)`` filters, the bottleneck
-    ``base_filters * 2 ** depth``. Inputs are zero-padded inside the model to multiples of
-    ``2 ** depth`` and the output is cropped back, so any slice size works.
+    ``base_filters * 2 ** depth``. Only built-in Keras layers: the slice height and width must
+    be multiples of ``2 ** depth`` (:func:`input_multiple`); zero-pad other slices at the end of
+    each axis and crop the output back (:func:`mssoft.nn.inference.predict_volume` does).
 
-    Layers are named ``pad``, ``enc{k}_conv{1,2}``, ``enc{k}_pool``, ``bottleneck_conv{1,2}``,
-    ``dec{k}_up``, ``dec{k}_concat``, ``dec{k}_conv{1,2}``, ``crop`` and ``head``. The head is
-    float32 under any mixed-precision policy, so the output is always float32.
+    Layers are named ``enc{k}_conv{1,2}``, ``enc{k}_pool``, ``bottleneck_conv{1,2}``,
+    ``dec{k}_up``, ``dec{k}_concat``, ``dec{k}_conv{1,2}`` and ``head``. The head is float32 under
+    any mixed-precision policy, so the output is always float32.
 
     Parameters
     ----------
     input_shape : sequence of 3 ints or None
-        ``(H, W, C)``; ``H`` and ``W`` may be None (any size, the usual choice for a model that is
-        saved); ``C`` (number of modalities) must be given.
+        ``(H, W, C)``; ``H`` and ``W`` are None (any multiple of ``2 ** depth``, the usual choice
+        for a model that is saved) or multiples of ``2 ** depth``; ``C`` (number of modalities)
+        must be given.
     base_filters : int
         Filters of the first level, >= 1.
     depth : int
@@ -130,13 +103,14 @@ def build_unet(
     Returns
     -------
     keras.Model
-        Input ``(batch, H, W, C)`` float32 (z-scored slices), output ``(batch, H, W, 1)`` float32
-        probabilities.
+        Input ``(batch, H, W, C)`` float32 (z-scored slices, ``H`` and ``W`` multiples of
+        ``2 ** depth``), output ``(batch, H, W, 1)`` float32 probabilities.
 
     Raises
     ------
     ConfigError
-        Invalid shape, width, depth or dropout.
+        Invalid shape (a fixed side that is not a multiple of ``2 ** depth``), width, depth or
+        dropout.
 
     Examples
     --------
@@ -148,18 +122,21 @@ def build_unet(
     if len(shape) != 3:
         raise ConfigError(f"Invalid value for `input_shape`. Expected (H, W, C). Received: {shape}")
     _check_int("channels", shape[2], 1)
-    for size in shape[:2]:
-        if size is not None:
-            _check_int("input_shape", size, 1)
     _check_int("base_filters", base_filters, 1)
-    _check_int("depth", depth, 1)
+    multiple = input_multiple(depth)
+    for size in shape[:2]:
+        if size is not None and _check_int("input_shape", size, 1) % multiple:
+            raise ConfigError(
+                f"Invalid value for `input_shape`: {shape}; a fixed height or width must be a "
+                f"multiple of 2 ** depth = {multiple} (or None)"
+            )
     if not 0.0 <= dropout < 1.0:
         raise ConfigError(
             f"Invalid value for `dropout`. Expected a float in [0, 1). Received: dropout={dropout}"
         )
 
     inputs = keras.Input(shape=shape, name="slices")
-    x = PadToMultiple(2**depth, name="pad")(inputs)
+    x = inputs
 
     # === Contracting path ===
     skips = []
@@ -181,6 +158,5 @@ def build_unet(
         x = _conv_pair(x, filters, f"dec{level}")
 
     # === Head (float32 under mixed precision) ===
-    x = CropToReference(name="crop")(x, inputs)
     outputs = keras.layers.Conv2D(1, 1, activation="sigmoid", dtype="float32", name="head")(x)
     return keras.Model(inputs, outputs, name=name)

@@ -35,7 +35,7 @@ from mssoft.files.atomic import write_json
 from mssoft.files.folders import check_not_in_use, package_versions
 from mssoft.files.geometry import geometry_record, run_geometry, voxel_size_warnings
 from mssoft.files.layout import CALIBRATION_NAME
-from mssoft.files.run_folder import RunInfo, check_modalities, read_run
+from mssoft.files.run_folder import RunInfo, check_modalities, input_multiple_of, read_run
 from mssoft.files.scans import Scan, check_scan, discover_scans, load_scan, select_scans
 from mssoft.nn.inference import predict_volume, predict_volume_resampled
 from mssoft.workflows.progress import Progress, no_progress
@@ -201,9 +201,12 @@ def calibrate_run(
                 loaded.meta.spacing_mm,
                 geometry.voxel_size_mm,
                 batch_size=batch_size,
+                multiple=input_multiple_of(info),
             )
         else:
-            prob = predict_volume(model, loaded.image, batch_size=batch_size)
+            prob = predict_volume(
+                model, loaded.image, batch_size=batch_size, multiple=input_multiple_of(info)
+            )
         curves.append(
             dice_curves(prob, loaded.mask, grid, min_sizes=min_sizes, connectivity=connectivity)
         )

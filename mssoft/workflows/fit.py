@@ -16,8 +16,11 @@ A resumed run continues from the weights and optimizer state of its last complet
 restarts from the seed, so it is not bit-identical to an uninterrupted run.
 
 The model's input is z-scored axial slices ``(batch, X, Y, C)`` in the channel order of
-``config["config"]["modalities"]``; its output ``(batch, X, Y, 1)`` lesion probabilities.
-:func:`mssoft.nn.model_files.load_run_model` loads it in any process.
+``config["config"]["modalities"]``, ``X`` and ``Y`` multiples of
+``config["config"]["input_multiple"]`` (``2 ** depth``; the training batches are zero-padded to
+it); its output ``(batch, X, Y, 1)`` lesion probabilities. It holds built-in Keras layers only:
+``keras.saving.load_model(path, compile=False)`` loads it in any process, and
+:func:`mssoft.nn.model_files.load_run_model` too.
 
 The steps are small functions (:func:`resolve_inputs`, :func:`prepare_data`, :func:`build_model`,
 :func:`mssoft.nn.callbacks.run_callbacks`) so that other training loops can reuse them: under
@@ -41,7 +44,6 @@ import keras
 import tensorflow as tf
 
 import mssoft.nn.losses  # noqa: F401  (registers the loss and metric for load_model)
-import mssoft.nn.unet  # noqa: F401  (registers the custom layers for load_model)
 from mssoft.arrays.slices import SliceSet, Split, split_slices
 from mssoft.errors import ConfigError
 from mssoft.files.atomic import atomic_path, write_json
@@ -64,7 +66,7 @@ from mssoft.nn.distribute import (
 )
 from mssoft.nn.losses import BinarisedDice, SoftDiceLoss
 from mssoft.nn.multiworker_loop import train_loop
-from mssoft.nn.unet import build_unet
+from mssoft.nn.unet import build_unet, input_multiple
 from mssoft.workflows.settings import TrainConfig
 from mssoft.workflows.training_data import (
     MaskSource,
@@ -157,7 +159,8 @@ def prepare_data(
 def build_model(config: TrainConfig, channels: int) -> keras.Model:
     """The compiled U-Net (Adam, :class:`SoftDiceLoss`, :class:`BinarisedDice`).
 
-    Call inside ``strategy.scope()``; the input accepts slices of any size.
+    Call inside ``strategy.scope()``; the input accepts slices whose sides are multiples of
+    ``2 ** config.depth``.
     """
     model = build_unet((None, None, channels), base_filters=config.base_filters, depth=config.depth)
     model.compile(
@@ -177,11 +180,16 @@ def make_datasets(config: TrainConfig, data: TrainingData) -> tuple[Any, Any]:
         training=True,
         seed=config.seed,
         max_degrees=config.rotation_degrees,
+        multiple=input_multiple(config.depth),
     )
     if not len(data.split.val):
         return train, None
     return train, make_dataset(
-        data.slices, data.split.val, batch_size=config.batch_size, training=False
+        data.slices,
+        data.split.val,
+        batch_size=config.batch_size,
+        training=False,
+        multiple=input_multiple(config.depth),
     )
 
 
@@ -210,6 +218,7 @@ def resolved_config(config: TrainConfig, data: TrainingData, dtype_policy: str) 
         "mixed_precision": config.mixed_precision,
         "dtype_policy": dtype_policy,
         "slice_shape": list(data.slices.slice_shape),
+        "input_multiple": input_multiple(config.depth),
         "lesion_free_slices": "excluded (no voxel of the rater's binary mask)",
         "monitor": data.monitor,
         **training_geometry(data.scans).to_dict(),  # voxel_size_mm, orientation

@@ -7,8 +7,9 @@ volume. :func:`predict_folder` is the file-level layer of
 ``<scan>_seg.nii.gz`` (uint8) on the scan's FLAIR grid, in the FLAIR file's own orientation,
 affine and header.
 
-The run folder is read with :mod:`mssoft.files.run_folder`. TensorFlow is imported only when a model is
-loaded or called.
+The run folder is read with :mod:`mssoft.files.run_folder`; an export folder of ``mssoft export``
+(read by the same module) can stand in for it and gives the same outputs. TensorFlow is
+imported only when a model is loaded or called.
 """
 
 from __future__ import annotations
@@ -32,7 +33,12 @@ from mssoft.files.folders import (
 from mssoft.files.geometry import geometry_record, run_geometry, voxel_size_warnings
 from mssoft.files.layout import prob_path, seg_path
 from mssoft.files.nifti import VolumeMeta, write_volume
-from mssoft.files.run_folder import check_modalities, read_run, resolve_binarisation
+from mssoft.files.run_folder import (
+    check_modalities,
+    input_multiple_of,
+    read_model_folder,
+    resolve_binarisation,
+)
 from mssoft.files.scans import Scan, check_scan, discover_scans, load_scan, select_scans
 from mssoft.nn.inference import predict_volume, predict_volume_resampled
 from mssoft.workflows.progress import Progress, no_progress
@@ -54,11 +60,13 @@ def predict_scan(
     *,
     batch_size: int = 16,
     voxel_size_mm: tuple[float, float, float] | None = None,
+    multiple: int | None = None,
 ) -> tuple[np.ndarray, VolumeMeta]:
     """Read a scan's images and predict its lesion probabilities.
 
     ``voxel_size_mm`` (the training voxel size) resamples the scan to it for the model and the
     probabilities back to the scan's grid (:func:`~mssoft.nn.inference.predict_volume_resampled`).
+    ``multiple``: the slices' padding multiple (see :func:`mssoft.nn.inference.predict_volume`).
 
     Returns
     -------
@@ -70,10 +78,16 @@ def predict_scan(
     loaded = load_scan(scan, modalities=modalities)
     if voxel_size_mm is not None:
         prob = predict_volume_resampled(
-            model, loaded.image, loaded.meta.spacing_mm, voxel_size_mm, batch_size=batch_size
+            model,
+            loaded.image,
+            loaded.meta.spacing_mm,
+            voxel_size_mm,
+            batch_size=batch_size,
+            multiple=multiple,
         )
         return prob, loaded.meta
-    return predict_volume(model, loaded.image, batch_size=batch_size), loaded.meta
+    prob = predict_volume(model, loaded.image, batch_size=batch_size, multiple=multiple)
+    return prob, loaded.meta
 
 
 @dataclass(frozen=True)
@@ -134,7 +148,9 @@ def predict_folder(
     Parameters
     ----------
     run : path-like
-        Run folder (``model.keras``, ``config.json``, optionally ``calibration.json``).
+        Run folder (``model.keras``, ``config.json``, optionally ``calibration.json``), or an
+        export folder of ``mssoft export`` (``mssoft.json``, the SavedModel, optionally
+        ``calibration.json``).
     data : path-like
         ISBI 2015 data folder or CSV manifest; masks are not needed.
     out : path-like
@@ -165,7 +181,7 @@ def predict_folder(
         Bad run folder, unknown scan ids, a scan without one of the model's modalities or with
         files on different grids, or an output folder that is not allowed.
     """
-    info = read_run(run)
+    info = read_model_folder(run)  # a run folder or an export folder
     binarisation, source = resolve_binarisation(run, threshold=threshold, min_size=min_size)
     selected = select_scans(discover_scans(data), scans, source=str(data))
     check_modalities(selected, info)
@@ -175,9 +191,9 @@ def predict_folder(
     target = geometry.voxel_size_mm if resample and geometry is not None else None
     run_files = [p for p in Path(run).iterdir() if p.is_file()]
     inputs = [p for scan in selected for p in scan.files()] + run_files
-    from mssoft.nn.model_files import load_run_model  # imports TensorFlow
+    from mssoft.nn.model_files import load_model_folder  # imports TensorFlow
 
-    model = load_run_model(run)  # before creating the output folder: a bad model leaves nothing
+    model = load_model_folder(run)  # before creating the output folder: a bad model leaves nothing
     config = {
         "run": str(Path(run).resolve()),
         "data": str(Path(data).resolve()),
@@ -202,7 +218,12 @@ def predict_folder(
         results = []
         for scan in progress(selected, "predict"):
             prob, meta = predict_scan(
-                model, scan, info.modalities, batch_size=batch_size, voxel_size_mm=target
+                model,
+                scan,
+                info.modalities,
+                batch_size=batch_size,
+                voxel_size_mm=target,
+                multiple=input_multiple_of(info),
             )
             seg = binarisation.apply(prob)
             write_volume(prob, meta, prob_path(out, scan.scan_id), dtype=np.float32)

@@ -2,7 +2,9 @@
 
 Every function takes arrays or plain records (no file reading) and writes one PNG atomically with
 Matplotlib's non-interactive Agg backend. Axial slices are 2D arrays ``(X, Y)`` in RAS order and
-are shown in the neurological convention: the patient's right on the right, anterior up.
+are shown in the neurological convention: the patient's right on the right, anterior up; every
+axial view is marked ``R`` and ``L`` on its sides (:func:`mark_sides`) and every figure title
+states the convention (:data:`CONVENTION`).
 
 Matplotlib is imported inside the functions, so importing this module costs nothing.
 """
@@ -20,6 +22,8 @@ from scipy import ndimage
 from mssoft.files.atomic import atomic_path
 
 __all__ = [
+    "CONVENTION",
+    "mark_sides",
     "focus_window",
     "mask_outline",
     "plot_data_overview",
@@ -32,6 +36,8 @@ __all__ = [
 MODEL_COLOURS = {"binary": "#1f77b4", "soft": "#d95f02"}
 RATER_COLOURS = {1: "#e41a1c", 2: "#00bfff"}
 _DPI = 110
+#: The display convention of every axial view, stated under each figure's title.
+CONVENTION = "axial views in neurological convention: the patient's right (R) on the right"
 
 
 def _pyplot() -> Any:
@@ -136,10 +142,43 @@ def _box(ax: Any, window: tuple[slice, slice], colour: str = "yellow") -> None:
     )
 
 
+def mark_sides(ax: Any, *, right_on_right: bool = True) -> None:
+    """Write ``L`` and ``R`` at the middle of the left and right edges of an axial view.
+
+    Parameters
+    ----------
+    ax : matplotlib Axes
+        Shows an axial slice.
+    right_on_right : bool
+        True (neurological convention, as :func:`_show` draws): the patient's right is on the
+        right of the view; False for the radiological convention.
+    """
+    import matplotlib.patheffects as effects
+
+    outline = [effects.withStroke(linewidth=2.0, foreground="black")]
+    for x, side, align in ((0.015, "L", "left"), (0.985, "R", "right")):
+        label = side if right_on_right else {"L": "R", "R": "L"}[side]
+        ax.text(
+            x,
+            0.5,
+            label,
+            transform=ax.transAxes,
+            ha=align,
+            va="center",
+            color="white",
+            fontsize=9,
+            fontweight="bold",
+            path_effects=outline,
+        )
+
+
 def _clean(axes: Any) -> None:
+    """No ticks; the sides marked on every panel that shows a slice."""
     for ax in np.ravel(axes):
         ax.set_xticks([])
         ax.set_yticks([])
+        if ax.axison and ax.images:
+            mark_sides(ax)
 
 
 def _grid(plt: Any, columns: int, height: float) -> tuple[Any, np.ndarray, list[Any]]:
@@ -259,7 +298,7 @@ def plot_data_overview(
         axes[1, k].axis("off")
     bars[0].axis("off")
     _clean(axes)
-    fig.suptitle(title, fontsize=13)
+    fig.suptitle(f"{title}\n({CONVENTION})", fontsize=12)
     return _save(fig, path)
 
 
@@ -365,7 +404,7 @@ def plot_predictions(
         title_fontsize=9,
     )
     _clean(axes)
-    fig.suptitle(title, fontsize=13)
+    fig.suptitle(f"{title}\n({CONVENTION})", fontsize=12)
     return _save(fig, path)
 
 

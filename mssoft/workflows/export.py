@@ -1,0 +1,207 @@
+"""``mssoft export``: a run's model as a TensorFlow SavedModel, with everything needed to use it.
+
+Export folder (``out``)::
+
+    config.json       command "export", the run exported, versions
+    1/                the TensorFlow SavedModel (TensorFlow Serving serves ``out`` as it is:
+                      version 1 of the model); signature ``serving_default``: input ``slices``
+                      float32 (batch, X, Y, C) normalised axial slices of any size, output
+                      ``probabilities`` float32 (batch, X, Y, 1)
+    calibration.json  the run's calibration, copied (only when the run was calibrated)
+    mssoft.json       how to use the model, written last (see :func:`export_description`)
+
+``mssoft predict`` takes the export folder in place of the run folder and gives the same outputs.
+TensorFlow is imported only to load and write the model.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mssoft.arrays.postprocess import Binarisation
+from mssoft.files.atomic import atomic_path, write_json
+from mssoft.files.folders import package_versions, prepare_output_folder, write_config
+from mssoft.files.layout import (
+    CALIBRATION_NAME,
+    EXPORT_INFO_NAME,
+    SAVED_MODEL_DIR,
+)
+from mssoft.files.run_folder import (
+    EXPORT_FORMAT,
+    EXPORT_FORMAT_VERSION,
+    RunInfo,
+    input_multiple_of,
+    normalisation_of,
+    read_calibration,
+    read_run,
+)
+
+__all__ = ["ExportReport", "export_description", "export_run"]
+
+logger = logging.getLogger(__name__)
+
+#: How a scan becomes the model's input slices and its output a segmentation (mssoft.json).
+_SLICING = (
+    "reorder the scan's voxel axes to RAS+ (nibabel.as_closest_canonical: voxel index i grows "
+    "towards the patient's right, j towards anterior, k towards superior); stack the "
+    "normalised modalities as channels in the order of `modalities`; axial slice k is "
+    "volume[:, :, k, :] of shape (X, Y, C); the probabilities of slice k go back to "
+    "volume[:, :, k]"
+)
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    """Result of :func:`export_run`.
+
+    Attributes
+    ----------
+    out : Path
+        The export folder.
+    saved_model : Path
+        The SavedModel folder (``out/1``).
+    binarisation : Binarisation
+        The threshold and lesion definition recorded (the run's calibration, or the defaults).
+    calibrated : bool
+        Whether the run had a calibration.
+    """
+
+    out: Path
+    saved_model: Path
+    binarisation: Binarisation
+    calibrated: bool
+
+
+def export_description(
+    info: RunInfo, binarisation: Binarisation, *, calibrated: bool, channels: int
+) -> dict[str, Any]:
+    """The content of ``mssoft.json``: everything needed to use the exported model right.
+
+    Parameters
+    ----------
+    info : RunInfo
+        The run exported.
+    binarisation : Binarisation
+        Threshold, minimum lesion size and connectivity recorded for the segmentation.
+    calibrated : bool
+        Whether ``binarisation`` comes from ``mssoft calibrate`` (else: mssoft's defaults).
+    channels : int
+        The model's number of input channels.
+
+    Returns
+    -------
+    dict
+        JSON-ready: ``format``, ``format_version``, ``saved_model``, ``signature`` (input and
+        output names, shapes, dtypes), ``modalities``, ``normalisation``, ``slicing``,
+        ``input_multiple``, ``binarisation``, ``training`` (voxel size and orientation when the
+        run records them, rater, scans), ``run_config`` (the run's ``config.json``) and
+        ``versions``.
+    """
+    from mssoft.nn.saved_model import ENDPOINT_NAME, INPUT_NAME, OUTPUT_NAME
+
+    config = info.record.get("config") if isinstance(info.record.get("config"), dict) else {}
+    multiple = input_multiple_of(info)
+    return {
+        "format": EXPORT_FORMAT,
+        "format_version": EXPORT_FORMAT_VERSION,
+        "saved_model": SAVED_MODEL_DIR,
+        "signature": {
+            "names": ["serving_default", ENDPOINT_NAME],
+            "input": {
+                "name": INPUT_NAME,
+                "dtype": "float32",
+                "shape": [None, None, None, channels],
+                "meaning": "(batch, X, Y, C): normalised axial slices, any X and Y",
+            },
+            "output": {
+                "name": OUTPUT_NAME,
+                "dtype": "float32",
+                "shape": [None, None, None, 1],
+                "meaning": "(batch, X, Y, 1): lesion probability of each voxel, in [0, 1]",
+            },
+        },
+        "modalities": list(info.modalities),
+        "normalisation": normalisation_of(info),
+        "slicing": _SLICING,
+        "input_multiple": multiple,
+        "padding": (
+            f"the signature zero-pads X and Y at their end to multiples of {multiple} and crops "
+            "the probabilities back; callers of the Keras model.keras must do so themselves"
+        ),
+        "binarisation": {
+            **binarisation.to_dict(),
+            "source": "calibration" if calibrated else "default",
+        },
+        "training": {
+            "voxel_size_mm": config.get("voxel_size_mm"),
+            "orientation": config.get("orientation"),
+            "rater": info.rater,
+            "train_scans": list(info.train_scans) if info.train_scans else None,
+            "mask": config.get("mask"),
+            "depth": config.get("depth"),
+            "base_filters": config.get("base_filters"),
+        },
+        "run_config": info.record,
+        "run": str(Path(info.path).resolve()),
+        "versions": package_versions(),
+    }
+
+
+def export_run(run: str | Path, out: str | Path, *, overwrite: bool = False) -> ExportReport:
+    """Export the model of ``run`` to the folder ``out`` (see the module docstring).
+
+    Parameters
+    ----------
+    run : path-like
+        A finished ``mssoft fit`` run folder (calibrated or not).
+    out : path-like
+        The export folder: new, empty, or (with ``overwrite``) an earlier export.
+    overwrite : bool
+        Replace an earlier export in ``out``.
+
+    Returns
+    -------
+    ExportReport
+
+    Raises
+    ------
+    DataError
+        Not a run folder, or a model that cannot be loaded.
+    ConfigError
+        ``out`` is the run folder, another command's output, or an export without ``overwrite``.
+    """
+    info = read_run(run)
+    calibrated = read_calibration(run)
+    binarisation = calibrated if calibrated is not None else Binarisation()
+    if calibrated is None:
+        logger.warning(
+            "%s not found: the export records threshold %g and min_size %d "
+            "(run `mssoft calibrate` first to choose them)",
+            Path(run) / CALIBRATION_NAME,
+            binarisation.threshold,
+            binarisation.min_size,
+        )
+    run_files = [p for p in Path(run).iterdir() if p.is_file()]
+    from mssoft.nn.model_files import load_run_model  # imports TensorFlow
+    from mssoft.nn.saved_model import write_saved_model
+
+    model = load_run_model(run)  # before creating the output folder: a bad model leaves nothing
+    out = prepare_output_folder(out, command="export", input_files=run_files, overwrite=overwrite)
+    (out / EXPORT_INFO_NAME).unlink(missing_ok=True)  # until the new export is complete
+    write_config(out, "export", {"run": str(Path(run).resolve())})
+    saved_model = write_saved_model(model, out / SAVED_MODEL_DIR, multiple=input_multiple_of(info))
+    if calibrated is not None:
+        with atomic_path(out / CALIBRATION_NAME) as tmp:
+            shutil.copyfile(Path(run) / CALIBRATION_NAME, tmp)
+    else:
+        (out / CALIBRATION_NAME).unlink(missing_ok=True)
+    description = export_description(
+        info, binarisation, calibrated=calibrated is not None, channels=int(model.input_shape[-1])
+    )
+    write_json(description, out / EXPORT_INFO_NAME)
+    logger.info("exported %s to %s", run, saved_model)
+    return ExportReport(out, saved_model, binarisation, calibrated is not None)
