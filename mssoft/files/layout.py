@@ -9,7 +9,8 @@ Output folders
     ``config.json``, ``<scan>_softmask.nii.gz``
 ``mssoft fit`` (a *run folder*)
     ``config.json``, ``split.json``, ``model.keras``, ``history.csv``, ``backup/``, ``logs/``;
-    ``mssoft calibrate`` adds ``calibration.json``
+    ``intensity_landmarks.json`` with ``--normalise histogram``; ``mssoft calibrate`` adds
+    ``calibration.json``
 ``mssoft predict``
     ``config.json``, ``<scan>_prob.nii.gz``, ``<scan>_seg.nii.gz``
 ``mssoft evaluate``
@@ -35,6 +36,7 @@ __all__ = [
     "LOGS_DIR",
     "KERAS_BACKUP_MARKERS",
     "CALIBRATION_NAME",
+    "LANDMARKS_NAME",
     "SOFTMASK_SUFFIX",
     "PROB_SUFFIX",
     "SEG_SUFFIX",
@@ -67,6 +69,8 @@ LOGS_DIR = "logs"
 KERAS_BACKUP_MARKERS = ("training_metadata.json", "training_metadata.json.bkp")
 #: Written into the run folder by mssoft calibrate.
 CALIBRATION_NAME = "calibration.json"
+#: Histogram-standardisation landmarks learned on the training scans (``--normalise histogram``).
+LANDMARKS_NAME = "intensity_landmarks.json"
 
 # --- per-scan volumes --------------------------------------------------------------------------
 SOFTMASK_SUFFIX = "_softmask.nii.gz"

@@ -19,6 +19,7 @@ import tensorflow as tf
 from mssoft.arrays.slices import SliceSet
 from mssoft.errors import ConfigError
 from mssoft.nn.augment import rotate_pair, sample_angles
+from mssoft.nn.strong_augment import strong_augment_pair
 
 __all__ = ["make_dataset"]
 
@@ -31,6 +32,7 @@ def make_dataset(
     training: bool,
     seed: int = 0,
     max_degrees: float = 5.0,
+    strong: bool = False,
 ) -> tf.data.Dataset:
     """A ``tf.data`` pipeline of ``(images, targets)`` batches.
 
@@ -51,6 +53,9 @@ def make_dataset(
         (epoch after epoch) in a new process.
     max_degrees : float
         Largest rotation angle, >= 0; 0 disables rotation.
+    strong : bool
+        In training, also apply :func:`mssoft.nn.strong_augment.strong_augment_pair` after the
+        rotation (``--augment strong``).
 
     Returns
     -------
@@ -87,14 +92,21 @@ def make_dataset(
         )
         return rotate_pair(images, targets, angles)
 
+    def load_and_augment(index: tf.Tensor, draw: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        images, targets = load_and_rotate(index, draw) if max_degrees > 0 else load(index)
+        strong_seed = tf.stack([draw, tf.constant(seed, tf.int64) + 1])  # not the angles' seed
+        return strong_augment_pair(images, targets, strong_seed)
+
     dataset = tf.data.Dataset.range(len(positions))
     if training:
         dataset = dataset.shuffle(max(len(positions), 1), seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size)
-    if training and max_degrees > 0:
+    if training and (max_degrees > 0 or strong):
         draws = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
         dataset = tf.data.Dataset.zip(dataset, draws).map(
-            load_and_rotate, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+            load_and_augment if strong else load_and_rotate,
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
         )
     else:
         dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

@@ -10,13 +10,19 @@ from typing import Any
 
 import numpy as np
 
-from mssoft.arrays.intensity import zscore_brain
+from mssoft.arrays.intensity import Normaliser
 from mssoft.arrays.slices import from_axial_slices, to_axial_slices
 
 __all__ = ["predict_volume"]
 
 
-def predict_volume(model: Any, image: np.ndarray, *, batch_size: int = 16) -> np.ndarray:
+def predict_volume(
+    model: Any,
+    image: np.ndarray,
+    *,
+    batch_size: int = 16,
+    normaliser: Normaliser | None = None,
+) -> np.ndarray:
     """Lesion probabilities of one scan, slice by slice.
 
     Parameters
@@ -25,9 +31,12 @@ def predict_volume(model: Any, image: np.ndarray, *, batch_size: int = 16) -> np
         Maps z-scored axial slices ``(batch, X, Y, C)`` to probabilities ``(batch, X, Y, 1)``.
     image : ndarray of shape (X, Y, Z, C)
         Raw intensities in RAS orientation, channels in the model's modality order. Each channel
-        is z-scored over its non-zero voxels first, as in training.
+        is normalised by ``normaliser`` first, as in training.
     batch_size : int, optional
         Slices per model call (memory, not results, depends on it).
+    normaliser : Normaliser, optional
+        The run's intensity normalisation
+        (:func:`mssoft.files.normalisation.run_normaliser`); default z-score over the brain.
 
     Returns
     -------
@@ -46,7 +55,7 @@ def predict_volume(model: Any, image: np.ndarray, *, batch_size: int = 16) -> np
         raise ValueError(
             f"Invalid value for `batch_size`. Expected an integer >= 1. Received: {batch_size}"
         )
-    slices = to_axial_slices(zscore_brain(image))  # (Z, X, Y, C)
+    slices = to_axial_slices((normaliser or Normaliser()).apply(image))  # (Z, X, Y, C)
     n_slices, nx, ny = slices.shape[:3]
     prob = np.empty((n_slices, nx, ny), dtype=np.float32)
     for start in range(0, n_slices, int(batch_size)):

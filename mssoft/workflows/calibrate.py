@@ -34,6 +34,7 @@ from mssoft.errors import ConfigError, DataError
 from mssoft.files.atomic import write_json
 from mssoft.files.folders import package_versions
 from mssoft.files.layout import CALIBRATION_NAME
+from mssoft.files.normalisation import run_normaliser
 from mssoft.files.run_folder import RunInfo, check_modalities, read_run
 from mssoft.files.scans import Scan, check_scan, discover_scans, load_scan, select_scans
 from mssoft.nn.inference import predict_volume
@@ -178,6 +179,7 @@ def calibrate_run(
         raise ConfigError(f"{path} already exists; pass --overwrite to replace it")
     selected, scan_source = _calibration_scans(info, data, scans, rater)
     check_modalities(selected, info)
+    normaliser = run_normaliser(run, info.record.get("config", {}), info.modalities)
     for scan in selected:
         check_scan(scan, modalities=info.modalities, rater=rater)
     from mssoft.nn.model_files import load_run_model  # imports TensorFlow
@@ -187,7 +189,7 @@ def calibrate_run(
     for scan in progress(selected, "calibrate"):
         loaded = load_scan(scan, modalities=info.modalities, rater=rater)
         assert loaded.mask is not None  # load_scan(rater=...) always reads the mask
-        prob = predict_volume(model, loaded.image, batch_size=batch_size)
+        prob = predict_volume(model, loaded.image, batch_size=batch_size, normaliser=normaliser)
         curves.append(
             dice_curves(prob, loaded.mask, grid, min_sizes=min_sizes, connectivity=connectivity)
         )

@@ -33,7 +33,7 @@ import contextlib
 import json
 import logging
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,10 +42,12 @@ import tensorflow as tf
 
 import mssoft.nn.losses  # noqa: F401  (registers the loss and metric for load_model)
 import mssoft.nn.unet  # noqa: F401  (registers the custom layers for load_model)
+from mssoft.arrays.intensity import Normaliser
 from mssoft.arrays.slices import SliceSet, Split, split_slices
 from mssoft.errors import ConfigError
 from mssoft.files.atomic import atomic_path, write_json
 from mssoft.files.folders import prepare_output_folder, write_config
+from mssoft.files.normalisation import normalise_record, write_landmarks
 from mssoft.files.layout import BACKUP_DIR, CONFIG_NAME, HISTORY_NAME, MODEL_NAME, SPLIT_NAME
 from mssoft.files.scans import Scan, discover_scans, resolve_modalities
 from mssoft.nn.callbacks import FitResult, completed_epochs, read_history, run_callbacks
@@ -58,10 +60,12 @@ from mssoft.nn.distribute import (
 )
 from mssoft.nn.losses import BinarisedDice, SoftDiceLoss
 from mssoft.nn.multiworker_loop import train_loop
+from mssoft.nn.strong_augment import STRONG_RANGES
 from mssoft.nn.unet import build_unet
 from mssoft.workflows.settings import TrainConfig
 from mssoft.workflows.training_data import (
     MaskSource,
+    learn_normaliser,
     load_slices,
     resolve_mask_source,
     training_scans,
@@ -95,6 +99,7 @@ class TrainingData:
     modalities: tuple[str, ...]
     slices: SliceSet
     split: Split
+    normaliser: Normaliser = field(default_factory=Normaliser)
 
     @property
     def monitor(self) -> str:
@@ -135,7 +140,8 @@ def prepare_data(
     """
     scans, source = inputs if inputs is not None else resolve_inputs(config)
     modalities = resolve_modalities(scans, config.modalities)
-    slices = load_slices(scans, modalities=modalities, source=source)
+    normaliser = learn_normaliser(scans, modalities=modalities, method=config.normalise)
+    slices = load_slices(scans, modalities=modalities, source=source, normaliser=normaliser)
     split = split_slices(
         slices, val_fraction=config.val_fraction, by=config.split, seed=config.seed
     )
@@ -145,7 +151,7 @@ def prepare_data(
         len(split.val),
         split.by,
     )
-    return TrainingData(scans, source, modalities, slices, split)
+    return TrainingData(scans, source, modalities, slices, split, normaliser)
 
 
 def build_model(config: TrainConfig, channels: int) -> keras.Model:
@@ -171,6 +177,7 @@ def make_datasets(config: TrainConfig, data: TrainingData) -> tuple[Any, Any]:
         training=True,
         seed=config.seed,
         max_degrees=config.rotation_degrees,
+        strong=config.augment == "strong",
     )
     if not len(data.split.val):
         return train, None
@@ -206,6 +213,12 @@ def resolved_config(config: TrainConfig, data: TrainingData, dtype_policy: str) 
         "slice_shape": list(data.slices.slice_shape),
         "lesion_free_slices": "excluded (no voxel of the rater's binary mask)",
         "monitor": data.monitor,
+        "augment": {
+            "name": config.augment,
+            "rotation_degrees": config.rotation_degrees,
+            "strong": STRONG_RANGES.record() if config.augment == "strong" else None,
+        },
+        "normalise": normalise_record(data.normaliser),
         **{k: v for k, v in record.items() if k != "slices"},
     }
 
@@ -311,6 +324,8 @@ def fit(config: TrainConfig, *, callbacks: Sequence[keras.callbacks.Callback] = 
         if role.is_chief:
             write_config(out, "fit", record, **extra)
             write_json(data.split.record(data.slices)["slices"], out / SPLIT_NAME)
+            if data.normaliser.landmarks is not None:
+                write_landmarks(out, data.modalities, data.normaliser.landmarks)
 
         train, val = make_datasets(config, data)
         if is_multi_worker(strategy):  # Keras fit fails under MultiWorkerMirroredStrategy

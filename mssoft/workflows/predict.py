@@ -21,11 +21,13 @@ from typing import Any
 
 import numpy as np
 
+from mssoft.arrays.intensity import Normaliser
 from mssoft.arrays.lesions import label_lesions
 from mssoft.arrays.postprocess import Binarisation, bounding_box
 from mssoft.files.folders import prepare_output_folder, write_config
 from mssoft.files.layout import prob_path, seg_path
 from mssoft.files.nifti import VolumeMeta, write_volume
+from mssoft.files.normalisation import run_normaliser
 from mssoft.files.run_folder import check_modalities, read_run, resolve_binarisation
 from mssoft.files.scans import Scan, check_scan, discover_scans, load_scan, select_scans
 from mssoft.nn.inference import predict_volume
@@ -42,9 +44,16 @@ logger = logging.getLogger(__name__)
 
 
 def predict_scan(
-    model: Any, scan: Scan, modalities: Sequence[str], *, batch_size: int = 16
+    model: Any,
+    scan: Scan,
+    modalities: Sequence[str],
+    *,
+    batch_size: int = 16,
+    normaliser: Normaliser | None = None,
 ) -> tuple[np.ndarray, VolumeMeta]:
     """Read a scan's images and predict its lesion probabilities.
+
+    ``normaliser`` is the run's intensity normalisation (default z-score).
 
     Returns
     -------
@@ -54,7 +63,8 @@ def predict_scan(
         The FLAIR image's grid (write outputs back with it).
     """
     loaded = load_scan(scan, modalities=modalities)
-    return predict_volume(model, loaded.image, batch_size=batch_size), loaded.meta
+    prob = predict_volume(model, loaded.image, batch_size=batch_size, normaliser=normaliser)
+    return prob, loaded.meta
 
 
 @dataclass(frozen=True)
@@ -144,6 +154,7 @@ def predict_folder(
     binarisation, source = resolve_binarisation(run, threshold=threshold, min_size=min_size)
     selected = select_scans(discover_scans(data), scans, source=str(data))
     check_modalities(selected, info)
+    normaliser = run_normaliser(run, info.record.get("config", {}), info.modalities)
     metas = {scan.scan_id: check_scan(scan, modalities=info.modalities) for scan in selected}
     run_files = [p for p in Path(run).iterdir() if p.is_file()]
     inputs = [p for scan in selected for p in scan.files()] + run_files
@@ -161,6 +172,7 @@ def predict_folder(
             "data": str(Path(data).resolve()),
             "modalities": list(info.modalities),
             "batch_size": int(batch_size),
+            "normalise": normaliser.method,
             **binarisation.to_dict(),
             "threshold_source": source,
         },
@@ -174,7 +186,9 @@ def predict_folder(
     )
     results = []
     for scan in progress(selected, "predict"):
-        prob, meta = predict_scan(model, scan, info.modalities, batch_size=batch_size)
+        prob, meta = predict_scan(
+            model, scan, info.modalities, batch_size=batch_size, normaliser=normaliser
+        )
         seg = binarisation.apply(prob)
         write_volume(prob, meta, prob_path(out, scan.scan_id), dtype=np.float32)
         write_volume(seg.astype(np.uint8), meta, seg_path(out, scan.scan_id), dtype=np.uint8)
