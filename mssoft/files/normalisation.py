@@ -1,8 +1,8 @@
 """A run's intensity normalisation on disk: the landmarks file and reading it back.
 
 ``mssoft fit`` records the method in the run's ``config.json`` (``config.normalise``: method,
-parameters and, for ``histogram``, the landmarks file name :data:`~mssoft.files.layout.LANDMARKS_NAME`)
-and writes the learned landmarks next to the model. :func:`run_normaliser` rebuilds the same
+parameters and, for ``histogram``, the landmarks file name
+:data:`~mssoft.files.layout.LANDMARKS_NAME`) and writes the learned landmarks next to the model. :func:`run_normaliser` rebuilds the same
 :class:`~mssoft.arrays.intensity.Normaliser` for ``calibrate``, ``predict`` and any other reader
 of the run; a run without the entry (older runs) used ``zscore``.
 """
@@ -54,7 +54,9 @@ def write_landmarks(run: str | Path, modalities: Sequence[str], landmarks: np.nd
             "method": "nyul-udupa histogram standardisation",
             "percentiles": list(LANDMARK_PERCENTILES),
             "standard_scale": list(STANDARD_SCALE),
-            "landmarks": {m: [float(v) for v in row] for m, row in zip(modalities, landmarks)},
+            "landmarks": {
+                m: [float(v) for v in row] for m, row in zip(modalities, landmarks, strict=True)
+            },
         },
         path,
     )

@@ -1,4 +1,4 @@
-"""``--augment strong``: intensity and spatial augmentation of whole training batches in ``tf.data``.
+"""``--augment strong``: intensity and spatial augmentation of training batches in ``tf.data``.
 
 On top of the paper's rotation (:mod:`mssoft.nn.augment`), each slice of a batch draws its own
 parameters (:func:`sample_strong`, from a stateless seed: the same seed gives the same batch) from

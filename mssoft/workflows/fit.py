@@ -47,8 +47,8 @@ from mssoft.arrays.slices import SliceSet, Split, split_slices
 from mssoft.errors import ConfigError
 from mssoft.files.atomic import atomic_path, write_json
 from mssoft.files.folders import prepare_output_folder, write_config
-from mssoft.files.normalisation import normalise_record, write_landmarks
 from mssoft.files.layout import BACKUP_DIR, CONFIG_NAME, HISTORY_NAME, MODEL_NAME, SPLIT_NAME
+from mssoft.files.normalisation import normalise_record, write_landmarks
 from mssoft.files.scans import Scan, discover_scans, resolve_modalities
 from mssoft.nn.callbacks import FitResult, completed_epochs, read_history, run_callbacks
 from mssoft.nn.dataset import make_dataset
