@@ -38,6 +38,7 @@ from mssoft.experiments.demo.run import (
     prepare_demo_folder,
 )
 from mssoft.experiments.demo.types import CrossSiteConfig, CrossSiteResult, SiteScore
+from mssoft.errors import DataError
 from mssoft.files.atomic import atomic_path
 from mssoft.files.folders import write_config
 from mssoft.files.scans import discover_scans
@@ -140,26 +141,9 @@ reading a difference.
 """
 
 
-def run_cross_site(config: CrossSiteConfig, *, progress: Progress = no_progress) -> CrossSiteResult:
-    """Run the cross-site demo and write its folder (see the module docstring).
-
-    Raises
-    ------
-    ConfigError
-        ``config.out`` is a file, a non-empty folder that is not a demo output, or an earlier demo
-        without ``overwrite``.
-    """
-    start = time.perf_counter()
-    out = prepare_demo_folder(config.out, overwrite=config.overwrite)
-    record = {**config.to_dict(), "cross_site": True}
-    write_config(out, "demo", record, status="running")
-    root = out / DATA_DIR
+def _generate(root: Path, config: CrossSiteConfig) -> None:
+    """Write the training site's patients, then the test site's (numbered after them)."""
     n_train_site = config.patients + config.heldout
-    train_patients = [_patient(p) for p in range(1, config.patients + 1)]
-    sites = {
-        config.train_site: [_patient(p) for p in range(config.patients + 1, n_train_site + 1)],
-    }
-    roles = {config.train_site: "within-site"}
     logger.info("generating site %s (%d patients)", config.train_site, n_train_site)
     write_site_dataset(
         root,
@@ -180,11 +164,55 @@ def run_cross_site(config: CrossSiteConfig, *, progress: Progress = no_progress)
             seed=config.seed + _TEST_SEED_OFFSET,
             first_patient=n_train_site + 1,
         )
+
+
+def run_cross_site(
+    config: CrossSiteConfig, *, progress: Progress = no_progress, data: Path | None = None
+) -> CrossSiteResult:
+    """Run the cross-site demo and write its folder (see the module docstring).
+
+    Parameters
+    ----------
+    config : CrossSiteConfig
+    progress : callable, optional
+        ``progress(items, label)`` around each step's iteration over scans.
+    data : Path, optional
+        The ``data`` folder of an earlier cross-site run with the same sites, patients, shape and
+        seed: used as it is instead of generating the data again (a sweep over training options
+        shares one data set per seed).
+
+    Raises
+    ------
+    ConfigError
+        ``config.out`` is a file, a non-empty folder that is not a demo output, or an earlier demo
+        without ``overwrite``.
+    DataError
+        ``data`` lacks a patient the settings need.
+    """
+    start = time.perf_counter()
+    out = prepare_demo_folder(config.out, overwrite=config.overwrite)
+    record = {**config.to_dict(), "cross_site": True}
+    write_config(out, "demo", record, status="running")
+    root = out / DATA_DIR if data is None else Path(data)
+    n_train_site = config.patients + config.heldout
+    train_patients = [_patient(p) for p in range(1, config.patients + 1)]
+    sites = {
+        config.train_site: [_patient(p) for p in range(config.patients + 1, n_train_site + 1)],
+    }
+    roles = {config.train_site: "within-site"}
+    if data is None:
+        _generate(root, config)
+    if config.test_site != config.train_site:
         sites[config.test_site] = [
             _patient(p) for p in range(n_train_site + 1, n_train_site + config.heldout + 1)
         ]
         roles[config.test_site] = "cross-site"
     scans = discover_scans(root)
+    missing = sorted(
+        {*train_patients, *(p for v in sites.values() for p in v)} - {s.patient_id for s in scans}
+    )
+    if missing:
+        raise DataError(f"{root}: patient(s) {', '.join(missing)} not found")
     train_scans = [s.scan_id for s in scans if s.patient_id in set(train_patients)]
     heldout = {p for patients in sites.values() for p in patients}
     predict_scans = [s.scan_id for s in scans if s.patient_id in heldout]
