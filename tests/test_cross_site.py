@@ -51,9 +51,12 @@ def test_site_contrast_and_thickness_reach_the_images():
         Site("bad", contrast={"flair": 1.0})
 
 
-def test_cross_site_config_checks_the_sites():
+def test_cross_site_demo_checks_the_sites_before_writing(tmp_path):
+    from mssoft.experiments.demo.cross_site import run_cross_site
+
     with pytest.raises(ConfigError, match="test_site"):
-        CrossSiteConfig(test_site="Z")
+        run_cross_site(CrossSiteConfig(out=tmp_path / "x", test_site="Z"))
+    assert not (tmp_path / "x").exists()
     assert CrossSiteConfig().to_dict()["augment"] == "paper"
 
 

@@ -33,8 +33,8 @@ from mssoft.synthetic.contrast import MODALITIES, TISSUE_INTENSITY
 from mssoft.synthetic.lesion_model import Lesion
 from mssoft.synthetic.raters import DEFAULT_RATERS, RaterModel
 from mssoft.synthetic.scan import DEFAULT_SHAPE, SyntheticScan, make_patient, make_scan
-from mssoft.synthetic.sites import SITE_A, SITE_B, SITES, Site, write_site_dataset
-from mssoft.synthetic.writer import isbi_affine, write_isbi_dataset
+from mssoft.synthetic.sites import SITE_A, SITE_B, SITES, Site
+from mssoft.synthetic.writer import isbi_affine, write_isbi_dataset, write_site_dataset
 
 __all__ = [
     "Anatomy",

@@ -3,8 +3,8 @@
 A model trained at one centre meets, at another, other intensity units and contrasts (another
 field strength, other sequence parameters, other preprocessing), other noise and bias fields,
 other voxel sizes and slice thicknesses, and other patients' lesion loads. A :class:`Site` holds
-those parameters; :func:`write_site_dataset` writes a site's patients in the ISBI 2015 layout.
-Two presets (:data:`SITES`):
+those parameters; :func:`mssoft.synthetic.writer.write_site_dataset` writes a site's patients in
+the ISBI 2015 layout. Two presets (:data:`SITES`):
 
 ``A``
     3T-like, 1 mm isotropic, the phantom's default contrasts and units, low noise and bias: the
@@ -21,15 +21,13 @@ The anatomy fills the grid, so a site with larger voxels gets a smaller grid for
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from mssoft.synthetic.contrast import MODALITIES, TISSUE_INTENSITY
-from mssoft.synthetic.writer import write_isbi_dataset
 
-__all__ = ["Site", "SITE_A", "SITE_B", "SITES", "write_site_dataset"]
+__all__ = ["Site", "SITE_A", "SITE_B", "SITES"]
 
 
 def _ones() -> dict[str, float]:
@@ -135,45 +133,3 @@ SITE_B = Site(
 )
 #: The preset sites by name.
 SITES: dict[str, Site] = {"A": SITE_A, "B": SITE_B}
-
-
-def write_site_dataset(
-    root: str | os.PathLike[str],
-    site: Site,
-    *,
-    shape_mm: Sequence[int],
-    n_patients: int,
-    timepoints: int = 2,
-    seed: int = 0,
-    first_patient: int = 1,
-    overwrite: bool = False,
-) -> list[str]:
-    """Write ``n_patients`` of ``site`` in the ISBI 2015 layout (:func:`write_isbi_dataset`).
-
-    Parameters
-    ----------
-    root : path-like
-    site : Site
-    shape_mm : sequence of 3 int
-        Field of view in mm; the grid is :meth:`Site.grid` of it.
-    n_patients, timepoints, seed, first_patient, overwrite
-        As in :func:`~mssoft.synthetic.write_isbi_dataset`. Give each site its own seed so that
-        the sites' patients differ.
-
-    Returns
-    -------
-    list of str
-        Scan ids written.
-    """
-    options = site.options()
-    return write_isbi_dataset(
-        root,
-        n_patients=n_patients,
-        timepoints=timepoints,
-        shape=site.grid(shape_mm),
-        seed=seed,
-        first_patient=first_patient,
-        spacing=options.pop("spacing"),
-        overwrite=overwrite,
-        **options,
-    )

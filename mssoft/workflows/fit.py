@@ -15,7 +15,8 @@ A resumed run continues from the weights and optimizer state of its last complet
 ``epochs`` (so a finished run can also be extended); the shuffling and augmentation sequence
 restarts from the seed, so it is not bit-identical to an uninterrupted run.
 
-The model's input is z-scored axial slices ``(batch, X, Y, C)`` in the channel order of
+The model's input is normalised axial slices ``(batch, X, Y, C)`` (``config.normalise``: z-scored
+by default; ``intensity_landmarks.json`` holds the histogram landmarks) in the channel order of
 ``config["config"]["modalities"]``; its output ``(batch, X, Y, 1)`` lesion probabilities.
 :func:`mssoft.nn.model_files.load_run_model` loads it in any process.
 
@@ -263,8 +264,14 @@ def _prepare_run_folder(
     return out, stored
 
 
+def _before_options(current: dict[str, Any]) -> dict[str, Any]:
+    """What a run recorded before ``augment``/``normalise`` existed had: ``paper``, ``zscore``."""
+    old = {"augment": ("name", "paper"), "normalise": ("method", "zscore")}
+    return {k: current[k] for k, (key, value) in old.items() if current[k].get(key) == value}
+
+
 def _check_resumable(stored: dict[str, Any], current: dict[str, Any], out: Path) -> None:
-    before = stored.get("config", {})
+    before = {**_before_options(current), **stored.get("config", {})}
     changed = [k for k in current if k not in _RESUMABLE_CHANGES and before.get(k) != current[k]]
     if changed:
         detail = "; ".join(f"{k}: {before.get(k)!r} -> {current[k]!r}" for k in changed[:4])

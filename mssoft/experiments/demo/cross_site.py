@@ -28,7 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mssoft.experiments.demo.run import (
+from mssoft.errors import ConfigError, DataError
+from mssoft.experiments.demo.folder import (
     DATA_DIR,
     EVAL_DIR,
     PRED_DIR,
@@ -38,11 +39,11 @@ from mssoft.experiments.demo.run import (
     prepare_demo_folder,
 )
 from mssoft.experiments.demo.types import CrossSiteConfig, CrossSiteResult, SiteScore
-from mssoft.errors import DataError
 from mssoft.files.atomic import atomic_path
 from mssoft.files.folders import write_config
 from mssoft.files.scans import discover_scans
-from mssoft.synthetic.sites import SITES, write_site_dataset
+from mssoft.synthetic.sites import SITES
+from mssoft.synthetic.writer import write_site_dataset
 from mssoft.workflows.evaluate import PRED_SOURCE, Evaluation
 from mssoft.workflows.pipeline import run_pipeline
 from mssoft.workflows.progress import Progress, no_progress
@@ -190,6 +191,12 @@ def run_cross_site(
         ``data`` lacks a patient the settings need.
     """
     start = time.perf_counter()
+    for label in ("train_site", "test_site"):
+        if getattr(config, label) not in SITES:
+            raise ConfigError(
+                f"Invalid value for `{label}`. Expected one of {', '.join(SITES)}. "
+                f"Received: {getattr(config, label)!r}"
+            )
     out = prepare_demo_folder(config.out, overwrite=config.overwrite)
     record = {**config.to_dict(), "cross_site": True}
     write_config(out, "demo", record, status="running")
