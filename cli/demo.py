@@ -7,8 +7,8 @@ from typing import Any
 
 import click
 
-from mssoft.experiments.demo.report import comparison_text, verdict
 from mssoft.experiments.demo.cross_site import cross_site_text, run_cross_site
+from mssoft.experiments.demo.report import comparison_text, verdict
 from mssoft.experiments.demo.run import run_demo
 from mssoft.experiments.demo.types import (
     DEMO_TRAINING,

@@ -2,9 +2,10 @@
 
 ``mssoft fit`` records the method in the run's ``config.json`` (``config.normalise``: method,
 parameters and, for ``histogram``, the landmarks file name
-:data:`~mssoft.files.layout.LANDMARKS_NAME`) and writes the learned landmarks next to the model. :func:`run_normaliser` rebuilds the same
-:class:`~mssoft.arrays.intensity.Normaliser` for ``calibrate``, ``predict`` and any other reader
-of the run; a run without the entry (older runs) used ``zscore``.
+:data:`~mssoft.files.layout.LANDMARKS_NAME`) and writes the learned landmarks next to the
+model. :func:`run_normaliser` rebuilds the same :class:`~mssoft.arrays.intensity.Normaliser` for
+``calibrate``, ``predict`` and any other reader of the run; a run without the entry (older runs)
+used ``zscore``.
 """
 
 from __future__ import annotations
