@@ -138,6 +138,20 @@ _TRAINING_OPTIONS: dict[str, tuple[str, Any, str]] = {
         None,
         "Compute in bfloat16 on CPU / float16 on GPU (the output layer stays float32).",
     ),
+    "augment": (
+        "--augment",
+        click.Choice(["paper", "strong"]),
+        "paper = the random rotation alone; strong = also per-slice intensity scale/shift, "
+        "gamma, noise, blur, bias field, scaling, left-right flips and elastic deformation "
+        "(ranges in the README and the run's config.json).",
+    ),
+    "normalise": (
+        "--normalise",
+        click.Choice(["zscore", "percentile", "histogram"]),
+        "Intensity normalisation: zscore over the brain; percentile = clip to brain "
+        "percentiles 0.5-99.5 first; histogram = Nyul-Udupa standardisation with landmarks "
+        "learned on the training scans (stored in the run, used by calibrate and predict).",
+    ),
 }
 
 

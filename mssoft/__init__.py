@@ -24,6 +24,7 @@ _LAZY = {
     "postprocess": "mssoft.arrays.postprocess",
     "scan_metrics": "mssoft.arrays.metrics",
     "zscore_brain": "mssoft.arrays.intensity",
+    "Normaliser": "mssoft.arrays.intensity",
     "SliceSet": "mssoft.arrays.slices",
     "split_slices": "mssoft.arrays.slices",
     "pad_slices": "mssoft.arrays.slices",
@@ -41,6 +42,7 @@ _LAZY = {
     "make_dataset": "mssoft.nn.dataset",
     "load_run_model": "mssoft.nn.model_files",
     "predict_volume": "mssoft.nn.inference",
+    "run_normaliser": "mssoft.files.normalisation",
     # workflows
     "MaskConfig": "mssoft.workflows.settings",
     "TrainingSettings": "mssoft.workflows.settings",

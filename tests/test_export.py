@@ -95,7 +95,7 @@ def test_export_writes_the_saved_model_and_its_description(trained, exported):
     calibration = json.loads((run_dir / "calibration.json").read_text())
     assert info["format"] == "mssoft-export" and info["saved_model"] == "1"
     assert info["modalities"] == ["flair", "t2"]
-    assert info["normalisation"]["method"] == "zscore_brain"
+    assert info["normalisation"]["method"] == "zscore"
     assert info["input_multiple"] == 4
     b = info["binarisation"]
     assert (b["threshold"], b["min_size"], b["connectivity"], b["source"]) == (

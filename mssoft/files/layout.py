@@ -9,7 +9,8 @@ Output folders
     ``config.json``, ``<scan>_softmask.nii.gz``
 ``mssoft fit`` (a *run folder*)
     ``config.json``, ``split.json``, ``model.keras``, ``history.csv``, ``backup/``, ``logs/``;
-    ``mssoft calibrate`` adds ``calibration.json``
+    ``intensity_landmarks.json`` with ``--normalise histogram``; ``mssoft calibrate`` adds
+    ``calibration.json``
 ``mssoft export`` (an *export folder*)
     ``config.json``, ``mssoft.json`` (everything a user of the model needs, written last),
     ``1/`` (the TensorFlow SavedModel, in TensorFlow Serving's version-folder layout), and
@@ -49,6 +50,7 @@ __all__ = [
     "CALIBRATION_NAME",
     "EXPORT_INFO_NAME",
     "SAVED_MODEL_DIR",
+    "LANDMARKS_NAME",
     "SOFTMASK_SUFFIX",
     "PROB_SUFFIX",
     "SEG_SUFFIX",
@@ -83,6 +85,8 @@ LOGS_DIR = "logs"
 KERAS_BACKUP_MARKERS = ("training_metadata.json", "training_metadata.json.bkp")
 #: Written into the run folder by mssoft calibrate.
 CALIBRATION_NAME = "calibration.json"
+#: Histogram-standardisation landmarks learned on the training scans (``--normalise histogram``).
+LANDMARKS_NAME = "intensity_landmarks.json"
 
 # --- export folder (mssoft export) -------------------------------------------------------------
 #: The description of an exported model; its presence marks a folder as a finished export.

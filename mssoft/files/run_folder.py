@@ -44,7 +44,7 @@ __all__ = [
     "resolve_binarisation",
     "EXPORT_FORMAT",
     "EXPORT_FORMAT_VERSION",
-    "ZSCORE_BRAIN",
+    "NORMALISATION_TEXT",
     "is_export_folder",
     "read_export",
     "read_model_folder",
@@ -250,13 +250,21 @@ def check_modalities(scans: Sequence[Scan], run: RunInfo) -> None:
 EXPORT_FORMAT = "mssoft-export"
 EXPORT_FORMAT_VERSION = 1
 
-#: The normalisation of every mssoft model (:func:`mssoft.arrays.intensity.zscore_brain`).
-ZSCORE_BRAIN: dict[str, str] = {
-    "method": "zscore_brain",
-    "description": (
+#: How each ``--normalise`` method maps a scan's intensities (the model's input).
+NORMALISATION_TEXT: dict[str, str] = {
+    "zscore": (
         "per scan and per channel: x -> (x - mean) / std, mean and std over the channel's "
         "non-zero finite voxels of the whole 3D scan (std 1 if it is 0); voxels that are 0 or "
         "not finite become 0"
+    ),
+    "percentile": (
+        "per scan and per channel: brain (non-zero) intensities clipped to their "
+        "clip_percentiles, then z-scored as for zscore"
+    ),
+    "histogram": (
+        "per scan and per channel: Nyul-Udupa histogram standardisation: the brain's "
+        "intensities at landmark_percentiles are mapped piecewise linearly onto the channel's "
+        "standard landmarks (landmarks_file, learned on the training scans), then z-scored"
     ),
 }
 
@@ -264,14 +272,14 @@ ZSCORE_BRAIN: dict[str, str] = {
 def normalisation_of(info: RunInfo) -> dict[str, Any]:
     """How the run's model expects its input intensities normalised.
 
-    The run's ``config["normalisation"]`` (a method name or a ``{"method": ...}`` record) when it
-    records one, else :data:`ZSCORE_BRAIN`, the only normalisation of runs that record none.
+    The run's ``config["normalise"]`` record (method, parameters, landmarks file; written by
+    ``mssoft fit``) with a description; runs that record none used ``zscore``.
     """
     config = info.record.get("config") if isinstance(info.record.get("config"), dict) else {}
-    value = config.get("normalisation")
-    if value is None or value == ZSCORE_BRAIN["method"]:
-        return dict(ZSCORE_BRAIN)
-    return {"method": value} if isinstance(value, str) else dict(value)
+    value = config.get("normalise") or {"method": "zscore"}
+    record = {"method": value} if isinstance(value, str) else dict(value)
+    record.setdefault("description", NORMALISATION_TEXT.get(str(record.get("method")), ""))
+    return record
 
 
 def input_multiple_of(info: RunInfo) -> int:
@@ -327,10 +335,10 @@ def read_export(folder: str | Path) -> RunInfo:
     if not modalities or not all(isinstance(m, str) for m in modalities):
         raise DataError(f"{path}: no `modalities` list")
     method = (info.get("normalisation") or {}).get("method")
-    if method != ZSCORE_BRAIN["method"]:
+    if method not in NORMALISATION_TEXT:
         raise DataError(
             f"{path}: normalisation {method!r} is not one this mssoft applies "
-            f"(expected {ZSCORE_BRAIN['method']!r})"
+            f"(expected one of {', '.join(NORMALISATION_TEXT)})"
         )
     training = info.get("training") if isinstance(info.get("training"), dict) else {}
     run_record = info.get("run_config") if isinstance(info.get("run_config"), dict) else {}

@@ -20,6 +20,7 @@ import tensorflow as tf
 from mssoft.arrays.slices import SliceSet
 from mssoft.errors import ConfigError
 from mssoft.nn.augment import rotate_pair, sample_angles
+from mssoft.nn.strong_augment import strong_augment_pair
 
 __all__ = ["make_dataset"]
 
@@ -33,6 +34,7 @@ def make_dataset(
     seed: int = 0,
     max_degrees: float = 5.0,
     multiple: int = 1,
+    strong: bool = False,
 ) -> tf.data.Dataset:
     """A ``tf.data`` pipeline of ``(images, targets)`` batches.
 
@@ -56,6 +58,9 @@ def make_dataset(
     multiple : int
         Zero-pad images and targets at the end of X and Y to multiples of it (after the
         rotation), e.g. :func:`mssoft.nn.unet.input_multiple` ``(depth)``; 1 pads nothing.
+    strong : bool
+        In training, also apply :func:`mssoft.nn.strong_augment.strong_augment_pair` after the
+        rotation (``--augment strong``).
 
     Returns
     -------
@@ -102,14 +107,21 @@ def make_dataset(
     def pad(images: tf.Tensor, targets: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         return tf.pad(images, padding), tf.pad(targets, padding)
 
+    def load_and_augment(index: tf.Tensor, draw: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        images, targets = load_and_rotate(index, draw) if max_degrees > 0 else load(index)
+        strong_seed = tf.stack([draw, tf.constant(seed, tf.int64) + 1])  # not the angles' seed
+        return strong_augment_pair(images, targets, strong_seed)
+
     dataset = tf.data.Dataset.range(len(positions))
     if training:
         dataset = dataset.shuffle(max(len(positions), 1), seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size)
-    if training and max_degrees > 0:
+    if training and (max_degrees > 0 or strong):
         draws = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
         dataset = tf.data.Dataset.zip(dataset, draws).map(
-            load_and_rotate, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+            load_and_augment if strong else load_and_rotate,
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
         )
     else:
         dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from mssoft.arrays.intensity import zscore_brain
+from mssoft.arrays.intensity import Normaliser
 from mssoft.arrays.resample import resample_volume, resampled_shape
 from mssoft.arrays.slices import from_axial_slices, pad_slices, to_axial_slices
 
@@ -38,7 +38,12 @@ def model_input_multiple(model: Any) -> int:
 
 
 def predict_volume(
-    model: Any, image: np.ndarray, *, batch_size: int = 16, multiple: int | None = None
+    model: Any,
+    image: np.ndarray,
+    *,
+    batch_size: int = 16,
+    multiple: int | None = None,
+    normaliser: Normaliser | None = None,
 ) -> np.ndarray:
     """Lesion probabilities of one scan, slice by slice.
 
@@ -49,13 +54,16 @@ def predict_volume(
         ``X'`` and ``Y'`` multiples of ``multiple``.
     image : ndarray of shape (X, Y, Z, C)
         Raw intensities in RAS orientation, channels in the model's modality order. Each channel
-        is z-scored over its non-zero voxels first, as in training.
+        is normalised by ``normaliser`` first, as in training.
     batch_size : int, optional
         Slices per model call (memory, not results, depends on it).
     multiple : int, optional
         Slices are zero-padded at the end of X and Y to multiples of it and the probabilities
         cropped back (the run records it as ``input_multiple``); default
         :func:`model_input_multiple`.
+    normaliser : Normaliser, optional
+        The run's intensity normalisation
+        (:func:`mssoft.files.normalisation.run_normaliser`); default z-score over the brain.
 
     Returns
     -------
@@ -75,7 +83,7 @@ def predict_volume(
             f"Invalid value for `batch_size`. Expected an integer >= 1. Received: {batch_size}"
         )
     multiple = model_input_multiple(model) if multiple is None else int(multiple)
-    slices = to_axial_slices(zscore_brain(image))  # (Z, X, Y, C)
+    slices = to_axial_slices((normaliser or Normaliser()).apply(image))  # (Z, X, Y, C)
     n_slices, nx, ny = slices.shape[:3]
     prob = np.empty((n_slices, nx, ny), dtype=np.float32)
     for start in range(0, n_slices, int(batch_size)):
@@ -99,6 +107,7 @@ def predict_volume_resampled(
     *,
     batch_size: int = 16,
     multiple: int | None = None,
+    normaliser: Normaliser | None = None,
 ) -> np.ndarray:
     """Lesion probabilities of a scan predicted at another voxel size, on the scan's own grid.
 
@@ -117,7 +126,7 @@ def predict_volume_resampled(
         Voxel size the model was trained on (mm, RAS axes).
     batch_size : int, optional
         Slices per model call.
-    multiple : int, optional
+    multiple, normaliser : optional
         As for :func:`predict_volume`.
 
     Returns
@@ -128,6 +137,10 @@ def predict_volume_resampled(
     image = np.asarray(image)
     shape = resampled_shape(image.shape[:3], spacing_mm, target_mm)
     prob = predict_volume(
-        model, resample_volume(image, shape), batch_size=batch_size, multiple=multiple
+        model,
+        resample_volume(image, shape),
+        batch_size=batch_size,
+        multiple=multiple,
+        normaliser=normaliser,
     )
     return np.clip(resample_volume(prob, image.shape[:3]), 0.0, 1.0)

@@ -9,7 +9,9 @@ nnU-Net v2 raw dataset, which it reads too.
 The phantom is procedural: see :mod:`mssoft.synthetic.anatomy` (tissues),
 :mod:`~mssoft.synthetic.lesion_model` (lesions and their evolution),
 :mod:`~mssoft.synthetic.contrast` (FLAIR/T1/T2/PD), :mod:`~mssoft.synthetic.raters` (rater masks)
-and :mod:`~mssoft.synthetic.writer` (files). A real template was considered and rejected: the
+and :mod:`~mssoft.synthetic.writer` (files); :mod:`~mssoft.synthetic.sites` gives scanner sites
+(contrast, intensity units, noise, bias field, voxel size, slice thickness, lesion load) and two
+presets that differ as two real scanners do. A real template was considered and rejected: the
 nilearn wheel does ship the MNI152 2009 T1, grey- and white-matter maps (no download at run
 time), but it brings eight more packages into this environment (pandas, scikit-learn, joblib,
 jinja2, ...) used nowhere else, it ships no CSF map and no T2/PD/FLAIR, and it would give every
@@ -32,7 +34,13 @@ from mssoft.synthetic.contrast import MODALITIES, TISSUE_INTENSITY
 from mssoft.synthetic.lesion_model import Lesion
 from mssoft.synthetic.raters import DEFAULT_RATERS, RaterModel
 from mssoft.synthetic.scan import DEFAULT_SHAPE, SyntheticScan, make_patient, make_scan
-from mssoft.synthetic.writer import isbi_affine, write_isbi_dataset, write_nnunet_dataset
+from mssoft.synthetic.sites import SITE_A, SITE_B, SITES, Site
+from mssoft.synthetic.writer import (
+    isbi_affine,
+    write_isbi_dataset,
+    write_nnunet_dataset,
+    write_site_dataset,
+)
 
 __all__ = [
     "Anatomy",
@@ -41,6 +49,10 @@ __all__ = [
     "Lesion",
     "MODALITIES",
     "RaterModel",
+    "SITES",
+    "SITE_A",
+    "SITE_B",
+    "Site",
     "SyntheticScan",
     "TISSUE_INTENSITY",
     "isbi_affine",
@@ -49,4 +61,5 @@ __all__ = [
     "make_scan",
     "write_isbi_dataset",
     "write_nnunet_dataset",
+    "write_site_dataset",
 ]

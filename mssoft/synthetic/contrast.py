@@ -46,6 +46,7 @@ def render_image(
     bias: float = 0.05,
     jitter: float = 0.02,
     intensities: Mapping[str, Mapping[str, float]] = TISSUE_INTENSITY,
+    slice_sigma: float = 0.0,
 ) -> np.ndarray:
     """One modality of one scan.
 
@@ -70,6 +71,9 @@ def render_image(
         Relative standard deviation of each tissue's intensity between scans.
     intensities : mapping, optional
         Typical intensity of each tissue and of lesions, per modality.
+    slice_sigma : float, optional
+        Through-plane (third axis) sigma in voxels of the slice profile when it is wider than the
+        point spread function's 0.5 voxel: thick slices average the tissue along that axis.
 
     Returns
     -------
@@ -93,7 +97,8 @@ def render_image(
     tissue = tissue * (1.0 + np.float32(0.015) * smooth_noise(shape, rng, 2.0))
     lesion = np.float32(level["wm"]) + lesion_contrast * np.float32(level["lesion"] - level["wm"])
     signal = (1.0 - truth) * tissue + truth * lesion
-    signal = ndimage.gaussian_filter(signal.astype(np.float32), 0.5, truncate=3.0)
+    sigma = (0.5, 0.5, max(0.5, float(slice_sigma)))
+    signal = ndimage.gaussian_filter(signal.astype(np.float32), sigma, truncate=3.0)
     if bias > 0:
         signal = signal * np.exp(
             np.float32(bias) * smooth_noise(shape, rng, 0.3 * float(np.mean(shape)))

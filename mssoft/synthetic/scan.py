@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mssoft.synthetic.anatomy import Anatomy, make_anatomy
-from mssoft.synthetic.contrast import modality_names, render_image
+from mssoft.synthetic.contrast import TISSUE_INTENSITY, modality_names, render_image
 from mssoft.synthetic.fields import Seed, smooth_noise, stream
 from mssoft.synthetic.lesion_model import (
     Lesion,
@@ -80,6 +80,8 @@ class _Patient:
         bias: float,
         modalities: Sequence[str] | None,
         raters: Mapping[int, RaterModel] | None,
+        intensities: Mapping[str, Mapping[str, float]] | None = None,
+        slice_thickness: float | None = None,
     ) -> None:
         if int(timepoints) != timepoints or timepoints < 1:
             raise ValueError(
@@ -94,6 +96,15 @@ class _Patient:
             raise ValueError(
                 f"Invalid noise or bias: expected >= 0. Received: noise={noise}, bias={bias}"
             )
+        thickness = self.spacing[2] if slice_thickness is None else float(slice_thickness)
+        if not thickness > 0:
+            raise ValueError(
+                "Invalid value for `slice_thickness`. Expected a number > 0. "
+                f"Received: {slice_thickness}"
+            )
+        # a Gaussian slice profile of FWHM `thickness` mm, in voxels of the third axis
+        self.slice_sigma = thickness / self.spacing[2] / 2.3548
+        self.intensities = TISSUE_INTENSITY if intensities is None else intensities
         self.seed = seed
         self.timepoints = int(timepoints)
         self.noise, self.bias = float(noise), float(bias)
@@ -125,7 +136,15 @@ class _Patient:
             rng = stream(self.seed, "contrast", t, index)
             factor = t1_contrast if name == "t1" else contrast
             images[name] = render_image(
-                name, anatomy, truth, factor, rng, noise=self.noise, bias=self.bias
+                name,
+                anatomy,
+                truth,
+                factor,
+                rng,
+                noise=self.noise,
+                bias=self.bias,
+                intensities=self.intensities,
+                slice_sigma=self.slice_sigma,
             )
         masks = {
             r: simulate_rater(truth, m, stream(self.seed, "rater", t, r))
@@ -162,6 +181,8 @@ def make_patient(
     bias: float = 0.05,
     modalities: Sequence[str] | None = None,
     raters: Mapping[int, RaterModel] | None = None,
+    intensities: Mapping[str, Mapping[str, float]] | None = None,
+    slice_thickness: float | None = None,
 ) -> Iterator[SyntheticScan]:
     """Generate the time points of one synthetic MS patient.
 
@@ -218,6 +239,8 @@ def make_patient(
         bias=bias,
         modalities=modalities,
         raters=raters,
+        intensities=intensities,
+        slice_thickness=slice_thickness,
     )
     return (patient.render(t) for t in range(patient.timepoints))
 
@@ -235,6 +258,8 @@ def make_scan(
     bias: float = 0.05,
     modalities: Sequence[str] | None = None,
     raters: Mapping[int, RaterModel] | None = None,
+    intensities: Mapping[str, Mapping[str, float]] | None = None,
+    slice_thickness: float | None = None,
 ) -> SyntheticScan:
     """Generate one synthetic scan in memory.
 
@@ -248,6 +273,7 @@ def make_scan(
         0-based time point of that patient: the result equals the ``timepoint``-th scan of
         :func:`make_patient` with the same seed and options.
     spacing, n_lesions, new_lesions, lesion_size, noise, bias, modalities, raters
+    intensities, slice_thickness
         As in :func:`make_patient`.
 
     Returns
@@ -277,5 +303,7 @@ def make_scan(
         bias=bias,
         modalities=modalities,
         raters=raters,
+        intensities=intensities,
+        slice_thickness=slice_thickness,
     )
     return patient.render(int(timepoint))

@@ -46,10 +46,12 @@ from mssoft.files.layout import SYNTHETIC_NAME
 from mssoft.files.nifti import grid_meta, write_volume
 from mssoft.synthetic.raters import DEFAULT_RATERS
 from mssoft.synthetic.scan import DEFAULT_SHAPE, SyntheticScan, make_patient, make_scan
+from mssoft.synthetic.sites import Site
 
 __all__ = [
     "write_isbi_dataset",
     "write_nnunet_dataset",
+    "write_site_dataset",
     "isbi_affine",
     "ISBI_FILE_NAMES",
     "NNUNET_CHANNEL_NAMES",
@@ -374,3 +376,45 @@ def write_nnunet_dataset(
         root / "dataset.json",
     )
     return written
+
+
+def write_site_dataset(
+    root: str | os.PathLike[str],
+    site: Site,
+    *,
+    shape_mm: Sequence[int],
+    n_patients: int,
+    timepoints: int = 2,
+    seed: int = 0,
+    first_patient: int = 1,
+    overwrite: bool = False,
+) -> list[str]:
+    """Write ``n_patients`` of ``site`` in the ISBI 2015 layout (:func:`write_isbi_dataset`).
+
+    Parameters
+    ----------
+    root : path-like
+    site : Site
+    shape_mm : sequence of 3 int
+        Field of view in mm; the grid is :meth:`Site.grid` of it.
+    n_patients, timepoints, seed, first_patient, overwrite
+        As in :func:`~mssoft.synthetic.write_isbi_dataset`. Give each site its own seed so that
+        the sites' patients differ.
+
+    Returns
+    -------
+    list of str
+        Scan ids written.
+    """
+    options = site.options()
+    return write_isbi_dataset(
+        root,
+        n_patients=n_patients,
+        timepoints=timepoints,
+        shape=site.grid(shape_mm),
+        seed=seed,
+        first_patient=first_patient,
+        spacing=options.pop("spacing"),
+        overwrite=overwrite,
+        **options,
+    )

@@ -35,6 +35,7 @@ from mssoft.files.atomic import write_json
 from mssoft.files.folders import check_not_in_use, package_versions
 from mssoft.files.geometry import geometry_record, run_geometry, voxel_size_warnings
 from mssoft.files.layout import CALIBRATION_NAME
+from mssoft.files.normalisation import run_normaliser
 from mssoft.files.run_folder import RunInfo, check_modalities, input_multiple_of, read_run
 from mssoft.files.scans import Scan, check_scan, discover_scans, load_scan, select_scans
 from mssoft.nn.inference import predict_volume, predict_volume_resampled
@@ -183,6 +184,7 @@ def calibrate_run(
         raise ConfigError(f"{path} already exists; pass --overwrite to replace it")
     selected, scan_source = _calibration_scans(info, data, scans, rater)
     check_modalities(selected, info)
+    normaliser = run_normaliser(run, info.record.get("config", {}), info.modalities)
     metas = {s.scan_id: check_scan(s, modalities=info.modalities, rater=rater) for s in selected}
     geometry = run_geometry(info.record, run)
     off = voxel_size_warnings(metas, geometry, resample=resample, run=run)
@@ -202,10 +204,15 @@ def calibrate_run(
                 geometry.voxel_size_mm,
                 batch_size=batch_size,
                 multiple=input_multiple_of(info),
+                normaliser=normaliser,
             )
         else:
             prob = predict_volume(
-                model, loaded.image, batch_size=batch_size, multiple=input_multiple_of(info)
+                model,
+                loaded.image,
+                batch_size=batch_size,
+                multiple=input_multiple_of(info),
+                normaliser=normaliser,
             )
         curves.append(
             dice_curves(prob, loaded.mask, grid, min_sizes=min_sizes, connectivity=connectivity)

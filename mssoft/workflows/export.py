@@ -28,8 +28,10 @@ from mssoft.files.folders import package_versions, prepare_output_folder, write_
 from mssoft.files.layout import (
     CALIBRATION_NAME,
     EXPORT_INFO_NAME,
+    LANDMARKS_NAME,
     SAVED_MODEL_DIR,
 )
+from mssoft.files.normalisation import read_landmarks
 from mssoft.files.run_folder import (
     EXPORT_FORMAT,
     EXPORT_FORMAT_VERSION,
@@ -74,6 +76,17 @@ class ExportReport:
     saved_model: Path
     binarisation: Binarisation
     calibrated: bool
+
+
+def _normalisation(info: RunInfo) -> dict[str, Any]:
+    """The run's normalisation record, with the histogram landmarks themselves when it has them."""
+    record = normalisation_of(info)
+    if record.get("method") == "histogram":
+        landmarks = read_landmarks(info.path / LANDMARKS_NAME, info.modalities)
+        record["landmarks"] = {
+            m: [float(v) for v in row] for m, row in zip(info.modalities, landmarks, strict=True)
+        }
+    return record
 
 
 def export_description(
@@ -125,7 +138,7 @@ def export_description(
             },
         },
         "modalities": list(info.modalities),
-        "normalisation": normalisation_of(info),
+        "normalisation": _normalisation(info),
         "slicing": _SLICING,
         "input_multiple": multiple,
         "padding": (
@@ -194,11 +207,15 @@ def export_run(run: str | Path, out: str | Path, *, overwrite: bool = False) -> 
     (out / EXPORT_INFO_NAME).unlink(missing_ok=True)  # until the new export is complete
     write_config(out, "export", {"run": str(Path(run).resolve())})
     saved_model = write_saved_model(model, out / SAVED_MODEL_DIR, multiple=input_multiple_of(info))
-    if calibrated is not None:
-        with atomic_path(out / CALIBRATION_NAME) as tmp:
-            shutil.copyfile(Path(run) / CALIBRATION_NAME, tmp)
-    else:
-        (out / CALIBRATION_NAME).unlink(missing_ok=True)
+    for name, present in (
+        (CALIBRATION_NAME, calibrated is not None),
+        (LANDMARKS_NAME, (Path(run) / LANDMARKS_NAME).is_file()),  # --normalise histogram
+    ):
+        if present:
+            with atomic_path(out / name) as tmp:
+                shutil.copyfile(Path(run) / name, tmp)
+        else:
+            (out / name).unlink(missing_ok=True)
     description = export_description(
         info, binarisation, calibrated=calibrated is not None, channels=int(model.input_shape[-1])
     )

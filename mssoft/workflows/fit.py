@@ -15,7 +15,8 @@ A resumed run continues from the weights and optimizer state of its last complet
 ``epochs`` (so a finished run can also be extended); the shuffling and augmentation sequence
 restarts from the seed, so it is not bit-identical to an uninterrupted run.
 
-The model's input is z-scored axial slices ``(batch, X, Y, C)`` in the channel order of
+The model's input is normalised axial slices ``(batch, X, Y, C)`` (``config.normalise``: z-scored
+by default; ``intensity_landmarks.json`` holds the histogram landmarks) in the channel order of
 ``config["config"]["modalities"]``, ``X`` and ``Y`` multiples of
 ``config["config"]["input_multiple"]`` (``2 ** depth``; the training batches are zero-padded to
 it); its output ``(batch, X, Y, 1)`` lesion probabilities. It holds built-in Keras layers only:
@@ -36,7 +37,7 @@ import contextlib
 import json
 import logging
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,7 @@ import keras
 import tensorflow as tf
 
 import mssoft.nn.losses  # noqa: F401  (registers the loss and metric for load_model)
+from mssoft.arrays.intensity import Normaliser
 from mssoft.arrays.slices import SliceSet, Split, split_slices
 from mssoft.errors import ConfigError
 from mssoft.files.atomic import atomic_path, write_json
@@ -55,6 +57,7 @@ from mssoft.files.folders import (
 )
 from mssoft.files.geometry import training_geometry
 from mssoft.files.layout import BACKUP_DIR, CONFIG_NAME, HISTORY_NAME, MODEL_NAME, SPLIT_NAME
+from mssoft.files.normalisation import normalise_record, write_landmarks
 from mssoft.files.scans import Scan, discover_scans, resolve_modalities
 from mssoft.nn.callbacks import FitResult, completed_epochs, read_history, run_callbacks
 from mssoft.nn.dataset import make_dataset
@@ -66,10 +69,12 @@ from mssoft.nn.distribute import (
 )
 from mssoft.nn.losses import BinarisedDice, SoftDiceLoss
 from mssoft.nn.multiworker_loop import train_loop
+from mssoft.nn.strong_augment import STRONG_RANGES
 from mssoft.nn.unet import build_unet, input_multiple
 from mssoft.workflows.settings import TrainConfig
 from mssoft.workflows.training_data import (
     MaskSource,
+    learn_normaliser,
     load_slices,
     resolve_mask_source,
     training_scans,
@@ -103,6 +108,7 @@ class TrainingData:
     modalities: tuple[str, ...]
     slices: SliceSet
     split: Split
+    normaliser: Normaliser = field(default_factory=Normaliser)
 
     @property
     def monitor(self) -> str:
@@ -143,7 +149,8 @@ def prepare_data(
     """
     scans, source = inputs if inputs is not None else resolve_inputs(config)
     modalities = resolve_modalities(scans, config.modalities)
-    slices = load_slices(scans, modalities=modalities, source=source)
+    normaliser = learn_normaliser(scans, modalities=modalities, method=config.normalise)
+    slices = load_slices(scans, modalities=modalities, source=source, normaliser=normaliser)
     split = split_slices(
         slices, val_fraction=config.val_fraction, by=config.split, seed=config.seed
     )
@@ -153,7 +160,7 @@ def prepare_data(
         len(split.val),
         split.by,
     )
-    return TrainingData(scans, source, modalities, slices, split)
+    return TrainingData(scans, source, modalities, slices, split, normaliser)
 
 
 def build_model(config: TrainConfig, channels: int) -> keras.Model:
@@ -181,6 +188,7 @@ def make_datasets(config: TrainConfig, data: TrainingData) -> tuple[Any, Any]:
         seed=config.seed,
         max_degrees=config.rotation_degrees,
         multiple=input_multiple(config.depth),
+        strong=config.augment == "strong",
     )
     if not len(data.split.val):
         return train, None
@@ -222,6 +230,12 @@ def resolved_config(config: TrainConfig, data: TrainingData, dtype_policy: str) 
         "lesion_free_slices": "excluded (no voxel of the rater's binary mask)",
         "monitor": data.monitor,
         **training_geometry(data.scans).to_dict(),  # voxel_size_mm, orientation
+        "augment": {
+            "name": config.augment,
+            "rotation_degrees": config.rotation_degrees,
+            "strong": STRONG_RANGES.record() if config.augment == "strong" else None,
+        },
+        "normalise": normalise_record(data.normaliser),
         **{k: v for k, v in record.items() if k != "slices"},
     }
 
@@ -270,8 +284,14 @@ def _prepare_run_folder(
     return out, stored
 
 
+def _before_options(current: dict[str, Any]) -> dict[str, Any]:
+    """What a run recorded before ``augment``/``normalise`` existed had: ``paper``, ``zscore``."""
+    old = {"augment": ("name", "paper"), "normalise": ("method", "zscore")}
+    return {k: current[k] for k, (key, value) in old.items() if current[k].get(key) == value}
+
+
 def _check_resumable(stored: dict[str, Any], current: dict[str, Any], out: Path) -> None:
-    before = stored.get("config", {})
+    before = {**_before_options(current), **stored.get("config", {})}
     changed = [k for k in current if k not in _RESUMABLE_CHANGES and before.get(k) != current[k]]
     if changed:
         detail = "; ".join(f"{k}: {before.get(k)!r} -> {current[k]!r}" for k in changed[:4])
@@ -344,6 +364,8 @@ def _fit_locked(
         if role.is_chief:
             write_config(out, "fit", record, **extra)
             write_json(data.split.record(data.slices)["slices"], out / SPLIT_NAME)
+            if data.normaliser.landmarks is not None:
+                write_landmarks(out, data.modalities, data.normaliser.landmarks)
 
         train, val = make_datasets(config, data)
         if is_multi_worker(strategy):  # Keras fit fails under MultiWorkerMirroredStrategy

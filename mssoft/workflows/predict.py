@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from mssoft.arrays.intensity import Normaliser
 from mssoft.arrays.lesions import label_lesions
 from mssoft.arrays.postprocess import Binarisation, bounding_box
 from mssoft.files.folders import (
@@ -33,6 +34,7 @@ from mssoft.files.folders import (
 from mssoft.files.geometry import geometry_record, run_geometry, voxel_size_warnings
 from mssoft.files.layout import prob_path, seg_path
 from mssoft.files.nifti import VolumeMeta, write_volume
+from mssoft.files.normalisation import run_normaliser
 from mssoft.files.run_folder import (
     check_modalities,
     input_multiple_of,
@@ -61,12 +63,14 @@ def predict_scan(
     batch_size: int = 16,
     voxel_size_mm: tuple[float, float, float] | None = None,
     multiple: int | None = None,
+    normaliser: Normaliser | None = None,
 ) -> tuple[np.ndarray, VolumeMeta]:
     """Read a scan's images and predict its lesion probabilities.
 
     ``voxel_size_mm`` (the training voxel size) resamples the scan to it for the model and the
     probabilities back to the scan's grid (:func:`~mssoft.nn.inference.predict_volume_resampled`).
     ``multiple``: the slices' padding multiple (see :func:`mssoft.nn.inference.predict_volume`).
+    ``normaliser`` is the run's intensity normalisation (default z-score).
 
     Returns
     -------
@@ -84,9 +88,12 @@ def predict_scan(
             voxel_size_mm,
             batch_size=batch_size,
             multiple=multiple,
+            normaliser=normaliser,
         )
         return prob, loaded.meta
-    prob = predict_volume(model, loaded.image, batch_size=batch_size, multiple=multiple)
+    prob = predict_volume(
+        model, loaded.image, batch_size=batch_size, multiple=multiple, normaliser=normaliser
+    )
     return prob, loaded.meta
 
 
@@ -185,6 +192,7 @@ def predict_folder(
     binarisation, source = resolve_binarisation(run, threshold=threshold, min_size=min_size)
     selected = select_scans(discover_scans(data), scans, source=str(data))
     check_modalities(selected, info)
+    normaliser = run_normaliser(run, info.record.get("config", {}), info.modalities)
     metas = {scan.scan_id: check_scan(scan, modalities=info.modalities) for scan in selected}
     geometry = run_geometry(info.record, run)
     off = voxel_size_warnings(metas, geometry, resample=resample, run=run)
@@ -199,6 +207,7 @@ def predict_folder(
         "data": str(Path(data).resolve()),
         "modalities": list(info.modalities),
         "batch_size": int(batch_size),
+        "normalise": normaliser.method,
         **binarisation.to_dict(),
         "threshold_source": source,
         "geometry": geometry_record(geometry, off, resample=resample),
@@ -224,6 +233,7 @@ def predict_folder(
                 batch_size=batch_size,
                 voxel_size_mm=target,
                 multiple=input_multiple_of(info),
+                normaliser=normaliser,
             )
             seg = binarisation.apply(prob)
             write_volume(prob, meta, prob_path(out, scan.scan_id), dtype=np.float32)

@@ -18,10 +18,16 @@ from typing import Any
 
 import numpy as np
 
+from mssoft.arrays.intensity import METHODS
 from mssoft.arrays.soft_masks import FlairThreshold, SoftMaskParams, soft_mask_from_params
 from mssoft.errors import ConfigError, DataError
 
-__all__ = ["MaskConfig", "TrainingSettings", "TrainConfig"]
+__all__ = ["MaskConfig", "TrainingSettings", "TrainConfig", "AUGMENTATIONS", "NORMALISATIONS"]
+
+#: Values of ``--augment``: the paper's rotation alone, or the strong set added to it.
+AUGMENTATIONS = ("paper", "strong")
+#: Values of ``--normalise`` (:data:`mssoft.arrays.intensity.METHODS`).
+NORMALISATIONS = METHODS
 
 
 def _check(ok: bool, option: str, expected: str, value: Any) -> None:
@@ -166,6 +172,12 @@ class TrainingSettings:
         Devices for the strategy (e.g. ``("GPU:0", "GPU:1")``).
     mixed_precision : bool
         Train with ``mixed_bfloat16`` on CPU or ``mixed_float16`` on GPU (the head stays float32).
+    augment : {"paper", "strong"}
+        ``paper``: the random rotation alone; ``strong``: also intensity, noise, blur, bias-field,
+        scaling, flip and elastic augmentation (:mod:`mssoft.nn.strong_augment`).
+    normalise : {"zscore", "percentile", "histogram"}
+        Intensity normalisation of every scan (:mod:`mssoft.arrays.intensity`), the same in
+        training, calibration and prediction.
     """
 
     modalities: tuple[str, ...] | None = None
@@ -182,6 +194,8 @@ class TrainingSettings:
     strategy: str = "auto"
     devices: tuple[str, ...] | None = None
     mixed_precision: bool = False
+    augment: str = "paper"
+    normalise: str = "zscore"
 
     def __post_init__(self) -> None:
         for name in ("modalities", "devices"):
@@ -208,6 +222,13 @@ class TrainingSettings:
             self.rotation_degrees,
         )
         _check(self.eps > 0, "eps", "a float > 0", self.eps)
+        _check(self.augment in AUGMENTATIONS, "--augment", "'paper' or 'strong'", self.augment)
+        _check(
+            self.normalise in NORMALISATIONS,
+            "--normalise",
+            "'zscore', 'percentile' or 'histogram'",
+            self.normalise,
+        )
 
     def settings(self) -> dict[str, Any]:
         """The training settings alone, as keyword arguments (also of a :class:`TrainConfig`)."""

@@ -2,7 +2,8 @@
 
 Per scan (:func:`load_scan_slices`): read the chosen modalities and the rater's binary mask
 (:func:`mssoft.files.scans.load_scan`), z-score each modality over the brain
-(:func:`mssoft.arrays.intensity.zscore_brain`), get the target (the rater's binary mask, a soft mask from
+(a :class:`mssoft.arrays.intensity.Normaliser`, z-score by default; :func:`learn_normaliser`
+learns histogram landmarks on the training scans), get the target (the rater's binary mask, a soft mask from
 a ``build-masks`` folder, or a soft mask built on the fly: :class:`MaskSource`), cut both into
 axial slices and keep only the slices where **the rater's binary mask** has a lesion voxel
 (design.md §1.5). A soft ring can reach into a slice without rater lesion; such a slice is dropped
@@ -23,7 +24,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from mssoft.arrays.intensity import zscore_brain
+from mssoft.arrays.intensity import Normaliser, learn_landmarks, scan_landmarks
 from mssoft.arrays.slices import (
     SliceSet,
     lesion_slice_indices,
@@ -42,6 +43,7 @@ __all__ = [
     "training_scans",
     "load_scan_slices",
     "load_slices",
+    "learn_normaliser",
 ]
 
 logger = logging.getLogger(__name__)
@@ -223,10 +225,38 @@ def _target(loaded: LoadedScan, source: MaskSource) -> np.ndarray:
     return soft
 
 
+def learn_normaliser(
+    scans: Sequence[Scan], *, modalities: Sequence[str], method: str
+) -> Normaliser:
+    """The normaliser of ``method``; for ``histogram``, landmarks learned on ``scans``.
+
+    Raises
+    ------
+    ConfigError
+        An unknown method.
+    DataError
+        Unreadable images, or no brain intensities to learn landmarks from.
+    """
+    if method != "histogram":
+        try:
+            return Normaliser(method)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+    rows = [scan_landmarks(load_scan(s, modalities=modalities).image) for s in scans]
+    try:
+        return Normaliser("histogram", learn_landmarks(rows))
+    except ValueError as exc:
+        raise DataError(f"{len(scans)} training scans: {exc}") from None
+
+
 def load_scan_slices(
-    scan: Scan, *, modalities: Sequence[str], source: MaskSource
+    scan: Scan,
+    *,
+    modalities: Sequence[str],
+    source: MaskSource,
+    normaliser: Normaliser | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """Z-scored image slices and target slices of one scan, lesion-free slices dropped.
+    """Normalised image slices and target slices of one scan, lesion-free slices dropped.
 
     Parameters
     ----------
@@ -234,11 +264,13 @@ def load_scan_slices(
     modalities : sequence of str
         Channels, in order.
     source : MaskSource
+    normaliser : Normaliser, optional
+        Intensity normalisation (default: z-score over the brain).
 
     Returns
     -------
     images : ndarray of float32, shape (K, X, Y, C)
-        Kept axial slices, each modality z-scored over the scan's brain voxels.
+        Kept axial slices, each modality normalised over the scan's brain voxels.
     targets : ndarray of float32, shape (K, X, Y, 1)
         Binary or soft mask of the same slices, values in [0, 1].
     kept : ndarray of int64, shape (K,)
@@ -255,7 +287,7 @@ def load_scan_slices(
     assert loaded.mask is not None
     kept = lesion_slice_indices(loaded.mask)
     target = _target(loaded, source)
-    image = zscore_brain(loaded.image)
+    image = (normaliser or Normaliser()).apply(loaded.image)
     images = np.ascontiguousarray(to_axial_slices(image)[kept])
     targets = np.ascontiguousarray(to_axial_slices(target)[kept])
     return images, targets, kept.astype(np.int64), int(image.shape[2])
@@ -267,9 +299,13 @@ def _pad_to(array: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 
 def load_slices(
-    scans: Sequence[Scan], *, modalities: Sequence[str], source: MaskSource
+    scans: Sequence[Scan],
+    *,
+    modalities: Sequence[str],
+    source: MaskSource,
+    normaliser: Normaliser | None = None,
 ) -> SliceSet:
-    """Load the kept slices of every scan (see :func:`load_scan_slices`).
+    """Load the kept slices of every scan (see :func:`load_scan_slices`), normalised alike.
 
     Scans whose slices differ in size are zero-padded at the end of each axis to the largest
     ``(X, Y)`` so that slices can be batched (0 is background for z-scored images and masks).
@@ -286,7 +322,9 @@ def load_slices(
         soft_mask_files(source.folder, [s.scan_id for s in scans])
     images, targets, kept_all, n_slices = [], [], [], []
     for scan in scans:
-        image, target, kept, n = load_scan_slices(scan, modalities=modalities, source=source)
+        image, target, kept, n = load_scan_slices(
+            scan, modalities=modalities, source=source, normaliser=normaliser
+        )
         logger.info("%s: %d of %d axial slices have a lesion", scan.scan_id, len(kept), n)
         images.append(image)
         targets.append(target)

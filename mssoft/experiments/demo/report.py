@@ -342,11 +342,13 @@ def render_report(result: DemoResult) -> str:
         f"{c.flair_threshold}; achieved (|M| + |D|) / |M| = {data.soft_ratio:.3f} over the "
         "training scans (grown voxels darker than the threshold are dropped).",
         f"- **Model**: 2D U-Net, {c.training.base_filters} filters at the first level, depth {c.training.depth}, "
-        f"{binary.parameters:,} weights; inputs FLAIR, T1, T2, PD z-scored over the brain.",
+        f"{binary.parameters:,} weights; inputs FLAIR, T1, T2, PD normalised over the brain "
+        f"(`--normalise {c.training.normalise}`).",
         f"- **Training** (both models, same seed {c.seed}, same slices and split): axial slices "
         f"with a rater-1 lesion only, {binary.train_slices} training and {binary.val_slices} "
         f"validation slices; {c.training.epochs} epochs, batch {c.training.batch_size}, Adam {c.training.learning_rate:g}, "
-        "random rotations in [-5, 5] degrees; the saved model is the epoch with the best "
+        f"random rotations in [-{c.training.rotation_degrees:g}, {c.training.rotation_degrees:g}] "
+        f"degrees (`--augment {c.training.augment}`); the saved model is the epoch with the best "
         f"validation loss (binary: epoch {binary.best_epoch}, soft: epoch {soft.best_epoch}).",
         f"- **Calibration**: threshold maximising the mean per-scan Dice against rater 1 over "
         f"the {len(data.train_scans)} training scans, grid 0.05 to 0.95 by 0.01.",

@@ -25,13 +25,23 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from mssoft.experiments.demo import analysis
+from mssoft.experiments.demo.folder import (
+    DATA_DIR,
+    EVAL_DIR,
+    FIGURES_DIR,
+    MASKS_DIR,
+    PRED_DIR,
+    REPORT_NAME,
+    RUNS_DIR,
+    TABLE_NAME,
+    prepare_demo_folder,
+)
 from mssoft.experiments.demo.report import (
     LEARNED_DICE,
     failed_models,
@@ -48,7 +58,7 @@ from mssoft.experiments.demo.types import (
 )
 from mssoft.files.atomic import atomic_path
 from mssoft.files.folders import package_versions, prepare_output_folder, read_config, write_config
-from mssoft.files.layout import CALIBRATION_NAME, DEMO_REPORT_NAME, DEMO_TABLE_NAME
+from mssoft.files.layout import CALIBRATION_NAME
 from mssoft.files.scans import Scan, discover_scans
 from mssoft.workflows.build_masks import build_soft_masks
 from mssoft.workflows.evaluate import PRED_SOURCE, Evaluation
@@ -59,12 +69,6 @@ from mssoft.workflows.settings import TrainConfig
 __all__ = ["prepare_demo_folder", "run_demo"]
 
 logger = logging.getLogger(__name__)
-
-DATA_DIR, MASKS_DIR, RUNS_DIR = "data", "softmasks", "runs"
-PRED_DIR, EVAL_DIR, FIGURES_DIR = "predictions", "evaluation", "figures"
-REPORT_NAME, TABLE_NAME = DEMO_REPORT_NAME, DEMO_TABLE_NAME
-#: What a demo writes in its folder; only these are removed by ``overwrite``.
-_ENTRIES = (DATA_DIR, MASKS_DIR, RUNS_DIR, PRED_DIR, EVAL_DIR, FIGURES_DIR, REPORT_NAME, TABLE_NAME)
 
 
 class _Stages:
@@ -82,28 +86,6 @@ class _Stages:
             yield
         finally:
             self.seconds[name] = time.perf_counter() - start
-
-
-def prepare_demo_folder(out: str | Path, *, overwrite: bool = False) -> Path:
-    """Create the demo folder, or empty an earlier demo's outputs from it with ``overwrite``.
-
-    Only the entries a demo writes are removed (``data``, ``runs``, ``report.md``, ...); any other
-    file in the folder stays.
-
-    Raises
-    ------
-    ConfigError
-        ``out`` is a file, a non-empty folder that is not a demo output, or an earlier demo
-        without ``overwrite``.
-    """
-    out = prepare_output_folder(out, command="demo", overwrite=overwrite)
-    for name in _ENTRIES:
-        path = out / name
-        if path.is_symlink() or path.is_file():
-            path.unlink()  # a link is removed, never followed
-        elif path.is_dir():
-            shutil.rmtree(path)
-    return out
 
 
 def _split_scans(data: Path, config: DemoConfig) -> tuple[list[Scan], list[Scan]]:
