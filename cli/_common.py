@@ -138,6 +138,13 @@ _TRAINING_OPTIONS: dict[str, tuple[str, Any, str]] = {
         None,
         "Compute in bfloat16 on CPU / float16 on GPU (the output layer stays float32).",
     ),
+    "slice_cache": (
+        "--slice-cache",
+        click.Choice(["auto", "memory", "disk"]),
+        "Keep the training slices in memory, or on disk in the run folder's slice_cache/ "
+        "(read per batch; memory no longer grows with the number of scans). auto: memory when "
+        "all axial slices of the scans take at most half of the available memory.",
+    ),
 }
 
 

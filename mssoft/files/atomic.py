@@ -16,7 +16,7 @@ __all__ = ["atomic_path", "write_json"]
 
 
 def _suffix(path: Path) -> str:
-    for suffix in (".nii.gz", ".json", ".csv", ".keras", ".npz", ".md", ".png"):
+    for suffix in (".nii.gz", ".json", ".csv", ".keras", ".npz", ".npy", ".md", ".png"):
         if path.name.endswith(suffix):
             return suffix
     return path.suffix

@@ -166,6 +166,9 @@ class TrainingSettings:
         Devices for the strategy (e.g. ``("GPU:0", "GPU:1")``).
     mixed_precision : bool
         Train with ``mixed_bfloat16`` on CPU or ``mixed_float16`` on GPU (the head stays float32).
+    slice_cache : {"auto", "memory", "disk"}
+        Keep the training slices in memory or in an on-disk cache in the run folder;
+        ``auto`` chooses by size (:func:`mssoft.workflows.training_data.slice_storage`).
     """
 
     modalities: tuple[str, ...] | None = None
@@ -182,6 +185,7 @@ class TrainingSettings:
     strategy: str = "auto"
     devices: tuple[str, ...] | None = None
     mixed_precision: bool = False
+    slice_cache: str = "auto"
 
     def __post_init__(self) -> None:
         for name in ("modalities", "devices"):
@@ -208,6 +212,12 @@ class TrainingSettings:
             self.rotation_degrees,
         )
         _check(self.eps > 0, "eps", "a float > 0", self.eps)
+        _check(
+            self.slice_cache in ("auto", "memory", "disk"),
+            "--slice-cache",
+            "'auto', 'memory' or 'disk'",
+            self.slice_cache,
+        )
 
     def settings(self) -> dict[str, Any]:
         """The training settings alone, as keyword arguments (also of a :class:`TrainConfig`)."""

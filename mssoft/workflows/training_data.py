@@ -16,6 +16,7 @@ seed. Pure NumPy: :mod:`mssoft.nn.dataset` turns a :class:`SliceSet` into ``tf.d
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ from mssoft.files.folders import read_config, soft_mask_files
 from mssoft.files.layout import soft_mask_path
 from mssoft.files.nifti import check_same_grid, read_header, read_volume
 from mssoft.files.scans import LoadedScan, Scan, load_scan, patients_of
+from mssoft.files.slice_cache import read_cached_slices, scan_cache_key, write_cached_slices
 from mssoft.workflows.settings import MaskConfig
 
 __all__ = [
@@ -42,11 +44,21 @@ __all__ = [
     "training_scans",
     "load_scan_slices",
     "load_slices",
+    "SLICE_CACHE_MODES",
+    "MEMORY_SHARE",
+    "available_memory_bytes",
+    "slice_storage",
 ]
 
 logger = logging.getLogger(__name__)
 
 MaskKind = Literal["binary", "folder", "computed"]
+
+#: Values of ``--slice-cache``.
+SLICE_CACHE_MODES = ("auto", "memory", "disk")
+#: ``--slice-cache auto`` keeps the slices in memory when every axial slice of the training scans
+#: (an upper bound of the kept ones) takes at most this share of the available memory.
+MEMORY_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -261,18 +273,123 @@ def load_scan_slices(
     return images, targets, kept.astype(np.int64), int(image.shape[2])
 
 
-def _pad_to(array: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+def _pad_to(array: Any, shape: tuple[int, int]) -> Any:
+    if hasattr(array, "padded"):  # NpySlices: padded as it is read
+        return array.padded(shape) if tuple(array.shape[1:3]) != shape else array
     pad = [(0, 0), (0, shape[0] - array.shape[1]), (0, shape[1] - array.shape[2]), (0, 0)]
     return np.pad(array, pad) if any(p[1] for p in pad) else array
 
 
+def available_memory_bytes() -> int:
+    """Memory the process can still use: ``MemAvailable`` of ``/proc/meminfo`` (Linux), else the
+    free physical pages (``os.sysconf``), else 0 (unknown)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (OSError, ValueError, AttributeError):
+        return 0
+
+
+def slice_storage(
+    scans: Sequence[Scan],
+    *,
+    modalities: Sequence[str],
+    mode: str = "auto",
+    available: int | None = None,
+) -> Literal["memory", "disk"]:
+    """Where the training slices are kept: ``"memory"`` or ``"disk"`` (the slice cache).
+
+    ``mode`` ``memory`` or ``disk`` forces it. ``auto`` keeps them in memory (the faster choice
+    for a set that fits) when every axial slice of every scan, as float32 images and targets
+    (``X * Y * Z * (C + 1) * 4`` bytes per scan, from the FLAIR headers: an upper bound, since
+    only lesion slices are kept), takes at most :data:`MEMORY_SHARE` of the available memory
+    (:func:`available_memory_bytes`); otherwise on disk.
+
+    Raises
+    ------
+    ConfigError
+        Unknown ``mode``.
+    """
+    if mode not in SLICE_CACHE_MODES:
+        raise ConfigError(
+            f"Invalid value for `--slice-cache`. Expected one of {', '.join(SLICE_CACHE_MODES)}. "
+            f"Received: {mode!r}"
+        )
+    if mode != "auto":
+        return mode  # type: ignore[return-value]
+    upper = sum(
+        int(np.prod(read_header(scan.images["flair"]).shape[:3])) * (len(modalities) + 1) * 4
+        for scan in scans
+    )
+    available = available_memory_bytes() if available is None else available
+    storage: Literal["memory", "disk"] = (
+        "memory" if available <= 0 or upper <= MEMORY_SHARE * available else "disk"
+    )
+    logger.info(
+        "slices of %d scans: at most %.0f MB, %.0f MB available: kept in %s",
+        len(scans),
+        upper / 2**20,
+        available / 2**20,
+        storage,
+    )
+    return storage
+
+
+def _cache_key(scan: Scan, modalities: Sequence[str], source: MaskSource) -> dict[str, Any]:
+    files = [scan.images[m] for m in modalities] + [scan.mask_path(source.rater)]
+    if source.kind == "computed" and "flair" not in modalities:
+        files.append(scan.images["flair"])
+    if source.kind == "folder":
+        assert source.folder is not None
+        files.append(soft_mask_path(source.folder, scan.scan_id))
+    return scan_cache_key(
+        files, scan_id=scan.scan_id, modalities=list(modalities), source=source.to_dict()
+    )
+
+
+def _cached_scan_slices(
+    scan: Scan, *, modalities: Sequence[str], source: MaskSource, cache: Path
+) -> tuple[Any, Any, np.ndarray, int]:
+    """A scan's slices from the cache, loaded and written there first if missing or stale."""
+    key = _cache_key(scan, modalities, source)
+    hit = read_cached_slices(cache, scan.scan_id, key)
+    if hit is not None:
+        logger.debug("%s: slices read from the cache %s", scan.scan_id, cache)
+        return hit
+    images, targets, kept, n = load_scan_slices(scan, modalities=modalities, source=source)
+    write_cached_slices(cache, scan.scan_id, images, targets, kept, n, key)
+    hit = read_cached_slices(cache, scan.scan_id, key)
+    if hit is None:
+        raise DataError(f"{cache}: the slice cache of {scan.scan_id} cannot be read back")
+    return hit
+
+
 def load_slices(
-    scans: Sequence[Scan], *, modalities: Sequence[str], source: MaskSource
+    scans: Sequence[Scan],
+    *,
+    modalities: Sequence[str],
+    source: MaskSource,
+    cache: str | Path | None = None,
 ) -> SliceSet:
     """Load the kept slices of every scan (see :func:`load_scan_slices`).
 
     Scans whose slices differ in size are zero-padded at the end of each axis to the largest
     ``(X, Y)`` so that slices can be batched (0 is background for z-scored images and masks).
+
+    Parameters
+    ----------
+    scans, modalities, source
+        As for :func:`load_scan_slices`.
+    cache : path-like, optional
+        Keep the slices on disk in this folder (:mod:`mssoft.files.slice_cache`) instead of in
+        memory: each scan is loaded, written there and released (or read from there if it was
+        cached from the same files and settings), so memory does not grow with the number of
+        scans. Default: in memory.
 
     Raises
     ------
@@ -286,7 +403,12 @@ def load_slices(
         soft_mask_files(source.folder, [s.scan_id for s in scans])
     images, targets, kept_all, n_slices = [], [], [], []
     for scan in scans:
-        image, target, kept, n = load_scan_slices(scan, modalities=modalities, source=source)
+        if cache is None:
+            image, target, kept, n = load_scan_slices(scan, modalities=modalities, source=source)
+        else:
+            image, target, kept, n = _cached_scan_slices(
+                scan, modalities=modalities, source=source, cache=Path(cache)
+            )
         logger.info("%s: %d of %d axial slices have a lesion", scan.scan_id, len(kept), n)
         images.append(image)
         targets.append(target)
@@ -312,9 +434,10 @@ def load_slices(
         source,
     )
     logger.info(
-        "%d lesion slices of %d scans in memory (%.0f MB)",
+        "%d lesion slices of %d scans %s (%.0f MB)",
         len(slices),
         len(scans),
+        "in memory" if cache is None else f"in the slice cache {cache}",
         slices.nbytes / 2**20,
     )
     return slices
