@@ -1,7 +1,7 @@
 """Memory stage: peak resident memory of ``mssoft fit`` for two dataset sizes and over epochs.
 
-``mssoft fit`` runs in subprocesses (the command a user runs, soft masks built on the fly) on N1
-and N2 generated scans. A thread of the benchmark polls each child every 20 ms: the kernel's
+``mssoft fit --slice-cache disk`` runs in subprocesses (the command a user runs, soft masks
+built on the fly, slices in the on-disk cache of the run folder) on N1 and N2 generated scans. A thread of the benchmark polls each child every 20 ms: the kernel's
 high-water mark of its resident memory (``VmHWM`` in ``/proc/PID/status``; elsewhere the largest
 RSS sampled with psutil) is recorded whenever a row appears in the run's ``history.csv``, that is
 at the end of every epoch. So the peak after the first epoch (model built, data loaded, one epoch
@@ -178,8 +178,8 @@ class FitMemory:
         s = self.settings
         runs = sorted((child.record() for child in self._done), key=lambda r: r["scans"])
         return {
-            "what": "mssoft fit in a subprocess (soft masks on the fly, ratio 1.2); peak resident "
-            "memory = VmHWM of /proc/PID/status when each epoch's history.csv row appears",
+            "what": "mssoft fit --slice-cache disk in a subprocess (soft masks on the fly, ratio "
+            "1.2); peak resident memory = VmHWM of /proc/PID/status when each epoch's history.csv row appears",
             "scan_shape": list(s.memory_shape),
             "model": {
                 "base_filters": s.memory_base_filters,
@@ -206,6 +206,7 @@ class FitMemory:
             "--depth": s.memory_depth,
             "--ratio": 1.2,
             "--seed": s.seed,
+            "--slice-cache": "disk",
         }
         code = "from mssoft.cli.main import cli; cli(prog_name='mssoft')"
         command = [sys.executable, "-c", code, "-q", "fit", str(self.workdir / "memory_data")]
