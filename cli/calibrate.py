@@ -43,6 +43,12 @@ RUN_ARGUMENT = click.argument(
     "several are searched together with the threshold.",
 )
 @click.option("--batch-size", default=16, type=click.IntRange(min=1), help="Slices per model call.")
+@click.option(
+    "--mixed-precision",
+    is_flag=True,
+    help="Run the model in bfloat16 on CPU / float16 on GPU (the output layer stays float32): "
+    "about 2x faster on CPUs with AVX512_BF16; probabilities differ slightly from float32.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace an existing RUN/calibration.json.")
 def calibrate(
     run: Path,
@@ -54,6 +60,7 @@ def calibrate(
     threshold_step: float,
     min_sizes: str,
     batch_size: int,
+    mixed_precision: bool,
     overwrite: bool,
 ) -> None:
     """Choose the threshold maximising the mean per-scan Dice after post-processing.
@@ -74,6 +81,7 @@ def calibrate(
         thresholds=grid,
         min_sizes=sizes,
         batch_size=batch_size,
+        mixed_precision=mixed_precision,
         overwrite=overwrite,
         progress=progress,
     )

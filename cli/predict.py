@@ -32,6 +32,12 @@ from ._common import DATA_ARGUMENT, echo_line, out_option, progress
     "--scans", default=None, metavar="IDS", help="Comma-separated scan ids  [default: all]"
 )
 @click.option("--batch-size", default=16, type=click.IntRange(min=1), help="Slices per model call.")
+@click.option(
+    "--mixed-precision",
+    is_flag=True,
+    help="Run the model in bfloat16 on CPU / float16 on GPU (the output layer stays float32): "
+    "about 2x faster on CPUs with AVX512_BF16; probabilities differ slightly from float32.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace the outputs of an earlier predict in OUT.")
 def predict(
     run: Path,
@@ -41,6 +47,7 @@ def predict(
     min_size: int | None,
     scans: str | None,
     batch_size: int,
+    mixed_precision: bool,
     overwrite: bool,
 ) -> None:
     """Segment the scans of DATA with the model of RUN.
@@ -57,6 +64,7 @@ def predict(
         min_size=min_size,
         scans=scans,
         batch_size=batch_size,
+        mixed_precision=mixed_precision,
         overwrite=overwrite,
         progress=progress,
     )

@@ -37,6 +37,7 @@ from mssoft.files.layout import CALIBRATION_NAME
 from mssoft.files.run_folder import RunInfo, check_modalities, read_run
 from mssoft.files.scans import Scan, check_scan, discover_scans, load_scan, select_scans
 from mssoft.nn.inference import predict_volume
+from mssoft.workflows.overlap import read_ahead
 from mssoft.workflows.progress import Progress, no_progress
 
 __all__ = [
@@ -123,6 +124,7 @@ def calibrate_run(
     batch_size: int = 16,
     overwrite: bool = False,
     progress: Progress = no_progress,
+    mixed_precision: bool = False,
 ) -> Calibration:
     """Predict the calibration scans once, search the threshold, write ``RUN/calibration.json``.
 
@@ -147,6 +149,8 @@ def calibrate_run(
         Replace an existing ``calibration.json``.
     progress : callable, optional
         ``progress(items, label)`` wraps the iteration over scans (a progress bar).
+    mixed_precision : bool, optional
+        Run the model in bfloat16 on CPU / float16 on GPU (the output layer stays float32).
 
     Returns
     -------
@@ -182,10 +186,11 @@ def calibrate_run(
         check_scan(scan, modalities=info.modalities, rater=rater)
     from mssoft.nn.model_files import load_run_model  # imports TensorFlow
 
-    model = load_run_model(run)
+    model = load_run_model(run, mixed_precision=mixed_precision)
     curves = []
-    for scan in progress(selected, "calibrate"):
-        loaded = load_scan(scan, modalities=info.modalities, rater=rater)
+    # the next scan is read while the model predicts this one (mssoft.workflows.overlap)
+    loads = read_ahead(selected, lambda s: load_scan(s, modalities=info.modalities, rater=rater))
+    for scan, loaded in zip(progress(selected, "calibrate"), loads, strict=True):
         assert loaded.mask is not None  # load_scan(rater=...) always reads the mask
         prob = predict_volume(model, loaded.image, batch_size=batch_size)
         curves.append(

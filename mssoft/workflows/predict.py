@@ -29,6 +29,7 @@ from mssoft.files.nifti import VolumeMeta, write_volume
 from mssoft.files.run_folder import check_modalities, read_run, resolve_binarisation
 from mssoft.files.scans import Scan, check_scan, discover_scans, load_scan, select_scans
 from mssoft.nn.inference import predict_volume
+from mssoft.workflows.overlap import WriteBehind, read_ahead
 from mssoft.workflows.progress import Progress, no_progress
 
 __all__ = [
@@ -39,6 +40,14 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+
+def _write_outputs(
+    prob: np.ndarray, seg: np.ndarray, meta: VolumeMeta, out: Path, scan_id: str
+) -> None:
+    """Write ``<scan>_prob.nii.gz`` (float32) and ``<scan>_seg.nii.gz`` (uint8)."""
+    write_volume(prob, meta, prob_path(out, scan_id), dtype=np.float32)
+    write_volume(seg.astype(np.uint8), meta, seg_path(out, scan_id), dtype=np.uint8)
 
 
 def predict_scan(
@@ -108,6 +117,7 @@ def predict_folder(
     batch_size: int = 16,
     overwrite: bool = False,
     progress: Progress = no_progress,
+    mixed_precision: bool = False,
 ) -> PredictionReport:
     """Predict every scan of ``data`` (or the listed ones) with a run and write the results.
 
@@ -129,6 +139,9 @@ def predict_folder(
         Replace an earlier ``predict`` output in ``out``.
     progress : callable, optional
         ``progress(items, label)`` wraps the iteration over scans (a progress bar).
+    mixed_precision : bool, optional
+        Run the model in bfloat16 on CPU / float16 on GPU (the output layer stays float32):
+        about twice as fast on CPUs with AVX512_BF16; probabilities differ slightly.
 
     Returns
     -------
@@ -149,7 +162,8 @@ def predict_folder(
     inputs = [p for scan in selected for p in scan.files()] + run_files
     from mssoft.nn.model_files import load_run_model  # imports TensorFlow
 
-    model = load_run_model(run)  # before creating the output folder: a bad model leaves nothing
+    # before creating the output folder: a bad model leaves nothing
+    model = load_run_model(run, mixed_precision=mixed_precision)
     out = prepare_output_folder(
         out, command="predict", data=data, input_files=inputs, overwrite=overwrite
     )
@@ -161,6 +175,7 @@ def predict_folder(
             "data": str(Path(data).resolve()),
             "modalities": list(info.modalities),
             "batch_size": int(batch_size),
+            "mixed_precision": bool(mixed_precision),
             **binarisation.to_dict(),
             "threshold_source": source,
         },
@@ -173,20 +188,28 @@ def predict_folder(
         },
     )
     results = []
-    for scan in progress(selected, "predict"):
-        prob, meta = predict_scan(model, scan, info.modalities, batch_size=batch_size)
-        seg = binarisation.apply(prob)
-        write_volume(prob, meta, prob_path(out, scan.scan_id), dtype=np.float32)
-        write_volume(seg.astype(np.uint8), meta, seg_path(out, scan.scan_id), dtype=np.uint8)
-        box = bounding_box(seg)
-        lesions = (
-            0 if box is None else label_lesions(seg[box], connectivity=binarisation.connectivity)[1]
-        )
-        voxel_ml = float(np.prod(metas[scan.scan_id].spacing_mm)) / 1000.0
-        volume = float(np.count_nonzero(seg)) * voxel_ml
-        result = ScanPrediction(
-            scan.scan_id, lesions, volume, prob_path(out, scan.scan_id), seg_path(out, scan.scan_id)
-        )
-        logger.info("%s: %d lesions, %.3f mL", scan.scan_id, lesions, volume)
-        results.append(result)
+    # the next scan is read and the previous one written while the model predicts (overlap.py)
+    loads = read_ahead(selected, lambda s: load_scan(s, modalities=info.modalities))
+    with WriteBehind() as writer:
+        for scan, loaded in zip(progress(selected, "predict"), loads, strict=True):
+            prob = predict_volume(model, loaded.image, batch_size=batch_size)
+            seg = binarisation.apply(prob)
+            writer.submit(_write_outputs, prob, seg, loaded.meta, out, scan.scan_id)
+            box = bounding_box(seg)
+            lesions = (
+                0
+                if box is None
+                else label_lesions(seg[box], connectivity=binarisation.connectivity)[1]
+            )
+            voxel_ml = float(np.prod(metas[scan.scan_id].spacing_mm)) / 1000.0
+            volume = float(np.count_nonzero(seg)) * voxel_ml
+            result = ScanPrediction(
+                scan.scan_id,
+                lesions,
+                volume,
+                prob_path(out, scan.scan_id),
+                seg_path(out, scan.scan_id),
+            )
+            logger.info("%s: %d lesions, %.3f mL", scan.scan_id, lesions, volume)
+            results.append(result)
     return PredictionReport(out, binarisation, source, results)
