@@ -82,10 +82,16 @@ def test_baseline_soft_mask_grows_to_the_exact_target():
 def test_ratios_and_targets_from_results():
     results = {
         "soft_mask": {"seconds_per_scan": 0.1, "speedup_vs_baseline": 2.0},
-        "pipeline": {"slices_per_second": 100.0},
+        "machine": {"vector_flags": ["avx512_bf16", "avx512f"]},
+        "pipeline": {"slices_per_second": 100.0, "slices_per_second_disk": 30.0},
         "training": {
             "float32": {"slices_per_second": 4.0, "fraction_of_peak": 0.4},
             "mixed_bfloat16": {"slices_per_second": 8.0, "fraction_of_peak": 0.8},
+            "paths": [
+                {"base_filters": 32, "policy": "float32", "fit_over_plain": 0.96},
+                {"base_filters": 32, "policy": "mixed_bfloat16", "fit_over_plain": 0.9},
+            ],
+            "bfloat16_speedup_fit": {"32": 1.7},
         },
         "evaluation": {"seconds_per_scan": 0.2},
         "memory": {
@@ -100,14 +106,19 @@ def test_ratios_and_targets_from_results():
     assert results["ratios"]["pipeline_over_training"] == 12.5  # against the faster (bf16)
     assert results["ratios"]["pipeline_over_training_float32"] == 25.0
     assert results["ratios"]["bfloat16_speedup"] == 2.0
+    assert results["ratios"]["pipeline_disk_over_training"] == 3.75
     met = {t["name"]: t["met"] for t in targets(results)}
     assert met == {
         "soft mask, seconds per scan": True,
         "pipeline / fastest training (slices/s)": True,
+        "pipeline from disk cache / fastest training": False,
+        "fit path / plain step, base 32 float32": True,
+        "fit path / plain step, base 32 mixed_bfloat16": False,
+        "bfloat16 / float32, fit path, base 32": False,
         "float32 training, fraction of fp32 peak": False,
         "evaluation, seconds per scan": False,
         "fit peak memory, 2nd half of the epochs (MB)": True,  # 10 <= 2 % of 1030
-        "fit peak memory, N1 to N2 scans (MB)": False,  # 30 > 5 + 20.6
+        "fit peak memory, N1 to N2 scans, disk cache (MB)": True,  # 30 <= 5 % of 1000
     }
 
 

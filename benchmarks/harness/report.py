@@ -138,6 +138,17 @@ def _stage_rows(results: dict[str, Any]) -> list[list[str]]:
                     _pct(r["fraction_of_peak"]),
                 ]
             )
+        files = results["prediction"].get("files")
+        for policy in POLICIES if files else ():
+            r = files[policy]
+            rows.append(
+                [
+                    f"predict from files {policy}, per scan",
+                    _num(r["overlapped_seconds_per_scan"], " s"),
+                    f"reading/model/writing in turn {_num(r['sequential_seconds_per_scan'], ' s')}",
+                    _num(r["speedup"], "x faster"),
+                ]
+            )
     if "evaluation" in results:
         r = results["evaluation"]
         rows.append(

@@ -17,6 +17,7 @@ from harness.evaluation import bench_evaluation
 from harness.machine import bench_machine
 from harness.memory import FitMemory
 from harness.fit_path import bench_fit_path
+from harness.predict_files import bench_predict_files
 from harness.network import POLICIES, bench_pipeline, bench_prediction
 from harness.settings import FULL, STAGES, BenchSettings
 from harness.soft_masks import bench_soft_masks
@@ -88,7 +89,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                 ">= 0.95",
                 value >= 0.95,
             )
-        if "avx512_bf16" in results["machine"].get("vector_flags", []):
+        if "avx512_bf16" in results.get("machine", {}).get("vector_flags", []):
             for base, value in results["training"]["bfloat16_speedup_fit"].items():
                 add(f"bfloat16 / float32, fit path, base {base}", value, ">= 1.8", value >= 1.8)
         value = results["training"]["float32"]["fraction_of_peak"]
@@ -249,6 +250,12 @@ def run_benchmarks(
                     settings,
                     flops=results["training"]["model"],
                     peak_gflops=machine["peak_gflops"],
+                )
+                results["prediction"]["files"] = bench_predict_files(
+                    models["float32"],
+                    slices.modalities,
+                    settings,
+                    stack.enter_context(_scratch(None)),
                 )
         if memory is not None:
             with stage("memory"):

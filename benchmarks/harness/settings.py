@@ -23,6 +23,7 @@ _COUNTS = (
     "fit_path_rounds",
     "pipeline_batches",
     "predict_batch_size",
+    "predict_file_scans",
     "sgemm_size",
     "probe_iterations",
     "memory_epochs",
@@ -63,6 +64,9 @@ class BenchSettings:
         Batches timed in the pipeline stage.
     predict_batch_size : int
         Slices per model call in the prediction stage.
+    predict_file_scans : int
+        Scans written as NIfTI and predicted from the files, without and with overlapped
+        reading and writing.
     sgemm_size : int
         Side of the square float32 matrices of the sgemm measurement.
     probe_iterations : int
@@ -99,6 +103,7 @@ class BenchSettings:
     fit_path_rounds: int = 3
     pipeline_batches: int = 60
     predict_batch_size: int = 16
+    predict_file_scans: int = 2
     sgemm_size: int = 3072
     probe_iterations: int = 200_000_000
     memory_shape: tuple[int, int, int] = (64, 72, 40)

@@ -93,12 +93,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Training steps per call of Keras's compiled train function (``steps_per_execution``): one
-#: Python round trip, host sync and callback dispatch per 4 batches instead of per batch.
-#: Per-epoch results (history, checkpoints, resume) are unchanged; the last call of an epoch
-#: runs the batches that are left.
-STEPS_PER_EXECUTION = 4
-
 #: Options that may change when a run is resumed; every other resolved option must match.
 _RESUMABLE_CHANGES = frozenset({"data", "epochs", "strategy", "devices", "slice_cache"})
 
@@ -180,15 +174,13 @@ def prepare_data(
 def build_model(config: TrainConfig, channels: int) -> keras.Model:
     """The compiled U-Net (Adam, :class:`SoftDiceLoss`, :class:`BinarisedDice`).
 
-    Call inside ``strategy.scope()``; the input accepts slices of any size. Keras runs
-    :data:`STEPS_PER_EXECUTION` training steps per call of its compiled function.
+    Call inside ``strategy.scope()``; the input accepts slices of any size.
     """
     model = build_unet((None, None, channels), base_filters=config.base_filters, depth=config.depth)
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate),
         loss=SoftDiceLoss(eps=config.eps),
         metrics=[BinarisedDice()],
-        steps_per_execution=STEPS_PER_EXECUTION,
     )
     return model
 
