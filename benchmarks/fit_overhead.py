@@ -107,7 +107,9 @@ def main() -> None:
     for round_ in range(int(os.environ.get("ROUNDS", 2))):
         for variant in variants:
             rate, cpu = runs[variant]()
-            print(f"round {round_} {variant}: {rate:.2f} slices/s, {cpu:.3f} CPU s/step", flush=True)
+            print(
+                f"round {round_} {variant}: {rate:.2f} slices/s, {cpu:.3f} CPU s/step", flush=True
+            )
 
 
 if __name__ == "__main__":

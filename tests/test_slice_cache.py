@@ -7,6 +7,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import write_isbi
 from mssoft.cli.main import cli
+
 from mssoft.errors import ConfigError
 from mssoft.files.layout import SLICE_CACHE_DIR, slice_cache_paths
 from mssoft.files.scans import discover_scans

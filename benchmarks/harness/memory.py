@@ -179,7 +179,8 @@ class FitMemory:
         runs = sorted((child.record() for child in self._done), key=lambda r: r["scans"])
         return {
             "what": "mssoft fit --slice-cache disk in a subprocess (soft masks on the fly, ratio "
-            "1.2); peak resident memory = VmHWM of /proc/PID/status when each epoch's history.csv row appears",
+            "1.2); peak resident memory = VmHWM of /proc/PID/status when each epoch's "
+            "history.csv row appears",
             "scan_shape": list(s.memory_shape),
             "model": {
                 "base_filters": s.memory_base_filters,

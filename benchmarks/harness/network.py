@@ -97,9 +97,7 @@ def _disk_pipeline_rate(slices: Any, settings: BenchSettings) -> float:
         for s, scan_id in enumerate(slices.scan_ids):
             kept, n = slices.slice_indices[s], slices.n_slices[s]
             key = {"bench": scan_id}
-            write_cached_slices(
-                folder, scan_id, slices.images[s], slices.targets[s], kept, n, key
-            )
+            write_cached_slices(folder, scan_id, slices.images[s], slices.targets[s], kept, n, key)
             parts.append(read_cached_slices(folder, scan_id, key))
         disk = SliceSet(
             [p[0] for p in parts],

@@ -14,11 +14,11 @@ from typing import Any
 
 from harness.data import describe_scan, make_bench_scans, slice_set_from_scans
 from harness.evaluation import bench_evaluation
+from harness.fit_path import bench_fit_path
 from harness.machine import bench_machine
 from harness.memory import FitMemory
-from harness.fit_path import bench_fit_path
-from harness.predict_files import bench_predict_files
 from harness.network import POLICIES, bench_pipeline, bench_prediction
+from harness.predict_files import bench_predict_files
 from harness.settings import FULL, STAGES, BenchSettings
 from harness.soft_masks import bench_soft_masks
 from harness.timing import CpuShare, load_average

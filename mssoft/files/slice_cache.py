@@ -148,9 +148,7 @@ def write_cached_slices(
     for array, path in ((images, image_path), (targets, target_path)):
         with atomic_path(path) as tmp:
             np.save(tmp, np.ascontiguousarray(array, dtype=np.float32))
-    write_json(
-        {"key": key, "kept": [int(z) for z in kept], "n_slices": int(n_slices)}, record_path
-    )
+    write_json({"key": key, "kept": [int(z) for z in kept], "n_slices": int(n_slices)}, record_path)
 
 
 def read_cached_slices(

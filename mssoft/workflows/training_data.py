@@ -1,4 +1,4 @@
-"""Training slices in memory: target source, lesion-slice loading and the train/validation split.
+"""Training slices: target source, lesion-slice loading, where the slices live, and the split.
 
 Per scan (:func:`load_scan_slices`): read the chosen modalities and the rater's binary mask
 (:func:`mssoft.files.scans.load_scan`), z-score each modality over the brain
@@ -8,9 +8,10 @@ axial slices and keep only the slices where **the rater's binary mask** has a le
 (design.md §1.5). A soft ring can reach into a slice without rater lesion; such a slice is dropped
 all the same, so the binary baseline and every soft-mask variant train on exactly the same slices.
 
-Only the kept slices stay in memory (:class:`SliceSet`, one array per scan, no concatenated
-copy). :func:`split_slices` draws the 80/20 train/validation split (by slice or by patient) from a
-seed. Pure NumPy: :mod:`mssoft.nn.dataset` turns a :class:`SliceSet` into ``tf.data`` pipelines.
+Only the kept slices are kept (:class:`SliceSet`, one array per scan, no concatenated copy): in
+memory, or in an on-disk slice cache (:mod:`mssoft.files.slice_cache`; :func:`slice_storage`
+states the rule that chooses). :func:`split_slices` draws the 80/20 train/validation split (by
+slice or by patient) from a seed. Pure NumPy: :mod:`mssoft.nn.dataset` turns a :class:`SliceSet` into ``tf.data`` pipelines.
 """
 
 from __future__ import annotations
