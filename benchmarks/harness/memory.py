@@ -1,11 +1,12 @@
 """Memory stage: peak resident memory of ``mssoft fit`` for two dataset sizes and over epochs.
 
-``mssoft fit --slice-cache disk`` runs in subprocesses (the command a user runs, soft masks
-built on the fly, slices in the on-disk cache of the run folder) on N1 and N2 generated scans. A thread of the benchmark polls each child every 20 ms: the kernel's
-high-water mark of its resident memory (``VmHWM`` in ``/proc/PID/status``; elsewhere the largest
-RSS sampled with psutil) is recorded whenever a row appears in the run's ``history.csv``, that is
-at the end of every epoch. So the peak after the first epoch (model built, data loaded, one epoch
-trained and validated, first checkpoint written) can be compared with the peak after the last.
+``mssoft fit --slice-cache disk`` runs in subprocesses (the command a user runs, soft masks built
+on the fly, slices in the on-disk cache of the run folder) on N1 and N2 generated scans. A thread
+of the benchmark polls each child every 20 ms: the kernel's high-water mark of its resident memory
+(``VmHWM`` in ``/proc/PID/status``; elsewhere the largest RSS sampled with psutil) is recorded
+whenever a row appears in the run's ``history.csv``, that is at the end of every epoch. So the peak
+after the first epoch (model built, data loaded, one epoch trained and validated, first checkpoint
+written) can be compared with the peak after the last.
 
 Measured on Linux/glibc: the peak grows by a few MB per epoch over the first epochs and then
 levels off (allocator arenas of TensorFlow's threads filling; ``MALLOC_ARENA_MAX=2`` cuts that
