@@ -125,7 +125,9 @@ def _one_setting(
         t0 = time.perf_counter()
         for _ in range(1 + settings.warmup_steps):  # tracing, then warm-up
             float(step(images, targets))
-        fit_model.fit(train, epochs=1, steps_per_epoch=1 + settings.warmup_steps, verbose=0)
+        fit_model.fit(
+            train, epochs=1, steps_per_epoch=1 + settings.warmup_steps, verbose=0, shuffle=False
+        )
         first = time.perf_counter() - t0
         plain_wall, plain_cpu = [], []
         for _ in range(settings.fit_path_rounds):

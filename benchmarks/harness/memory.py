@@ -34,6 +34,13 @@ from mssoft.errors import MssoftError
 __all__ = ["FitMemory"]
 
 _POLL_SECONDS = 0.02
+#: Time points per generated patient (ISBI patient ids have two digits: 100 scans need 50).
+_TIMEPOINTS = 2
+
+
+def _patients(scans: int) -> int:
+    """Patients whose scans make up ``scans`` (rounded up to whole patients)."""
+    return -(-scans // _TIMEPOINTS)
 
 
 def _vm_hwm_mb(pid: int) -> float | None:
@@ -104,7 +111,7 @@ class _Child:
         last = max(peaks)
         middle = max(last // 2, 1)
         return {
-            "scans": self.scans,
+            "scans": _patients(self.scans) * _TIMEPOINTS,
             "slices_kept": slices,
             "slice_data_mb": slice_mb,
             "peak_rss_mb_after_epoch": {str(k): round(v, 1) for k, v in sorted(peaks.items())},
@@ -143,8 +150,8 @@ class FitMemory:
 
         write_isbi_dataset(
             self.workdir / "memory_data",
-            n_patients=self.settings.memory_scans[1],
-            timepoints=1,
+            n_patients=_patients(self.settings.memory_scans[1]),
+            timepoints=_TIMEPOINTS,
             shape=self.settings.memory_shape,
             seed=self.settings.seed,
             write_truth=False,
@@ -201,7 +208,7 @@ class FitMemory:
         s = self.settings
         options = {
             "--out": run_dir,
-            "--patients": ",".join(f"training{i:02d}" for i in range(1, scans + 1)),
+            "--patients": ",".join(f"training{i:02d}" for i in range(1, _patients(scans) + 1)),
             "--epochs": s.memory_epochs,
             "--batch-size": s.memory_batch_size,
             "--base-filters": s.memory_base_filters,

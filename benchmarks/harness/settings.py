@@ -74,8 +74,8 @@ class BenchSettings:
     memory_shape : tuple of 3 int
         Grid of the scans of the memory stage (small: that stage trains two models).
     memory_scans : tuple of 2 int
-        The two dataset sizes N1 < N2 (scans, one per patient); ``fit`` keeps their slices in the
-        on-disk slice cache (``--slice-cache disk``).
+        The two dataset sizes N1 < N2 (scans, two time points per patient, rounded up to whole
+        patients); ``fit`` keeps their slices in the on-disk slice cache (``--slice-cache disk``).
     memory_epochs : int
         Epochs of each memory run, >= 2: the peaks after the first, the middle and the last
         epoch are compared.
