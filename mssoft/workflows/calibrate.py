@@ -202,7 +202,9 @@ def calibrate_run(
     result = Calibration(
         chosen, mean_dice, rater, tuple(s.scan_id for s in selected), grid, min_sizes, stack, path
     )
-    write_json(_record(result, run, data, scan_source), path)
+    write_json(
+        {**_record(result, run, data, scan_source), "mixed_precision": bool(mixed_precision)}, path
+    )
     logger.info(
         "chose %s: mean Dice %.4f over %d scans", chosen.describe(), mean_dice, len(selected)
     )
