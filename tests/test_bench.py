@@ -178,11 +178,18 @@ def test_quick_bench_writes_every_figure(tmp_path):
     ):
         assert math.isfinite(record["ratios"][name]) and record["ratios"][name] > 0, name
     runs = record["memory"]["runs"]
-    assert [r["scans"] for r in runs] == [1, 2]
+    assert [r["scans"] for r in runs] == [2, 4]
     assert runs[0]["slices_kept"] < runs[1]["slices_kept"]
     for run in runs:
         assert list(run["peak_rss_mb_after_epoch"]) == ["1", "2"]
         assert run["peak_rss_mb_last_epoch"] >= run["peak_rss_mb_first_epoch"] > 50
-    assert len(record["targets"]) == 6
+    # soft mask, 2 pipelines, 2 fit paths (1 width x 2 policies), bf16 speed-up (on CPUs with
+    # AVX512_BF16), fraction of peak, evaluation, 2 memory targets
+    assert len(record["targets"]) == 9 + ("avx512_bf16" in machine["vector_flags"])
+    for row in record["training"]["paths"]:
+        assert row["fit_slices_per_second"] > 0 and row["plain_slices_per_second"] > 0
+    assert record["pipeline"]["slices_per_second_disk"] > 0
+    for policy in ("float32", "mixed_bfloat16"):
+        assert record["prediction"]["files"][policy]["overlapped_seconds_per_scan"] > 0
     assert "Target" in result.output and "soft mask, per scan" in result.output
     assert result.output.rstrip().endswith(f"out={out}")
