@@ -11,7 +11,8 @@ all the same, so the binary baseline and every soft-mask variant train on exactl
 Only the kept slices are kept (:class:`SliceSet`, one array per scan, no concatenated copy): in
 memory, or in an on-disk slice cache (:mod:`mssoft.files.slice_cache`; :func:`slice_storage`
 states the rule that chooses). :func:`split_slices` draws the 80/20 train/validation split (by
-slice or by patient) from a seed. Pure NumPy: :mod:`mssoft.nn.dataset` turns a :class:`SliceSet` into ``tf.data`` pipelines.
+slice or by patient) from a seed. Pure NumPy: :mod:`mssoft.nn.dataset` turns a :class:`SliceSet`
+into ``tf.data`` pipelines.
 """
 
 from __future__ import annotations
