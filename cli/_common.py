@@ -152,6 +152,13 @@ _TRAINING_OPTIONS: dict[str, tuple[str, Any, str]] = {
         "percentiles 0.5-99.5 first; histogram = Nyul-Udupa standardisation with landmarks "
         "learned on the training scans (stored in the run, used by calibrate and predict).",
     ),
+    "slice_cache": (
+        "--slice-cache",
+        click.Choice(["auto", "memory", "disk"]),
+        "Keep the training slices in memory, or on disk in the run folder's slice_cache/ "
+        "(read per batch; memory no longer grows with the number of scans). auto: memory when "
+        "all axial slices of the scans take at most half of the available memory.",
+    ),
 }
 
 

@@ -49,6 +49,12 @@ RUN_ARGUMENT = click.argument(
     help="Resample each scan to the run's training voxel size for the model (trilinear) and the "
     "probabilities back to the scan's grid. Without it, a voxel size more than 20% off warns.",
 )
+@click.option(
+    "--mixed-precision",
+    is_flag=True,
+    help="Run the model in bfloat16 on CPU / float16 on GPU (the output layer stays float32): "
+    "about 2x faster on CPUs with AVX512_BF16; probabilities differ slightly from float32.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace an existing RUN/calibration.json.")
 def calibrate(
     run: Path,
@@ -61,6 +67,7 @@ def calibrate(
     min_sizes: str,
     batch_size: int,
     resample: bool,
+    mixed_precision: bool,
     overwrite: bool,
 ) -> None:
     """Choose the threshold maximising the mean per-scan Dice after post-processing.
@@ -81,6 +88,7 @@ def calibrate(
         thresholds=grid,
         min_sizes=sizes,
         batch_size=batch_size,
+        mixed_precision=mixed_precision,
         overwrite=overwrite,
         progress=progress,
         resample=resample,

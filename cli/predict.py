@@ -39,6 +39,12 @@ from ._common import DATA_ARGUMENT, echo_line, out_option, progress
     "probabilities back to the scan's grid. Without it, a voxel size more than 20% off warns.",
 )
 @click.option(
+    "--mixed-precision",
+    is_flag=True,
+    help="Run the model in bfloat16 on CPU / float16 on GPU (the output layer stays float32): "
+    "about 2x faster on CPUs with AVX512_BF16; probabilities differ slightly from float32.",
+)
+@click.option(
     "--overwrite",
     is_flag=True,
     help="Replace an earlier predict in OUT: all its outputs are removed first.",
@@ -52,6 +58,7 @@ def predict(
     scans: str | None,
     batch_size: int,
     resample: bool,
+    mixed_precision: bool,
     overwrite: bool,
 ) -> None:
     """Segment the scans of DATA with the model of RUN.
@@ -70,6 +77,7 @@ def predict(
         min_size=min_size,
         scans=scans,
         batch_size=batch_size,
+        mixed_precision=mixed_precision,
         overwrite=overwrite,
         progress=progress,
         resample=resample,

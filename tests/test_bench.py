@@ -83,10 +83,16 @@ def test_baseline_soft_mask_grows_to_the_exact_target():
 def test_ratios_and_targets_from_results():
     results = {
         "soft_mask": {"seconds_per_scan": 0.1, "speedup_vs_baseline": 2.0},
-        "pipeline": {"slices_per_second": 100.0},
+        "machine": {"vector_flags": ["avx512_bf16", "avx512f"]},
+        "pipeline": {"slices_per_second": 100.0, "slices_per_second_disk": 30.0},
         "training": {
             "float32": {"slices_per_second": 4.0, "fraction_of_peak": 0.4},
             "mixed_bfloat16": {"slices_per_second": 8.0, "fraction_of_peak": 0.8},
+            "paths": [
+                {"base_filters": 32, "policy": "float32", "fit_over_plain": 0.96},
+                {"base_filters": 32, "policy": "mixed_bfloat16", "fit_over_plain": 0.9},
+            ],
+            "bfloat16_speedup_fit": {"32": 1.7},
         },
         "evaluation": {"seconds_per_scan": 0.2},
         "memory": {
@@ -101,14 +107,19 @@ def test_ratios_and_targets_from_results():
     assert results["ratios"]["pipeline_over_training"] == 12.5  # against the faster (bf16)
     assert results["ratios"]["pipeline_over_training_float32"] == 25.0
     assert results["ratios"]["bfloat16_speedup"] == 2.0
+    assert results["ratios"]["pipeline_disk_over_training"] == 3.75
     met = {t["name"]: t["met"] for t in targets(results)}
     assert met == {
         "soft mask, seconds per scan": True,
         "pipeline / fastest training (slices/s)": True,
+        "pipeline from disk cache / fastest training": False,
+        "fit path / plain step, base 32 float32": True,
+        "fit path / plain step, base 32 mixed_bfloat16": False,
+        "bfloat16 / float32, fit path, base 32": False,
         "float32 training, fraction of fp32 peak": False,
         "evaluation, seconds per scan": False,
         "fit peak memory, 2nd half of the epochs (MB)": True,  # 10 <= 2 % of 1030
-        "fit peak memory, N1 to N2 scans (MB)": False,  # 30 > 5 + 20.6
+        "fit peak memory, N1 to N2 scans, disk cache (MB)": True,  # 30 <= 5 % of 1000
     }
 
 
@@ -168,11 +179,18 @@ def test_quick_bench_writes_every_figure(tmp_path):
     ):
         assert math.isfinite(record["ratios"][name]) and record["ratios"][name] > 0, name
     runs = record["memory"]["runs"]
-    assert [r["scans"] for r in runs] == [1, 2]
+    assert [r["scans"] for r in runs] == [2, 4]
     assert runs[0]["slices_kept"] < runs[1]["slices_kept"]
     for run in runs:
         assert list(run["peak_rss_mb_after_epoch"]) == ["1", "2"]
         assert run["peak_rss_mb_last_epoch"] >= run["peak_rss_mb_first_epoch"] > 50
-    assert len(record["targets"]) == 6
+    # soft mask, 2 pipelines, 2 fit paths (1 width x 2 policies), bf16 speed-up (on CPUs with
+    # AVX512_BF16), fraction of peak, evaluation, 2 memory targets
+    assert len(record["targets"]) == 9 + ("avx512_bf16" in machine["vector_flags"])
+    for row in record["training"]["paths"]:
+        assert row["fit_slices_per_second"] > 0 and row["plain_slices_per_second"] > 0
+    assert record["pipeline"]["slices_per_second_disk"] > 0
+    for policy in ("float32", "mixed_bfloat16"):
+        assert record["prediction"]["files"][policy]["overlapped_seconds_per_scan"] > 0
     assert "Target" in result.output and "soft mask, per scan" in result.output
     assert result.output.rstrip().endswith(f"out={out}")

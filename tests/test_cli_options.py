@@ -3,8 +3,8 @@
 import click
 import pytest
 from click.testing import CliRunner
-
 from mssoft.cli._common import COMMA_LIST, training_options, training_settings
+
 from mssoft.workflows.settings import TrainingSettings
 
 BASE = TrainingSettings(epochs=7, base_filters=4)

@@ -210,3 +210,44 @@ def test_help_of_each_command_without_tensorflow():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False False"
+
+
+def test_predict_with_mixed_precision_keeps_float32_outputs(tmp_path):
+    import keras
+
+    data = write_isbi(tmp_path / "isbi", patients=1, timepoints=2)
+    run = make_run(tmp_path / "run")
+    # a model with a hidden layer (computed in bfloat16) before its float32 output layer
+    channels = len(ISBI_MODALITIES)
+    hidden = keras.layers.Conv2D(1, 1)
+    model = keras.Sequential(
+        [keras.Input((None, None, channels)), hidden, keras.layers.Activation("sigmoid")]
+    )
+    kernel = np.zeros((1, 1, channels, 1), np.float32)
+    kernel[0, 0, 0, 0] = 2.0
+    hidden.set_weights([kernel, np.full(1, -3.0, np.float32)])
+    model.save(run / "model.keras")
+    out = tmp_path / "pred"
+    result = run_cli("predict", run, data, "--out", out, "--mixed-precision")
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "config.json").read_text())["config"]["mixed_precision"] is True
+    for scan in discover_scans(data):
+        prob = nib.load(out / f"{scan.scan_id}_prob.nii.gz").get_fdata(dtype=np.float32)
+        # bfloat16 keeps 8 bits of mantissa: close to, but not exactly, the float32 result
+        want = expected_prob(load_scan(scan).image)
+        np.testing.assert_allclose(prob, want, atol=2e-2)
+        assert np.abs(prob - want).max() > 1e-5  # computed in bfloat16 indeed
+
+
+def test_mixed_precision_copy_of_the_unet_has_a_float32_head():
+    from mssoft.nn.model_files import with_dtype_policy
+    from mssoft.nn.unet import build_unet
+
+    model = build_unet((None, None, 2), base_filters=2, depth=1)
+    mixed = with_dtype_policy(model, "mixed_bfloat16")
+    assert mixed.get_layer("head").dtype_policy.name == "float32"
+    assert {layer.dtype_policy.name for layer in mixed.layers[1:-1]} == {"mixed_bfloat16"}
+    x = np.random.default_rng(0).standard_normal((2, 16, 12, 2)).astype(np.float32)
+    got = np.asarray(mixed.predict_on_batch(x))
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, np.asarray(model.predict_on_batch(x)), atol=3e-2)

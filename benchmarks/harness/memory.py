@@ -1,11 +1,12 @@
 """Memory stage: peak resident memory of ``mssoft fit`` for two dataset sizes and over epochs.
 
-``mssoft fit`` runs in subprocesses (the command a user runs, soft masks built on the fly) on N1
-and N2 generated scans. A thread of the benchmark polls each child every 20 ms: the kernel's
-high-water mark of its resident memory (``VmHWM`` in ``/proc/PID/status``; elsewhere the largest
-RSS sampled with psutil) is recorded whenever a row appears in the run's ``history.csv``, that is
-at the end of every epoch. So the peak after the first epoch (model built, data loaded, one epoch
-trained and validated, first checkpoint written) can be compared with the peak after the last.
+``mssoft fit --slice-cache disk`` runs in subprocesses (the command a user runs, soft masks built
+on the fly, slices in the on-disk cache of the run folder) on N1 and N2 generated scans. A thread
+of the benchmark polls each child every 20 ms: the kernel's high-water mark of its resident memory
+(``VmHWM`` in ``/proc/PID/status``; elsewhere the largest RSS sampled with psutil) is recorded
+whenever a row appears in the run's ``history.csv``, that is at the end of every epoch. So the peak
+after the first epoch (model built, data loaded, one epoch trained and validated, first checkpoint
+written) can be compared with the peak after the last.
 
 Measured on Linux/glibc: the peak grows by a few MB per epoch over the first epochs and then
 levels off (allocator arenas of TensorFlow's threads filling; ``MALLOC_ARENA_MAX=2`` cuts that
@@ -33,6 +34,13 @@ from mssoft.errors import MssoftError
 __all__ = ["FitMemory"]
 
 _POLL_SECONDS = 0.02
+#: Time points per generated patient (ISBI patient ids have two digits: 100 scans need 50).
+_TIMEPOINTS = 2
+
+
+def _patients(scans: int) -> int:
+    """Patients whose scans make up ``scans`` (rounded up to whole patients)."""
+    return -(-scans // _TIMEPOINTS)
 
 
 def _vm_hwm_mb(pid: int) -> float | None:
@@ -103,7 +111,7 @@ class _Child:
         last = max(peaks)
         middle = max(last // 2, 1)
         return {
-            "scans": self.scans,
+            "scans": _patients(self.scans) * _TIMEPOINTS,
             "slices_kept": slices,
             "slice_data_mb": slice_mb,
             "peak_rss_mb_after_epoch": {str(k): round(v, 1) for k, v in sorted(peaks.items())},
@@ -142,8 +150,8 @@ class FitMemory:
 
         write_isbi_dataset(
             self.workdir / "memory_data",
-            n_patients=self.settings.memory_scans[1],
-            timepoints=1,
+            n_patients=_patients(self.settings.memory_scans[1]),
+            timepoints=_TIMEPOINTS,
             shape=self.settings.memory_shape,
             seed=self.settings.seed,
             write_truth=False,
@@ -178,8 +186,9 @@ class FitMemory:
         s = self.settings
         runs = sorted((child.record() for child in self._done), key=lambda r: r["scans"])
         return {
-            "what": "mssoft fit in a subprocess (soft masks on the fly, ratio 1.2); peak resident "
-            "memory = VmHWM of /proc/PID/status when each epoch's history.csv row appears",
+            "what": "mssoft fit --slice-cache disk in a subprocess (soft masks on the fly, ratio "
+            "1.2); peak resident memory = VmHWM of /proc/PID/status when each epoch's "
+            "history.csv row appears",
             "scan_shape": list(s.memory_shape),
             "model": {
                 "base_filters": s.memory_base_filters,
@@ -199,13 +208,14 @@ class FitMemory:
         s = self.settings
         options = {
             "--out": run_dir,
-            "--patients": ",".join(f"training{i:02d}" for i in range(1, scans + 1)),
+            "--patients": ",".join(f"training{i:02d}" for i in range(1, _patients(scans) + 1)),
             "--epochs": s.memory_epochs,
             "--batch-size": s.memory_batch_size,
             "--base-filters": s.memory_base_filters,
             "--depth": s.memory_depth,
             "--ratio": 1.2,
             "--seed": s.seed,
+            "--slice-cache": "disk",
         }
         code = "from mssoft.cli.main import cli; cli(prog_name='mssoft')"
         command = [sys.executable, "-c", code, "-q", "fit", str(self.workdir / "memory_data")]

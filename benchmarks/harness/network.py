@@ -10,7 +10,6 @@ import logging
 import math
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,7 +23,6 @@ __all__ = [
     "bench_pipeline",
     "unet_macs",
     "model_flops",
-    "bench_training",
     "bench_prediction",
 ]
 
@@ -82,7 +80,52 @@ def bench_pipeline(slices: Any, settings: BenchSettings) -> dict[str, Any]:
             images, _ = next(batches)
             count += int(images.shape[0])
         record[key] = count / (time.perf_counter() - t0)
+    record["slices_per_second_disk"] = _disk_pipeline_rate(slices, settings)
     return record
+
+
+def _disk_pipeline_rate(slices: Any, settings: BenchSettings) -> float:
+    """Slices per second of the same pipeline (rotation on) reading the on-disk slice cache."""
+    import tempfile
+
+    from mssoft.arrays.slices import SliceSet
+    from mssoft.files.slice_cache import read_cached_slices, write_cached_slices
+    from mssoft.nn.dataset import make_dataset
+
+    with tempfile.TemporaryDirectory(prefix="mssoft-bench-cache-") as folder:
+        parts = []
+        for s, scan_id in enumerate(slices.scan_ids):
+            kept, n = slices.slice_indices[s], slices.n_slices[s]
+            key = {"bench": scan_id}
+            write_cached_slices(folder, scan_id, slices.images[s], slices.targets[s], kept, n, key)
+            parts.append(read_cached_slices(folder, scan_id, key))
+        disk = SliceSet(
+            [p[0] for p in parts],
+            [p[1] for p in parts],
+            list(slices.slice_indices),
+            list(slices.scan_ids),
+            list(slices.patient_ids),
+            list(slices.n_slices),
+            slices.modalities,
+            slices.source,
+        )
+        batches = iter(
+            make_dataset(
+                disk,
+                np.arange(len(disk), dtype=np.int64),
+                batch_size=settings.batch_size,
+                training=True,
+                seed=settings.seed,
+            ).repeat()
+        )
+        for _ in range(3):
+            next(batches)
+        count = 0
+        t0 = time.perf_counter()
+        for _ in range(settings.pipeline_batches):
+            images, _ = next(batches)
+            count += int(images.shape[0])
+        return count / (time.perf_counter() - t0)
 
 
 def unet_macs(model: Any) -> dict[str, Any]:
@@ -187,76 +230,6 @@ def _dtype_policy(name: str) -> Iterator[None]:
         keras.config.set_dtype_policy(previous)
 
 
-def bench_training(
-    slices: Any, settings: BenchSettings, *, peak_gflops: float, cores: int
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Training slices per second of the U-Net of ``mssoft fit``, float32 and mixed bfloat16.
-
-    The model, optimizer (Adam), loss (SoftDiceLoss) and metric of
-    :func:`mssoft.workflows.fit.build_model`, trained with ``train_on_batch`` on one batch of real slices
-    (no pipeline: the pipeline stage measures that): a first step (graph tracing), then
-    ``warmup_steps`` more, then ``timed_steps`` timed steps.
-
-    Returns
-    -------
-    record : dict
-        ``model`` (:func:`model_flops`) and per dtype policy: ``step_seconds`` (median),
-        ``slices_per_second``, ``gflops``, ``fraction_of_peak`` (of the fp32 peak; for
-        bfloat16 also ``fraction_of_bf16_peak``, of twice that), ``first_step_seconds``,
-        ``cpu_utilisation``.
-    models : dict of str to keras.Model
-        The models, for the prediction stage.
-    """
-    import keras
-
-    from mssoft.workflows.fit import build_model
-    from mssoft.workflows.settings import TrainConfig
-
-    channels = len(slices.modalities)
-    flops = model_flops(slices.slice_shape, channels, settings.base_filters, settings.depth)
-    images, targets = slices.gather(np.arange(settings.batch_size) % len(slices))
-    config = TrainConfig(
-        data=Path("."),
-        out=Path("."),
-        batch_size=settings.batch_size,
-        base_filters=settings.base_filters,
-        depth=settings.depth,
-        seed=settings.seed,
-    )
-    record: dict[str, Any] = {
-        "what": "keras train_on_batch on a batch of real slices; model, Adam, SoftDiceLoss and "
-        "BinarisedDice of mssoft.workflows.fit.build_model; jit_compile auto (off on CPU)",
-        "batch_size": settings.batch_size,
-        "model": flops,
-    }
-    models = {}
-    for policy in POLICIES:
-        with _dtype_policy(policy):
-            keras.utils.set_random_seed(settings.seed)
-            model = build_model(config, channels)
-
-            def step(m: Any = model) -> Any:
-                return m.train_on_batch(images, targets)
-
-            first, _ = timed(step, 1)
-            timed(step, settings.warmup_steps)
-            steps, _ = timed(step, settings.timed_steps)
-        rate = settings.batch_size / steps.median
-        gflops = rate * flops["training_gflop_per_slice"]
-        record[policy] = {
-            "step_seconds": steps.median,
-            "step_seconds_all": steps.wall,
-            "slices_per_second": rate,
-            "gflops": gflops,
-            **_fractions(gflops, peak_gflops, policy),
-            "first_step_seconds": first.wall[0],
-            "cpu_utilisation": steps.cpu_utilisation(cores),
-        }
-        models[policy] = model
-        logger.info("training %s: %.2f slices/s, %.0f GFLOP/s", policy, rate, gflops)
-    return record, models
-
-
 def bench_prediction(
     models: dict[str, Any],
     scan: Any,
@@ -274,7 +247,7 @@ def bench_prediction(
     -------
     dict
         Per dtype policy: ``seconds_per_scan``, ``slices_per_second``, ``gflops`` (forward FLOPs)
-        and ``fraction_of_peak`` (and ``fraction_of_bf16_peak``, as :func:`bench_training`).
+        and ``fraction_of_peak`` (and ``fraction_of_bf16_peak``, as the training stage).
     """
     from mssoft.nn.inference import predict_volume
 

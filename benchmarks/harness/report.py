@@ -93,15 +93,36 @@ def _stage_rows(results: dict[str, Any]) -> list[list[str]]:
                 _num(ratios.get("pipeline_over_training"), "x"),
             ]
         )
+        if "slices_per_second_disk" in r:
+            rows.append(
+                [
+                    "tf.data pipeline from the disk cache",
+                    _num(r["slices_per_second_disk"], " slices/s"),
+                    reference,
+                    _num(ratios.get("pipeline_disk_over_training"), "x"),
+                ]
+            )
     if "training" in results:
         t = results["training"]
+        for row in t["paths"]:
+            rows.append(
+                [
+                    f"fit path, base {row['base_filters']} {row['policy']}, batch "
+                    f"{t['batch_size']}",
+                    _num(row["fit_slices_per_second"], " slices/s"),
+                    f"plain step {_num(row['plain_slices_per_second'], ' slices/s')} (CPU s/step "
+                    f"{_num(row['fit_cpu_seconds_per_step'])} vs "
+                    f"{_num(row['plain_cpu_seconds_per_step'])})",
+                    _num(row["fit_over_plain"], "x"),
+                ]
+            )
         for policy in POLICIES:
             r = t[policy]
             rows.append(
                 [
-                    f"training {policy}, batch {t['batch_size']}",
-                    _num(r["slices_per_second"], " slices/s"),
-                    f"{_num(r['gflops'])} GFLOP/s of {_num(peak)} GFLOP/s fp32 peak" + _bf16(r),
+                    f"fit path {policy}, base {t['model']['base_filters']}: FLOP rate",
+                    f"{_num(r['gflops'])} GFLOP/s",
+                    f"of {_num(peak)} GFLOP/s fp32 peak" + _bf16(r),
                     _pct(r["fraction_of_peak"]),
                 ]
             )
@@ -115,6 +136,17 @@ def _stage_rows(results: dict[str, Any]) -> list[list[str]]:
                     f"{_num(r['slices_per_second'])} slices/s, {_num(r['gflops'])} GFLOP/s"
                     + _bf16(r),
                     _pct(r["fraction_of_peak"]),
+                ]
+            )
+        files = results["prediction"].get("files")
+        for policy in POLICIES if files else ():
+            r = files[policy]
+            rows.append(
+                [
+                    f"predict from files {policy}, per scan",
+                    _num(r["overlapped_seconds_per_scan"], " s"),
+                    f"reading/model/writing in turn {_num(r['sequential_seconds_per_scan'], ' s')}",
+                    _num(r["speedup"], "x faster"),
                 ]
             )
     if "evaluation" in results:

@@ -20,8 +20,10 @@ _COUNTS = (
     "depth",
     "batch_size",
     "timed_steps",
+    "fit_path_rounds",
     "pipeline_batches",
     "predict_batch_size",
+    "predict_file_scans",
     "sgemm_size",
     "probe_iterations",
     "memory_epochs",
@@ -52,11 +54,19 @@ class BenchSettings:
     base_filters, depth, batch_size : int
         U-Net and batch of the training and prediction stages (the defaults of ``mssoft fit``).
     warmup_steps, timed_steps : int
-        Training steps run after the first (tracing) step and before timing; timed steps.
+        Training steps run after the first (tracing) step and before timing; timed steps (per
+        round, of the fit path and of the plain step alike).
+    fit_path_bases : tuple of int
+        U-Net widths of the training stage (``base_filters`` is always among them).
+    fit_path_rounds : int
+        Alternating rounds (plain steps, then a ``fit`` epoch) per width and dtype policy.
     pipeline_batches : int
         Batches timed in the pipeline stage.
     predict_batch_size : int
         Slices per model call in the prediction stage.
+    predict_file_scans : int
+        Scans written as NIfTI and predicted from the files, without and with overlapped
+        reading and writing.
     sgemm_size : int
         Side of the square float32 matrices of the sgemm measurement.
     probe_iterations : int
@@ -64,7 +74,8 @@ class BenchSettings:
     memory_shape : tuple of 3 int
         Grid of the scans of the memory stage (small: that stage trains two models).
     memory_scans : tuple of 2 int
-        The two dataset sizes N1 < N2 (scans, one per patient).
+        The two dataset sizes N1 < N2 (scans, two time points per patient, rounded up to whole
+        patients); ``fit`` keeps their slices in the on-disk slice cache (``--slice-cache disk``).
     memory_epochs : int
         Epochs of each memory run, >= 2: the peaks after the first, the middle and the last
         epoch are compared.
@@ -87,14 +98,17 @@ class BenchSettings:
     depth: int = 4
     batch_size: int = 8
     warmup_steps: int = 1
-    timed_steps: int = 5
+    timed_steps: int = 4
+    fit_path_bases: tuple[int, ...] = (16, 32)
+    fit_path_rounds: int = 3
     pipeline_batches: int = 60
     predict_batch_size: int = 16
+    predict_file_scans: int = 2
     sgemm_size: int = 3072
     probe_iterations: int = 200_000_000
-    memory_shape: tuple[int, int, int] = (96, 112, 80)
-    memory_scans: tuple[int, int] = (2, 6)
-    memory_epochs: int = 6
+    memory_shape: tuple[int, int, int] = (64, 72, 40)
+    memory_scans: tuple[int, int] = (10, 100)
+    memory_epochs: int = 3
     memory_base_filters: int = 8
     memory_depth: int = 3
     memory_batch_size: int = 8
@@ -127,7 +141,8 @@ class BenchSettings:
         return tuple(f.name for f in fields(cls))
 
 
-#: ``make bench``: ISBI-sized scans and the paper's U-Net; 4-5 minutes on 2 idle cores.
+#: ``make bench``: ISBI-sized scans and the paper's U-Net (and base 16); about 8-10 minutes on
+#: 2 idle cores.
 FULL = BenchSettings()
 
 #: The smoke test: tiny scans and networks, every stage; about 20 s on 2 idle cores.
@@ -142,12 +157,14 @@ QUICK = BenchSettings(
     batch_size=2,
     warmup_steps=0,
     timed_steps=2,
+    fit_path_bases=(4,),
+    fit_path_rounds=1,
     pipeline_batches=4,
     predict_batch_size=16,
     sgemm_size=256,
     probe_iterations=2_000_000,
     memory_shape=(32, 40, 24),
-    memory_scans=(1, 2),
+    memory_scans=(2, 4),
     memory_epochs=2,
     memory_base_filters=2,
     memory_depth=1,

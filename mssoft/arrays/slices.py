@@ -81,12 +81,16 @@ def lesion_slice_indices(mask: np.ndarray) -> np.ndarray:
 
 @dataclass
 class SliceSet:
-    """The kept slices of several scans, in memory, one array per scan.
+    """The kept slices of several scans, one array per scan.
+
+    The arrays are in memory, or array-likes that read one slice per index from disk
+    (:class:`mssoft.files.slice_cache.NpySlices`: ``shape``, ``nbytes`` and ``a[k]``, which is all
+    this class uses).
 
     Attributes
     ----------
-    images : list of ndarray of float32, shape (K_s, X, Y, C)
-    targets : list of ndarray of float32, shape (K_s, X, Y, 1)
+    images : list of ndarray of float32 (or array-like), shape (K_s, X, Y, C)
+    targets : list of ndarray of float32 (or array-like), shape (K_s, X, Y, 1)
     slice_indices : list of ndarray of int64, shape (K_s,)
         Axial index ``z`` of each kept slice in its scan.
     scan_ids, patient_ids : list of str
@@ -132,7 +136,7 @@ class SliceSet:
 
     @property
     def nbytes(self) -> int:
-        """Memory held by the slices."""
+        """Bytes of the slices (in memory, or on disk for a slice cache)."""
         return sum(a.nbytes for a in self.images) + sum(a.nbytes for a in self.targets)
 
     def gather(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -19,7 +19,7 @@ PARTIAL_MARK = ".partial"
 
 
 def _suffix(path: Path) -> str:
-    for suffix in (".nii.gz", ".json", ".csv", ".keras", ".npz", ".md", ".png"):
+    for suffix in (".nii.gz", ".json", ".csv", ".keras", ".npz", ".npy", ".md", ".png"):
         if path.name.endswith(suffix):
             return suffix
     return path.suffix

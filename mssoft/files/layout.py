@@ -68,6 +68,8 @@ __all__ = [
     "soft_mask_path",
     "prob_path",
     "seg_path",
+    "SLICE_CACHE_DIR",
+    "slice_cache_paths",
 ]
 
 #: Every output folder: the command, its resolved configuration and package versions.
@@ -81,6 +83,8 @@ HISTORY_NAME = "history.csv"
 SPLIT_NAME = "split.json"
 BACKUP_DIR = "backup"
 LOGS_DIR = "logs"
+#: On-disk slice cache of a run (``--slice-cache disk``): per scan, images, targets and a key.
+SLICE_CACHE_DIR = "slice_cache"
 #: Files Keras's BackupAndRestore writes into ``backup/`` once an epoch's state is saved.
 KERAS_BACKUP_MARKERS = ("training_metadata.json", "training_metadata.json.bkp")
 #: Written into the run folder by mssoft calibrate.
@@ -138,3 +142,17 @@ def prob_path(folder: str | Path, scan_id: str) -> Path:
 def seg_path(folder: str | Path, scan_id: str) -> Path:
     """``folder/<scan_id>_seg.nii.gz``."""
     return Path(folder) / f"{scan_id}{SEG_SUFFIX}"
+
+
+def slice_cache_paths(folder: str | Path, scan_id: str) -> tuple[Path, Path, Path]:
+    """``folder/<scan_id>_images.npy``, ``folder/<scan_id>_targets.npy``, ``folder/<scan_id>.json``.
+
+    The slice cache of one scan: its kept image slices, their targets, and the record that says
+    what they were made from (written last: a scan without it is not cached).
+    """
+    folder = Path(folder)
+    return (
+        folder / f"{scan_id}_images.npy",
+        folder / f"{scan_id}_targets.npy",
+        folder / f"{scan_id}.json",
+    )

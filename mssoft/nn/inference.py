@@ -103,7 +103,7 @@ def predict_volume_resampled(
     model: Any,
     image: np.ndarray,
     spacing_mm: tuple[float, float, float],
-    target_mm: tuple[float, float, float],
+    target_mm: tuple[float, float, float] | None,
     *,
     batch_size: int = 16,
     multiple: int | None = None,
@@ -122,8 +122,9 @@ def predict_volume_resampled(
         Raw intensities in RAS orientation.
     spacing_mm : tuple of 3 float
         The image's voxel size (mm, RAS axes).
-    target_mm : tuple of 3 float
-        Voxel size the model was trained on (mm, RAS axes).
+    target_mm : tuple of 3 float or None
+        Voxel size the model was trained on (mm, RAS axes); None predicts on the scan's own grid
+        (:func:`predict_volume`, no resampling).
     batch_size : int, optional
         Slices per model call.
     multiple, normaliser : optional
@@ -135,6 +136,10 @@ def predict_volume_resampled(
         Probabilities in [0, 1] on the input grid.
     """
     image = np.asarray(image)
+    if target_mm is None:
+        return predict_volume(
+            model, image, batch_size=batch_size, multiple=multiple, normaliser=normaliser
+        )
     shape = resampled_shape(image.shape[:3], spacing_mm, target_mm)
     prob = predict_volume(
         model,

@@ -8,6 +8,7 @@ models saved by earlier versions.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +20,51 @@ from mssoft.errors import DataError
 from mssoft.files.layout import EXPORT_INFO_NAME, MODEL_NAME, SAVED_MODEL_DIR
 from mssoft.nn.saved_model import ExportedModel, load_saved_model
 
-__all__ = ["load_run_model", "load_model_folder", "ExportedModel"]
+__all__ = [
+    "load_run_model",
+    "load_model_folder",
+    "ExportedModel",
+    "with_dtype_policy",
+    "mixed_precision_policy",
+]
+
+logger = logging.getLogger(__name__)
 
 
-def load_run_model(run_dir: str | Path, *, compile: bool = False) -> keras.Model:
+def mixed_precision_policy() -> str:
+    """``mixed_float16`` with a GPU, else ``mixed_bfloat16`` (the policy ``fit`` trains with)."""
+    import tensorflow as tf
+
+    return "mixed_float16" if tf.config.list_logical_devices("GPU") else "mixed_bfloat16"
+
+
+def with_dtype_policy(model: keras.Model, policy: str) -> keras.Model:
+    """A copy of a functional ``model`` computing under ``policy``, with the same weights.
+
+    Every layer but the input and the output layers gets ``policy``; the output (the U-Net's
+    ``head``) stays float32 probabilities.
+    """
+    config = model.get_config()
+    layers = config["layers"]
+
+    def name(layer: dict) -> str:
+        return layer.get("name") or layer["config"]["name"]
+
+    entries = config.get("output_layers") or []
+    if entries and isinstance(entries[0], str):  # one output: [name, node, tensor]
+        entries = [entries]
+    outputs = {entry[0] for entry in entries} or {name(layers[-1])}
+    for layer in layers:
+        if layer["class_name"] != "InputLayer" and name(layer) not in outputs:
+            layer["config"]["dtype"] = policy
+    copy = model.__class__.from_config(config)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def load_run_model(
+    run_dir: str | Path, *, compile: bool = False, mixed_precision: bool = False
+) -> keras.Model:
     """Load ``run_dir/model.keras`` (any process; the custom objects are registered on import).
 
     Parameters
@@ -31,6 +73,9 @@ def load_run_model(run_dir: str | Path, *, compile: bool = False) -> keras.Model
         Output folder of ``mssoft fit``.
     compile : bool
         Also restore the optimizer, loss and metric (not needed to predict).
+    mixed_precision : bool
+        Compute in bfloat16 on CPU / float16 on GPU (:func:`with_dtype_policy`; the output layer
+        stays float32), whatever precision the model was trained in. Not with ``compile``.
 
     Returns
     -------
@@ -47,15 +92,18 @@ def load_run_model(run_dir: str | Path, *, compile: bool = False) -> keras.Model
     if not path.is_file():
         raise DataError(f"{path}: not found (is {run_dir} a finished `mssoft fit` run?)")
     try:
-        return keras.saving.load_model(path, compile=compile)
+        model = keras.saving.load_model(path, compile=compile)
     except (OSError, ValueError, TypeError) as exc:
         raise DataError(f"{path}: cannot load model ({type(exc).__name__}: {exc})") from None
+    return with_dtype_policy(model, mixed_precision_policy()) if mixed_precision else model
 
 
-def load_model_folder(folder: str | Path) -> Any:
+def load_model_folder(folder: str | Path, *, mixed_precision: bool = False) -> Any:
     """The model of a run folder (a Keras model) or of an export folder (:class:`ExportedModel`).
 
     Either has ``predict_on_batch``, so :func:`mssoft.nn.inference.predict_volume` takes both.
+    ``mixed_precision`` applies to a run folder's Keras model (:func:`load_run_model`); an
+    export folder's SavedModel computes in the precision it was exported with.
 
     Raises
     ------
@@ -64,7 +112,9 @@ def load_model_folder(folder: str | Path) -> Any:
     """
     folder = Path(folder)
     if not (folder / EXPORT_INFO_NAME).is_file():  # a run folder, not an export folder
-        return load_run_model(folder)
+        return load_run_model(folder, mixed_precision=mixed_precision)
+    if mixed_precision:
+        logger.warning("%s is an export folder: --mixed-precision has no effect on it", folder)
     info = json.loads((folder / EXPORT_INFO_NAME).read_text())
     return load_saved_model(
         folder / str(info.get("saved_model", SAVED_MODEL_DIR)),

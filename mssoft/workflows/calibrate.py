@@ -38,7 +38,8 @@ from mssoft.files.layout import CALIBRATION_NAME
 from mssoft.files.normalisation import run_normaliser
 from mssoft.files.run_folder import RunInfo, check_modalities, input_multiple_of, read_run
 from mssoft.files.scans import Scan, check_scan, discover_scans, load_scan, select_scans
-from mssoft.nn.inference import predict_volume, predict_volume_resampled
+from mssoft.nn.inference import predict_volume_resampled
+from mssoft.workflows.overlap import read_ahead
 from mssoft.workflows.progress import Progress, no_progress
 
 __all__ = [
@@ -126,6 +127,7 @@ def calibrate_run(
     overwrite: bool = False,
     progress: Progress = no_progress,
     resample: bool = False,
+    mixed_precision: bool = False,
 ) -> Calibration:
     """Predict the calibration scans once, search the threshold, write ``RUN/calibration.json``.
 
@@ -153,6 +155,8 @@ def calibrate_run(
     resample : bool, optional
         Predict each scan at the run's training voxel size (see ``mssoft predict --resample``);
         without it, scans whose voxel size is more than 20 % off get a warning.
+    mixed_precision : bool, optional
+        Run the model in bfloat16 on CPU / float16 on GPU (the output layer stays float32).
 
     Returns
     -------
@@ -191,29 +195,21 @@ def calibrate_run(
     check_not_in_use(run, command="calibrate", option="RUN")  # a run still training: refused
     from mssoft.nn.model_files import load_run_model  # imports TensorFlow
 
-    model = load_run_model(run)
+    model = load_run_model(run, mixed_precision=mixed_precision)
     curves = []
-    for scan in progress(selected, "calibrate"):
-        loaded = load_scan(scan, modalities=info.modalities, rater=rater)
+    # the next scan is read while the model predicts this one (mssoft.workflows.overlap)
+    loads = read_ahead(selected, lambda s: load_scan(s, modalities=info.modalities, rater=rater))
+    for scan, loaded in zip(progress(selected, "calibrate"), loads, strict=True):
         assert loaded.mask is not None  # load_scan(rater=...) always reads the mask
-        if resample and geometry is not None:
-            prob = predict_volume_resampled(
-                model,
-                loaded.image,
-                loaded.meta.spacing_mm,
-                geometry.voxel_size_mm,
-                batch_size=batch_size,
-                multiple=input_multiple_of(info),
-                normaliser=normaliser,
-            )
-        else:
-            prob = predict_volume(
-                model,
-                loaded.image,
-                batch_size=batch_size,
-                multiple=input_multiple_of(info),
-                normaliser=normaliser,
-            )
+        prob = predict_volume_resampled(
+            model,
+            loaded.image,
+            loaded.meta.spacing_mm,
+            geometry.voxel_size_mm if resample and geometry is not None else None,
+            batch_size=batch_size,
+            multiple=input_multiple_of(info),
+            normaliser=normaliser,
+        )
         curves.append(
             dice_curves(prob, loaded.mask, grid, min_sizes=min_sizes, connectivity=connectivity)
         )
@@ -225,6 +221,7 @@ def calibrate_run(
     )
     record = _record(result, run, data, scan_source)
     record["geometry"] = geometry_record(geometry, off, resample=resample)
+    record["mixed_precision"] = bool(mixed_precision)
     write_json(record, path)
     logger.info(
         "chose %s: mean Dice %.4f over %d scans", chosen.describe(), mean_dice, len(selected)

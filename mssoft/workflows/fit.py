@@ -10,6 +10,8 @@ Run folder (``config.out``)::
     history.csv     one row per epoch (1-based ``epoch``, losses, binarised Dice, seconds)
     logs/           TensorBoard logs
     backup/         training state after the last epoch (weights, optimizer, epoch), for --resume
+    slice_cache/    the training slices on disk (``--slice-cache disk``, or ``auto`` for a set
+                    too large for memory), reused by --resume; safe to delete after training
 
 A resumed run continues from the weights and optimizer state of its last completed epoch, up to
 ``epochs`` (so a finished run can also be extended); the shuffling and augmentation sequence
@@ -36,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -56,7 +59,14 @@ from mssoft.files.folders import (
     write_config,
 )
 from mssoft.files.geometry import training_geometry
-from mssoft.files.layout import BACKUP_DIR, CONFIG_NAME, HISTORY_NAME, MODEL_NAME, SPLIT_NAME
+from mssoft.files.layout import (
+    BACKUP_DIR,
+    CONFIG_NAME,
+    HISTORY_NAME,
+    MODEL_NAME,
+    SLICE_CACHE_DIR,
+    SPLIT_NAME,
+)
 from mssoft.files.normalisation import normalise_record, write_landmarks
 from mssoft.files.scans import Scan, discover_scans, resolve_modalities
 from mssoft.nn.callbacks import FitResult, completed_epochs, read_history, run_callbacks
@@ -77,6 +87,7 @@ from mssoft.workflows.training_data import (
     learn_normaliser,
     load_slices,
     resolve_mask_source,
+    slice_storage,
     training_scans,
 )
 
@@ -96,7 +107,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: Options that may change when a run is resumed; every other resolved option must match.
-_RESUMABLE_CHANGES = frozenset({"data", "epochs", "strategy", "devices"})
+_RESUMABLE_CHANGES = frozenset({"data", "epochs", "strategy", "devices", "slice_cache"})
 
 
 @dataclass
@@ -132,7 +143,10 @@ def resolve_inputs(config: TrainConfig) -> tuple[list[Scan], MaskSource]:
 
 
 def prepare_data(
-    config: TrainConfig, inputs: tuple[list[Scan], MaskSource] | None = None
+    config: TrainConfig,
+    inputs: tuple[list[Scan], MaskSource] | None = None,
+    *,
+    cache: Path | None = None,
 ) -> TrainingData:
     """Resolve the channels, load the lesion slices of the training scans and split them.
 
@@ -141,6 +155,10 @@ def prepare_data(
     config : TrainConfig
     inputs : (scans, source), optional
         The result of :func:`resolve_inputs` if already known.
+    cache : Path, optional
+        Slice-cache folder, used when ``config.slice_cache`` (``disk``, or ``auto`` for a large
+        set: :func:`mssoft.workflows.training_data.slice_storage`) puts the slices on disk;
+        default ``config.out / "slice_cache"``.
 
     Raises
     ------
@@ -150,7 +168,16 @@ def prepare_data(
     scans, source = inputs if inputs is not None else resolve_inputs(config)
     modalities = resolve_modalities(scans, config.modalities)
     normaliser = learn_normaliser(scans, modalities=modalities, method=config.normalise)
-    slices = load_slices(scans, modalities=modalities, source=source, normaliser=normaliser)
+    storage = slice_storage(scans, modalities=modalities, mode=config.slice_cache)
+    if storage == "disk" and cache is None:
+        cache = config.out.expanduser().resolve() / SLICE_CACHE_DIR
+    slices = load_slices(
+        scans,
+        modalities=modalities,
+        source=source,
+        normaliser=normaliser,
+        cache=cache if storage == "disk" else None,
+    )
     split = split_slices(
         slices, val_fraction=config.val_fraction, by=config.split, seed=config.seed
     )
@@ -227,6 +254,7 @@ def resolved_config(config: TrainConfig, data: TrainingData, dtype_policy: str) 
         "dtype_policy": dtype_policy,
         "slice_shape": list(data.slices.slice_shape),
         "input_multiple": input_multiple(config.depth),
+        "slice_cache": config.slice_cache,
         "lesion_free_slices": "excluded (no voxel of the rater's binary mask)",
         "monitor": data.monitor,
         **training_geometry(data.scans).to_dict(),  # voxel_size_mm, orientation
@@ -354,7 +382,9 @@ def _fit_locked(
             out, stored = _prepare_run_folder(config, inputs[0])
         else:  # the chief checks and writes the run folder; the other workers only read it
             out, stored = config.out.expanduser().resolve(), None
-        data = prepare_data(config, inputs)
+        # the chief caches slices in the run folder; another worker in a folder of its own
+        cache = out / SLICE_CACHE_DIR if role.is_chief else Path(tempfile.mkdtemp("_mssoft"))
+        data = prepare_data(config, inputs, cache=cache)
         if not is_multi_worker(strategy):
             _check_last_batches(config.batch_size, strategy.num_replicas_in_sync, data)
         record = resolved_config(config, data, policy)

@@ -42,7 +42,8 @@ from mssoft.files.run_folder import (
     resolve_binarisation,
 )
 from mssoft.files.scans import Scan, check_scan, discover_scans, load_scan, select_scans
-from mssoft.nn.inference import predict_volume, predict_volume_resampled
+from mssoft.nn.inference import predict_volume_resampled
+from mssoft.workflows.overlap import WriteBehind, read_ahead
 from mssoft.workflows.progress import Progress, no_progress
 
 __all__ = [
@@ -53,6 +54,14 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+
+def _write_outputs(
+    prob: np.ndarray, seg: np.ndarray, meta: VolumeMeta, out: Path, scan_id: str
+) -> None:
+    """Write ``<scan>_prob.nii.gz`` (float32) and ``<scan>_seg.nii.gz`` (uint8)."""
+    write_volume(prob, meta, prob_path(out, scan_id), dtype=np.float32)
+    write_volume(seg.astype(np.uint8), meta, seg_path(out, scan_id), dtype=np.uint8)
 
 
 def predict_scan(
@@ -80,19 +89,14 @@ def predict_scan(
         The FLAIR image's grid (write outputs back with it).
     """
     loaded = load_scan(scan, modalities=modalities)
-    if voxel_size_mm is not None:
-        prob = predict_volume_resampled(
-            model,
-            loaded.image,
-            loaded.meta.spacing_mm,
-            voxel_size_mm,
-            batch_size=batch_size,
-            multiple=multiple,
-            normaliser=normaliser,
-        )
-        return prob, loaded.meta
-    prob = predict_volume(
-        model, loaded.image, batch_size=batch_size, multiple=multiple, normaliser=normaliser
+    prob = predict_volume_resampled(
+        model,
+        loaded.image,
+        loaded.meta.spacing_mm,
+        voxel_size_mm,
+        batch_size=batch_size,
+        multiple=multiple,
+        normaliser=normaliser,
     )
     return prob, loaded.meta
 
@@ -149,6 +153,7 @@ def predict_folder(
     overwrite: bool = False,
     progress: Progress = no_progress,
     resample: bool = False,
+    mixed_precision: bool = False,
 ) -> PredictionReport:
     """Predict every scan of ``data`` (or the listed ones) with a run and write the results.
 
@@ -177,6 +182,9 @@ def predict_folder(
         Resample each scan to the run's training voxel size for the model, and the
         probabilities back to the scan's grid (outputs stay on the input grid). Without it, a
         scan whose voxel size differs by more than 20 % on any axis gets a warning.
+    mixed_precision : bool, optional
+        Run the model in bfloat16 on CPU / float16 on GPU (the output layer stays float32):
+        about twice as fast on CPUs with AVX512_BF16; probabilities differ slightly.
 
     Returns
     -------
@@ -201,13 +209,15 @@ def predict_folder(
     inputs = [p for scan in selected for p in scan.files()] + run_files
     from mssoft.nn.model_files import load_model_folder  # imports TensorFlow
 
-    model = load_model_folder(run)  # before creating the output folder: a bad model leaves nothing
+    # before creating the output folder: a bad model leaves nothing
+    model = load_model_folder(run, mixed_precision=mixed_precision)
     config = {
         "run": str(Path(run).resolve()),
         "data": str(Path(data).resolve()),
         "modalities": list(info.modalities),
         "batch_size": int(batch_size),
         "normalise": normaliser.method,
+        "mixed_precision": bool(mixed_precision),
         **binarisation.to_dict(),
         "threshold_source": source,
         "geometry": geometry_record(geometry, off, resample=resample),
@@ -225,27 +235,31 @@ def predict_folder(
         # first: lists every file this run is about to write (an --overwrite removes them all)
         write_config(out, "predict", config, status=STATUS_INCOMPLETE, scans=outputs)
         results = []
-        for scan in progress(selected, "predict"):
-            prob, meta = predict_scan(
-                model,
-                scan,
-                info.modalities,
-                batch_size=batch_size,
-                voxel_size_mm=target,
-                multiple=input_multiple_of(info),
-                normaliser=normaliser,
-            )
-            seg = binarisation.apply(prob)
-            write_volume(prob, meta, prob_path(out, scan.scan_id), dtype=np.float32)
-            write_volume(seg.astype(np.uint8), meta, seg_path(out, scan.scan_id), dtype=np.uint8)
-            box = bounding_box(seg)
-            connectivity = binarisation.connectivity
-            lesions = 0 if box is None else label_lesions(seg[box], connectivity=connectivity)[1]
-            voxel_ml = float(np.prod(metas[scan.scan_id].spacing_mm)) / 1000.0
-            volume = float(np.count_nonzero(seg)) * voxel_ml
-            paths = prob_path(out, scan.scan_id), seg_path(out, scan.scan_id)
-            result = ScanPrediction(scan.scan_id, lesions, volume, *paths)
-            logger.info("%s: %d lesions, %.3f mL", scan.scan_id, lesions, volume)
-            results.append(result)
+        # the next scan is read and the previous one written while the model predicts
+        loads = read_ahead(selected, lambda s: load_scan(s, modalities=info.modalities))
+        with WriteBehind() as writer:
+            for scan, loaded in zip(progress(selected, "predict"), loads, strict=True):
+                prob = predict_volume_resampled(
+                    model,
+                    loaded.image,
+                    loaded.meta.spacing_mm,
+                    target,
+                    batch_size=batch_size,
+                    multiple=input_multiple_of(info),
+                    normaliser=normaliser,
+                )
+                seg = binarisation.apply(prob)
+                writer.submit(_write_outputs, prob, seg, loaded.meta, out, scan.scan_id)
+                box = bounding_box(seg)
+                connectivity = binarisation.connectivity
+                lesions = (
+                    0 if box is None else label_lesions(seg[box], connectivity=connectivity)[1]
+                )
+                voxel_ml = float(np.prod(metas[scan.scan_id].spacing_mm)) / 1000.0
+                volume = float(np.count_nonzero(seg)) * voxel_ml
+                paths = prob_path(out, scan.scan_id), seg_path(out, scan.scan_id)
+                result = ScanPrediction(scan.scan_id, lesions, volume, *paths)
+                logger.info("%s: %d lesions, %.3f mL", scan.scan_id, lesions, volume)
+                results.append(result)
         write_config(out, "predict", config, status=STATUS_COMPLETE, scans=outputs)
     return PredictionReport(out, binarisation, source, results)

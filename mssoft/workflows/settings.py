@@ -178,6 +178,9 @@ class TrainingSettings:
     normalise : {"zscore", "percentile", "histogram"}
         Intensity normalisation of every scan (:mod:`mssoft.arrays.intensity`), the same in
         training, calibration and prediction.
+    slice_cache : {"auto", "memory", "disk"}
+        Keep the training slices in memory or in an on-disk cache in the run folder;
+        ``auto`` chooses by size (:func:`mssoft.workflows.training_data.slice_storage`).
     """
 
     modalities: tuple[str, ...] | None = None
@@ -196,6 +199,7 @@ class TrainingSettings:
     mixed_precision: bool = False
     augment: str = "paper"
     normalise: str = "zscore"
+    slice_cache: str = "auto"
 
     def __post_init__(self) -> None:
         for name in ("modalities", "devices"):
@@ -228,6 +232,12 @@ class TrainingSettings:
             "--normalise",
             "'zscore', 'percentile' or 'histogram'",
             self.normalise,
+        )
+        _check(
+            self.slice_cache in ("auto", "memory", "disk"),
+            "--slice-cache",
+            "'auto', 'memory' or 'disk'",
+            self.slice_cache,
         )
 
     def settings(self) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Training slices in memory: target source, lesion-slice loading and the train/validation split.
+"""Training slices: target source, lesion-slice loading, where the slices live, and the split.
 
 Per scan (:func:`load_scan_slices`): read the chosen modalities and the rater's binary mask
 (:func:`mssoft.files.scans.load_scan`), z-score each modality over the brain
@@ -9,14 +9,17 @@ axial slices and keep only the slices where **the rater's binary mask** has a le
 (design.md §1.5). A soft ring can reach into a slice without rater lesion; such a slice is dropped
 all the same, so the binary baseline and every soft-mask variant train on exactly the same slices.
 
-Only the kept slices stay in memory (:class:`SliceSet`, one array per scan, no concatenated
-copy). :func:`split_slices` draws the 80/20 train/validation split (by slice or by patient) from a
-seed. Pure NumPy: :mod:`mssoft.nn.dataset` turns a :class:`SliceSet` into ``tf.data`` pipelines.
+Only the kept slices are kept (:class:`SliceSet`, one array per scan, no concatenated copy): in
+memory, or in an on-disk slice cache (:mod:`mssoft.files.slice_cache`; :func:`slice_storage`
+states the rule that chooses). :func:`split_slices` draws the 80/20 train/validation split (by
+slice or by patient) from a seed. Pure NumPy: :mod:`mssoft.nn.dataset` turns a :class:`SliceSet`
+into ``tf.data`` pipelines.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +38,7 @@ from mssoft.files.folders import read_config, soft_mask_files
 from mssoft.files.layout import soft_mask_path
 from mssoft.files.nifti import check_same_grid, read_header, read_volume
 from mssoft.files.scans import LoadedScan, Scan, load_scan, patients_of
+from mssoft.files.slice_cache import read_cached_slices, scan_cache_key, write_cached_slices
 from mssoft.workflows.settings import MaskConfig
 
 __all__ = [
@@ -44,11 +48,21 @@ __all__ = [
     "load_scan_slices",
     "load_slices",
     "learn_normaliser",
+    "SLICE_CACHE_MODES",
+    "MEMORY_SHARE",
+    "available_memory_bytes",
+    "slice_storage",
 ]
 
 logger = logging.getLogger(__name__)
 
 MaskKind = Literal["binary", "folder", "computed"]
+
+#: Values of ``--slice-cache``.
+SLICE_CACHE_MODES = ("auto", "memory", "disk")
+#: ``--slice-cache auto`` keeps the slices in memory when every axial slice of the training scans
+#: (an upper bound of the kept ones) takes at most this share of the available memory.
+MEMORY_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -293,9 +307,120 @@ def load_scan_slices(
     return images, targets, kept.astype(np.int64), int(image.shape[2])
 
 
-def _pad_to(array: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+def _pad_to(array: Any, shape: tuple[int, int]) -> Any:
+    if hasattr(array, "padded"):  # NpySlices: padded as it is read
+        return array.padded(shape) if tuple(array.shape[1:3]) != shape else array
     pad = [(0, 0), (0, shape[0] - array.shape[1]), (0, shape[1] - array.shape[2]), (0, 0)]
     return np.pad(array, pad) if any(p[1] for p in pad) else array
+
+
+def available_memory_bytes() -> int:
+    """Memory the process can still use: ``MemAvailable`` of ``/proc/meminfo`` (Linux), else the
+    free physical pages (``os.sysconf``), else 0 (unknown)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (OSError, ValueError, AttributeError):
+        return 0
+
+
+def slice_storage(
+    scans: Sequence[Scan],
+    *,
+    modalities: Sequence[str],
+    mode: str = "auto",
+    available: int | None = None,
+) -> Literal["memory", "disk"]:
+    """Where the training slices are kept: ``"memory"`` or ``"disk"`` (the slice cache).
+
+    ``mode`` ``memory`` or ``disk`` forces it. ``auto`` keeps them in memory (the faster choice
+    for a set that fits) when every axial slice of every scan, as float32 images and targets
+    (``X * Y * Z * (C + 1) * 4`` bytes per scan, from the FLAIR headers: an upper bound, since
+    only lesion slices are kept), takes at most :data:`MEMORY_SHARE` of the available memory
+    (:func:`available_memory_bytes`); otherwise on disk.
+
+    Raises
+    ------
+    ConfigError
+        Unknown ``mode``.
+    """
+    if mode not in SLICE_CACHE_MODES:
+        raise ConfigError(
+            f"Invalid value for `--slice-cache`. Expected one of {', '.join(SLICE_CACHE_MODES)}. "
+            f"Received: {mode!r}"
+        )
+    if mode != "auto":
+        return mode  # type: ignore[return-value]
+    upper = sum(
+        int(np.prod(read_header(scan.images["flair"]).shape[:3])) * (len(modalities) + 1) * 4
+        for scan in scans
+    )
+    available = available_memory_bytes() if available is None else available
+    storage: Literal["memory", "disk"] = (
+        "memory" if available <= 0 or upper <= MEMORY_SHARE * available else "disk"
+    )
+    logger.info(
+        "slices of %d scans: at most %.0f MB, %.0f MB available: kept in %s",
+        len(scans),
+        upper / 2**20,
+        available / 2**20,
+        storage,
+    )
+    return storage
+
+
+def _cache_key(
+    scan: Scan, modalities: Sequence[str], source: MaskSource, normaliser: Normaliser | None
+) -> dict[str, Any]:
+    files = [scan.images[m] for m in modalities] + [scan.mask_path(source.rater)]
+    if source.kind == "computed" and "flair" not in modalities:
+        files.append(scan.images["flair"])
+    if source.kind == "folder":
+        assert source.folder is not None
+        files.append(soft_mask_path(source.folder, scan.scan_id))
+    normalise = (normaliser or Normaliser()).describe()
+    if normaliser is not None and normaliser.landmarks is not None:
+        normalise["landmarks"] = np.asarray(normaliser.landmarks).tolist()
+    return scan_cache_key(
+        files,
+        scan_id=scan.scan_id,
+        modalities=list(modalities),
+        source=source.to_dict(),
+        normalise=normalise,
+    )
+
+
+def _cached_scan_slices(
+    scan: Scan,
+    *,
+    modalities: Sequence[str],
+    source: MaskSource,
+    cache: Path,
+    normaliser: Normaliser | None = None,
+) -> tuple[Any, Any, np.ndarray, int]:
+    """A scan's slices from the cache, loaded and written there first if missing or stale.
+
+    The cache key holds the input files, the channels, the target source and the normalisation
+    (with its landmarks), so a change of any of them rebuilds the scan's slices.
+    """
+    key = _cache_key(scan, modalities, source, normaliser)
+    hit = read_cached_slices(cache, scan.scan_id, key)
+    if hit is not None:
+        logger.debug("%s: slices read from the cache %s", scan.scan_id, cache)
+        return hit
+    images, targets, kept, n = load_scan_slices(
+        scan, modalities=modalities, source=source, normaliser=normaliser
+    )
+    write_cached_slices(cache, scan.scan_id, images, targets, kept, n, key)
+    hit = read_cached_slices(cache, scan.scan_id, key)
+    if hit is None:
+        raise DataError(f"{cache}: the slice cache of {scan.scan_id} cannot be read back")
+    return hit
 
 
 def load_slices(
@@ -304,11 +429,24 @@ def load_slices(
     modalities: Sequence[str],
     source: MaskSource,
     normaliser: Normaliser | None = None,
+    cache: str | Path | None = None,
 ) -> SliceSet:
     """Load the kept slices of every scan (see :func:`load_scan_slices`), normalised alike.
 
     Scans whose slices differ in size are zero-padded at the end of each axis to the largest
     ``(X, Y)`` so that slices can be batched (0 is background for z-scored images and masks).
+
+    Parameters
+    ----------
+    scans, modalities, source
+        As for :func:`load_scan_slices`.
+    normaliser : Normaliser, optional
+        Intensity normalisation of every scan (default z-score over the brain).
+    cache : path-like, optional
+        Keep the slices on disk in this folder (:mod:`mssoft.files.slice_cache`) instead of in
+        memory: each scan is loaded, written there and released (or read from there if it was
+        cached from the same files and settings), so memory does not grow with the number of
+        scans. Default: in memory.
 
     Raises
     ------
@@ -322,9 +460,14 @@ def load_slices(
         soft_mask_files(source.folder, [s.scan_id for s in scans])
     images, targets, kept_all, n_slices = [], [], [], []
     for scan in scans:
-        image, target, kept, n = load_scan_slices(
-            scan, modalities=modalities, source=source, normaliser=normaliser
-        )
+        if cache is None:
+            image, target, kept, n = load_scan_slices(
+                scan, modalities=modalities, source=source, normaliser=normaliser
+            )
+        else:
+            image, target, kept, n = _cached_scan_slices(
+                scan, modalities=modalities, source=source, cache=Path(cache), normaliser=normaliser
+            )
         logger.info("%s: %d of %d axial slices have a lesion", scan.scan_id, len(kept), n)
         images.append(image)
         targets.append(target)
@@ -350,9 +493,10 @@ def load_slices(
         source,
     )
     logger.info(
-        "%d lesion slices of %d scans in memory (%.0f MB)",
+        "%d lesion slices of %d scans %s (%.0f MB)",
         len(slices),
         len(scans),
+        "in memory" if cache is None else f"in the slice cache {cache}",
         slices.nbytes / 2**20,
     )
     return slices
