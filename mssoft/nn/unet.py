@@ -7,6 +7,7 @@ in a fresh process after ``import mssoft.nn.unet``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,7 +16,10 @@ from keras import ops
 
 from mssoft.errors import ConfigError
 
-__all__ = ["build_unet", "PadToMultiple", "CropToReference"]
+__all__ = ["NORMALIZATIONS", "build_unet", "PadToMultiple", "CropToReference"]
+
+#: Accepted ``normalization`` values: none (the paper's U-Net) or batch normalisation.
+NORMALIZATIONS = ("none", "batch")
 
 
 @keras.saving.register_keras_serializable(package="mssoft")
@@ -69,17 +73,33 @@ class CropToReference(keras.layers.Layer):
         return (inputs_shape[0], reference_shape[1], reference_shape[2], inputs_shape[3])
 
 
-def _conv_pair(x: Any, filters: int, prefix: str) -> Any:
-    """Two 3x3 convolutions with ReLU ('same' padding), named ``<prefix>_conv1`` and ``_conv2``."""
+def _conv_pair(x: Any, filters: int, prefix: str, normalization: str = "none") -> Any:
+    """Two 3x3 convolutions with ReLU ('same' padding), named ``<prefix>_conv1`` and ``_conv2``.
+
+    With ``normalization="batch"`` each convolution (without bias) is followed by a batch
+    normalisation ``<prefix>_norm{i}`` and then the ReLU ``<prefix>_relu{i}``.
+    """
     for i in (1, 2):
-        x = keras.layers.Conv2D(
-            filters,
-            3,
-            padding="same",
-            activation="relu",
-            kernel_initializer="he_normal",
-            name=f"{prefix}_conv{i}",
-        )(x)
+        if normalization == "batch":
+            x = keras.layers.Conv2D(
+                filters,
+                3,
+                padding="same",
+                use_bias=False,
+                kernel_initializer="he_normal",
+                name=f"{prefix}_conv{i}",
+            )(x)
+            x = keras.layers.BatchNormalization(name=f"{prefix}_norm{i}")(x)
+            x = keras.layers.ReLU(name=f"{prefix}_relu{i}")(x)
+        else:
+            x = keras.layers.Conv2D(
+                filters,
+                3,
+                padding="same",
+                activation="relu",
+                kernel_initializer="he_normal",
+                name=f"{prefix}_conv{i}",
+            )(x)
     return x
 
 
@@ -99,6 +119,8 @@ def build_unet(
     depth: int = 4,
     dropout: float = 0.0,
     name: str = "unet",
+    output_bias: float = 0.0,
+    normalization: str = "none",
 ) -> keras.Model:
     """Build the 2D U-Net of Kats et al. (Fig. 3) with a sigmoid lesion-probability head.
 
@@ -110,8 +132,9 @@ def build_unet(
     ``2 ** depth`` and the output is cropped back, so any slice size works.
 
     Layers are named ``pad``, ``enc{k}_conv{1,2}``, ``enc{k}_pool``, ``bottleneck_conv{1,2}``,
-    ``dec{k}_up``, ``dec{k}_concat``, ``dec{k}_conv{1,2}``, ``crop`` and ``head``. The head is
-    float32 under any mixed-precision policy, so the output is always float32.
+    ``dec{k}_up``, ``dec{k}_concat``, ``dec{k}_conv{1,2}``, ``crop`` and ``head``. The head (1x1
+    convolution and sigmoid) is float32 under any mixed-precision policy, so the output is always
+    float32.
 
     Parameters
     ----------
@@ -126,6 +149,13 @@ def build_unet(
         Dropout rate before the bottleneck convs, in [0, 1); 0 adds no dropout layer.
     name : str
         Model name.
+    output_bias : float
+        Initial bias of the head's 1x1 convolution (a logit). 0 starts every pixel at probability
+        0.5; ``log(p / (1 - p))`` starts it at the lesion prior ``p``, which keeps the first Dice
+        steps from driving the whole output into the saturated, all-zero region of the sigmoid
+        (see :func:`mssoft.nn.warmup.prior_logit`).
+    normalization : {"none", "batch"}
+        "none" is the paper's U-Net; "batch" adds batch normalisation after every 3x3 convolution.
 
     Returns
     -------
@@ -157,6 +187,15 @@ def build_unet(
         raise ConfigError(
             f"Invalid value for `dropout`. Expected a float in [0, 1). Received: dropout={dropout}"
         )
+    if normalization not in NORMALIZATIONS:
+        raise ConfigError(
+            f"Invalid value for `--normalization`. Expected one of {', '.join(NORMALIZATIONS)}. "
+            f"Received: {normalization!r}"
+        )
+    if not math.isfinite(output_bias):
+        raise ConfigError(
+            f"Invalid value for `output_bias`. Expected a finite float. Received: {output_bias}"
+        )
 
     inputs = keras.Input(shape=shape, name="slices")
     x = PadToMultiple(2**depth, name="pad")(inputs)
@@ -164,23 +203,30 @@ def build_unet(
     # === Contracting path ===
     skips = []
     for level in range(1, depth + 1):
-        x = _conv_pair(x, base_filters * 2 ** (level - 1), f"enc{level}")
+        x = _conv_pair(x, base_filters * 2 ** (level - 1), f"enc{level}", normalization)
         skips.append(x)
         x = keras.layers.MaxPooling2D(2, name=f"enc{level}_pool")(x)
 
     # === Bottleneck ===
     if dropout > 0:
         x = keras.layers.Dropout(dropout, name="bottleneck_dropout")(x)
-    x = _conv_pair(x, base_filters * 2**depth, "bottleneck")
+    x = _conv_pair(x, base_filters * 2**depth, "bottleneck", normalization)
 
     # === Expansive path ===
     for level in range(depth, 0, -1):
         filters = base_filters * 2 ** (level - 1)
         x = keras.layers.Conv2DTranspose(filters, 2, strides=2, name=f"dec{level}_up")(x)
         x = keras.layers.Concatenate(name=f"dec{level}_concat")([skips[level - 1], x])
-        x = _conv_pair(x, filters, f"dec{level}")
+        x = _conv_pair(x, filters, f"dec{level}", normalization)
 
     # === Head (float32 under mixed precision) ===
     x = CropToReference(name="crop")(x, inputs)
-    outputs = keras.layers.Conv2D(1, 1, activation="sigmoid", dtype="float32", name="head")(x)
+    outputs = keras.layers.Conv2D(
+        1,
+        1,
+        activation="sigmoid",
+        dtype="float32",
+        bias_initializer=keras.initializers.Constant(float(output_bias)),
+        name="head",
+    )(x)
     return keras.Model(inputs, outputs, name=name)
