@@ -346,7 +346,8 @@ def describe_best(best: BestSetting | None, learned: dict[tuple[float, float], L
     evidence = "; ".join(
         f"R{c.rater} {_signed(c.difference.mean_difference)} points "
         f"[95 % CI {_signed(c.difference.ci_low)}, {_signed(c.difference.ci_high)}], "
-        f"p={_p(c.difference.p_value)}, n={c.difference.n}"
+        f"p{'' if _p(c.difference.p_value).startswith('<') else '='}{_p(c.difference.p_value)}, "
+        f"n={c.difference.n}"
         for c in best.against_binary
     )
     return (
