@@ -9,7 +9,7 @@ rotation works on whole batches (one angle per slice) with TensorFlow's projecti
   target keeps its label values exactly: a binary mask stays in {0, 1} and a soft mask in
   {0, gamma, 1}. Bilinear targets (``interpolation="bilinear"``, the old behaviour, kept for
   comparison) blur every lesion border into intermediate values, which gives the binary baseline a
-  little soft labelling of its own (design.md §1.5).
+  little soft labelling of its own (docs/design.md §4.5).
 
 Image and target use the same transform (the same output-to-input mapping of pixel centres), so
 they stay aligned exactly; only the resampling differs. Points that come from outside the slice
