@@ -5,8 +5,9 @@ Not part of ``make bench``. Generates one small synthetic data set (the demo's g
 the fly, ratio 1.2, gamma 0.3, as in the real-data report) for every seed x learning rate, once
 with the old settings ("before": head bias 0, no warm-up, bilinear targets) and once with the
 current defaults ("after": head bias at the lesion prior, 1-epoch warm-up, nearest-neighbour
-targets). A run counts as collapsed when it *ended* collapsed (:func:`mssoft.nn.callbacks.
-collapse_epoch`: training loss ~0 and training Dice 0 from some epoch to the last).
+targets); ``--variants no_guards`` adds the current targets without the guards. A run counts as
+collapsed when it *ended* collapsed (:func:`mssoft.nn.callbacks.collapse_epoch`: training loss
+~0 and training Dice 0 from some epoch to the last).
 
 Usage::
 
@@ -14,7 +15,8 @@ Usage::
         [--learning-rates 1e-4,3e-4,1e-3] [--epochs 8] [--base-filters 8] [--no-mixed-precision]
 
 Prints one line per run on stderr and a Markdown table on stdout, and writes
-``DIR/collapse.json`` (every run) and ``DIR/collapse.md`` (the table).
+``DIR/collapse.json`` (every run) and ``DIR/collapse.md`` (the table). ``--table-only`` prints the
+table of an earlier ``DIR/collapse.json`` again.
 """
 
 from __future__ import annotations
@@ -30,11 +32,39 @@ from pathlib import Path
 VARIANTS = {
     "before": {"output_bias": "zero", "warmup_epochs": 0.0, "target_interpolation": "bilinear"},
     "after": {},  # the defaults of TrainingSettings
+    # nearest-neighbour targets without the guards: separates the two changes
+    "no_guards": {"output_bias": "zero", "warmup_epochs": 0.0},
 }
 
 
 def _floats(text: str) -> list[float]:
     return [float(v) for v in text.split(",") if v.strip()]
+
+
+def format_table(runs: list[dict]) -> str:
+    """Markdown: per variant and learning rate, runs that ended collapsed, runs that learned
+    (best validation Dice >= 0.1) and the median best validation Dice."""
+    import statistics
+
+    variants = list(dict.fromkeys(r["variant"] for r in runs))
+    rates = sorted({r["learning_rate"] for r in runs})
+    lines = [
+        "| variant | learning rate | runs | collapsed | learned (val Dice >= 0.1) "
+        "| median best val Dice |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for variant in variants:
+        for rate in rates:
+            group = [r for r in runs if r["variant"] == variant and r["learning_rate"] == rate]
+            if not group:
+                continue
+            collapsed = sum(r["collapsed_epoch"] is not None for r in group)
+            learned = sum(r["best_val_dice"] >= 0.1 for r in group)
+            median = statistics.median(r["best_val_dice"] for r in group)
+            lines.append(
+                f"| {variant} | {rate:g} | {len(group)} | {collapsed} | {learned} | {median:.2f} |"
+            )
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -47,9 +77,13 @@ def main() -> None:
     parser.add_argument("--depth", type=int, default=3)
     parser.add_argument("--patients", type=int, default=2)
     parser.add_argument("--shape", default="64,72,40")
-    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--variants", default="before,after")
     parser.add_argument("--no-mixed-precision", action="store_true")
+    parser.add_argument("--table-only", action="store_true")
     args = parser.parse_args()
+    if args.table_only:
+        print(format_table(json.loads((args.out / "collapse.json").read_text())["runs"]))
+        return
     logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
 
     import keras
@@ -104,19 +138,7 @@ def main() -> None:
                 shutil.rmtree(run_dir / "logs", ignore_errors=True)
                 shutil.rmtree(run_dir / "backup", ignore_errors=True)
 
-    lines = [
-        "| learning rate | "
-        + " | ".join(f"collapsed, {v}" for v in args.variants.split(","))
-        + " |",
-        "|---|" + "---|" * len(args.variants.split(",")),
-    ]
-    for rate in rates:
-        cells = []
-        for variant in args.variants.split(","):
-            group = [r for r in runs if r["variant"] == variant and r["learning_rate"] == rate]
-            cells.append(f"{sum(r['collapsed_epoch'] is not None for r in group)} / {len(group)}")
-        lines.append(f"| {rate:g} | " + " | ".join(cells) + " |")
-    table = "\n".join(lines)
+    table = format_table(runs)
     print(table)
     (out / "collapse.md").write_text(table + "\n")
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
