@@ -125,7 +125,10 @@ def test_best_setting_needs_learned_models_and_states_its_interval(tmp_path):
     assert "R1 +6.1 points [95 % CI +5.8, +6.3], p<0.001, n=12" in line
     assert "R2 +0.2 points [95 % CI -0.0, +0.5], p=0.092, n=12" in line
     table = format_comparison(comparisons, learned)
-    assert "| 120% / 0.3 | R1 | Dice | 12 | +6.1 | [+5.8, +6.3] | <0.001 |" in table and "Wilcoxon" in table
+    assert (
+        "| 120% / 0.3 | R1 | Dice | 12 | +6.1 | [+5.8, +6.3] | <0.001 |" in table
+        and "Wilcoxon" in table
+    )
     records = comparison_records(comparisons, learned)
     assert records[0]["n_pairs"] == 12 and records[0]["models_learned"] == "6/6"
     assert set(records[0]) >= {"mean_difference", "ci95_low", "ci95_high", "p_wilcoxon"}

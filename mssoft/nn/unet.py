@@ -1,8 +1,9 @@
 """The 2D U-Net of the paper (Fig. 3), as a functional Keras model that accepts any slice size.
 
 Importing this module imports Keras (and TensorFlow); ``import mssoft`` does not. The custom
-layers are registered (``mssoft>PadToMultiple``, ``mssoft>CropToReference``) so a saved model loads
-in a fresh process after ``import mssoft.nn.unet``.
+layers are registered (``mssoft>PadToMultiple``, ``mssoft>CropToReference``, and through
+:mod:`mssoft.nn.warmup` the optimizer's ``mssoft>LinearWarmup``) so a saved model loads in a fresh
+process after ``import mssoft.nn.unet``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 import keras
 from keras import ops
 
+import mssoft.nn.warmup  # noqa: F401  (registers the learning-rate schedule of saved models)
 from mssoft.errors import ConfigError
 
 __all__ = ["NORMALIZATIONS", "build_unet", "PadToMultiple", "CropToReference"]
