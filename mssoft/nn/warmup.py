@@ -1,12 +1,12 @@
 """Guards against the Dice-loss collapse: a learning-rate warm-up and the lesion-prior output bias.
 
 A U-Net trained with the Dice loss can *collapse*: within a few epochs every output probability
-falls to (numerically) zero, the loss reads exactly 0 and training never recovers. The head's
-sigmoid starts at 0.5 on every pixel (output bias 0), so the first steps see almost only false
-positives (lesions cover a few percent of a slice) and push the whole output down; with full-size
-Adam steps from the first batch the logits overshoot into the saturated region of the sigmoid,
-where its derivative ``p (1 - p)`` is (in float32, let alone bfloat16 activations) zero, and no
-gradient reaches the network any more. Two remedies within the paper's method:
+falls to (numerically) zero, the loss reads exactly 0 and training never recovers: the logits have
+sunk into the saturated region of the sigmoid, where its derivative ``p (1 - p)`` is zero in
+float32, and no gradient reaches the network any more. The likely push there: the head's sigmoid
+starts at 0.5 on every pixel (output bias 0), so the first steps see almost only false positives
+(lesions cover a few percent of a slice) and push the whole output down, and full-size Adam steps
+from the first batch overshoot. Two remedies within the paper's method:
 
 * :func:`prior_logit`: start the head's bias at the logit of the lesion prior (the share of
   target mass in the training slices), so the first steps need not drive the output down.
