@@ -150,6 +150,9 @@ def test_no_best_when_nothing_learned():
     assert learned[(1.0, 0.0)] == Learning(5, 6, 1) and not learned[(1.0, 0.0)].all_learned
     assert choose_best(summarise(rows), compare(rows), learned) is None  # no baseline to beat
     assert "1 of 6 binary-baseline models did not learn" in describe_best(None, learned)
+    # a run that ended collapsed did not learn, even if its saved (earlier) epoch looked fine
+    collapsed_late = dict(cells[0], collapsed_epoch=7, val_dice=0.4)
+    assert learning([collapsed_late, *cells[1:]])[(1.0, 0.0)] == Learning(5, 6, 1)
     learned = learning(cells)
     best = choose_best(summarise(rows), compare(rows), learned)
     assert best.is_binary and describe_best(best, learned).startswith("best: binary baseline")

@@ -117,7 +117,8 @@ def compare(rows: Sequence[dict[str, Any]], *, seed: int = 0) -> list[GridCompar
 
 @dataclass(frozen=True)
 class Learning:
-    """How many models of a grid point learned (saved-epoch validation Dice >= the floor)."""
+    """How many models of a grid point learned (see :func:`learning`), of how many, and how many
+    ended collapsed."""
 
     learned: int
     total: int
@@ -133,16 +134,20 @@ def learning(
 ) -> dict[tuple[float, float], Learning]:
     """Per grid point: models that learned, models in all, and models that ended collapsed.
 
-    ``cells`` are cell records (``ratio``, ``gamma``, ``val_dice``, ``collapsed_epoch``); a
+    ``cells`` are cell records (``ratio``, ``gamma``, ``val_dice``, ``collapsed_epoch``). A model
+    learned when the validation Dice of its saved epoch is at least ``floor`` and its run did not
+    end collapsed (even a saved epoch from before the collapse had its training cut short); a
     missing or NaN ``val_dice`` counts as not learned.
     """
     counts: dict[tuple[float, float], list[int]] = defaultdict(lambda: [0, 0, 0])
     for cell in cells:
         entry = counts[(float(cell["ratio"]), float(cell["gamma"]))]
         value = cell.get("val_dice")
-        entry[0] += value is not None and math.isfinite(float(value)) and float(value) >= floor
+        collapsed = cell.get("collapsed_epoch") is not None
+        good = value is not None and math.isfinite(float(value)) and float(value) >= floor
+        entry[0] += good and not collapsed
         entry[1] += 1
-        entry[2] += cell.get("collapsed_epoch") is not None
+        entry[2] += collapsed
     return {point: Learning(*c) for point, c in sorted(counts.items())}
 
 
