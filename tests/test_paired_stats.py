@@ -82,8 +82,8 @@ def sweep(effect_r1=0.06, effect_r2=0.0, scans=6, repeats=2, soft_val_dice=0.5, 
                             "tpr": base[rater] + 2 * shift,
                         }
                     )
-    for fold in {r["fold"] for r in rows}:
-        for repeat in range(repeats):
+    for _fold in sorted({r["fold"] for r in rows}):
+        for _repeat in range(repeats):
             for ratio, gamma, val in ((1.0, 0.0, base_val), (1.2, 0.3, soft_val_dice)):
                 cells.append(
                     {"ratio": ratio, "gamma": gamma, "val_dice": val, "collapsed_epoch": None}
