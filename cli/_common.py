@@ -159,6 +159,28 @@ _TRAINING_OPTIONS: dict[str, tuple[str, Any, str]] = {
         "(read per batch; memory no longer grows with the number of scans). auto: memory when "
         "all axial slices of the scans take at most half of the available memory.",
     ),
+    "target_interpolation": (
+        "--target-interpolation",
+        click.Choice(["nearest", "bilinear"]),
+        "Resampling of rotated targets: nearest keeps their values (binary stays 0/1, soft stays "
+        "0/gamma/1); bilinear (the old behaviour) blurs lesion borders. Images are bilinear.",
+    ),
+    "output_bias": (
+        "--output-bias",
+        click.Choice(["prior", "zero"]),
+        "Initial bias of the sigmoid head: logit of the lesion share of the training targets "
+        "(prior; guards against the all-zero collapse) or 0 (probability 0.5 everywhere).",
+    ),
+    "warmup_epochs": (
+        "--warmup-epochs",
+        click.FloatRange(min=0.0),
+        "Linear learning-rate warm-up over this many epochs (0 = none).",
+    ),
+    "normalization": (
+        "--normalization",
+        click.Choice(["none", "batch"]),
+        "Normalisation after each U-Net convolution: none (the paper) or batch.",
+    ),
 }
 
 

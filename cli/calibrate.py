@@ -32,8 +32,8 @@ RUN_ARGUMENT = click.argument(
     help="Comma-separated scan ids  [default: the run's training scans, else every scan "
     "of DATA with the rater's mask]",
 )
-@click.option("--threshold-min", default=0.05, type=float, help="Lowest threshold of the grid.")
-@click.option("--threshold-max", default=0.95, type=float, help="Highest threshold of the grid.")
+@click.option("--threshold-min", default=0.01, type=float, help="Lowest threshold of the grid.")
+@click.option("--threshold-max", default=0.99, type=float, help="Highest threshold of the grid.")
 @click.option("--threshold-step", default=0.01, type=float, help="Step of the threshold grid.")
 @click.option(
     "--min-sizes",

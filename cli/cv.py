@@ -7,9 +7,8 @@ from typing import Any
 
 import click
 
-from mssoft.arrays.soft_masks import is_binary_setting
 from mssoft.experiments.cv.plan import parse_float_list, parse_shard
-from mssoft.files.layout import CV_RESULTS_NAME, CV_TABLE_NAME
+from mssoft.files.layout import CV_COMPARISON_NAME, CV_RESULTS_NAME, CV_TABLE_NAME
 from mssoft.workflows.settings import TrainingSettings
 
 from ._common import DATA_ARGUMENT, out_option, training_options, training_settings
@@ -77,8 +76,10 @@ def cv(
 
     For each held-out patient, grid point (ratio x gamma) and repeat: fit on the other patients,
     calibrate the threshold on them, predict the held-out patient and evaluate it against every
-    rater. Writes OUT/cv_results.csv, OUT/cv_scans.csv, OUT/table.md and OUT/sweep.png and names
-    the best grid point on stdout.
+    rater. Writes OUT/cv_results.csv, OUT/cv_scans.csv, OUT/comparison.csv (every grid point
+    against the binary baseline on the same scans and seeds: mean difference, 95 % bootstrap CI,
+    Wilcoxon p), OUT/table.md and OUT/sweep.png, and prints the table, the comparison and the
+    best grid point among those whose models learned (none when no model learned).
     """
     from mssoft.experiments.cv.run import CVConfig, run_cv
 
@@ -105,12 +106,6 @@ def cv(
         )
     if result.rows:
         click.echo((result.out / CV_TABLE_NAME).read_text().rstrip())
-    if result.complete and result.best is not None:
-        ratio, gamma, dice = result.best
-        label = (
-            "binary (ratio 1)"
-            if is_binary_setting(ratio, gamma)
-            else f"ratio {ratio:g}, gamma {gamma:g}"
-        )
-        click.echo(f"best: {label} (mean Dice over raters {100 * dice:.1f} %)")
     click.echo(f"results: {result.out / CV_RESULTS_NAME}")
+    if result.comparisons:
+        click.echo(f"paired comparison: {result.out / CV_COMPARISON_NAME}")

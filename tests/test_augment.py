@@ -1,7 +1,13 @@
 import numpy as np
 import pytest
 
-from mssoft.nn.augment import rotate, rotate_pair, rotation_transforms, sample_angles
+from mssoft.nn.augment import (
+    rotate,
+    rotate_pair,
+    rotate_targets,
+    rotation_transforms,
+    sample_angles,
+)
 
 
 def pattern(n=9):
@@ -19,15 +25,22 @@ def test_quarter_turns_are_exact_permutations():
     np.testing.assert_allclose(out[3], np.rot90(x, -1), atol=1e-4)
 
 
-def test_image_and_mask_get_the_same_rotation():
+def test_image_and_target_get_the_same_transform():
     rng = np.random.default_rng(0)
     mask = rng.choice([0.0, 0.3, 1.0], size=(6, 16, 20, 1)).astype(np.float32)
     image = np.concatenate([mask * 2.0, -mask], axis=-1)  # two channels that mirror the mask
     angles = rng.uniform(-5, 5, size=6).astype(np.float32)
-    images, masks = (np.asarray(a) for a in rotate_pair(image, mask, angles))
+    # bilinear targets: exactly the image's resampling
+    images, masks = (
+        np.asarray(a) for a in rotate_pair(image, mask, angles, target_interpolation="bilinear")
+    )
     assert images.shape == (6, 16, 20, 2) and masks.shape == (6, 16, 20, 1)
     np.testing.assert_allclose(images[..., :1], 2.0 * masks, atol=1e-5)
     np.testing.assert_allclose(images[..., 1:], -masks, atol=1e-5)
+    # nearest targets (the default): the same transform, resampled at the nearest pixel
+    _, nearest = rotate_pair(image, mask, angles)
+    same_map = rotate(mask, angles, interpolation="NEAREST")
+    np.testing.assert_array_equal(np.asarray(nearest), np.asarray(same_map))
     square = mask[:1, :16, :16]
     _, quarter = rotate_pair(np.zeros_like(square), square, np.array([90.0], np.float32))
     np.testing.assert_allclose(
@@ -35,18 +48,45 @@ def test_image_and_mask_get_the_same_rotation():
     )
 
 
-def test_bilinear_keeps_soft_values_nearest_does_not():
-    mask = np.zeros((1, 32, 32, 1), np.float32)
-    mask[0, 8:24, 8:24] = 0.3
-    mask[0, 12:20, 12:20] = 1.0
-    angle = np.array([4.0], np.float32)
-    _, rotated = rotate_pair(np.zeros_like(mask), mask, angle)
-    values = np.unique(np.round(np.asarray(rotated), 4))
-    assert values.min() >= 0.0 and values.max() <= 1.0
-    graded = values[~np.isin(values, [0.0, 0.3, 1.0])]
-    assert graded.size > 10  # interpolated soft values along every edge
-    nearest = np.asarray(rotate(mask, angle, interpolation="NEAREST"))
-    assert np.all(np.isin(nearest, np.float32([0.0, 0.3, 1.0])))
+def _tilt(weights):
+    """Angle (degrees, in [0, 180)) of the principal axis of a weighted pixel cloud."""
+    rows, cols = np.indices(weights.shape)
+    cov = np.cov(np.stack([cols.ravel(), rows.ravel()]).astype(float), aweights=weights.ravel())
+    major = np.linalg.eigh(cov)[1][:, -1]
+    return float(np.degrees(np.arctan2(major[1], major[0])) % 180)
+
+
+def test_rotated_known_pattern_stays_aligned():
+    """A bar rotated by 4 degrees: nearest-neighbour target and bilinear image coincide."""
+    image = np.zeros((1, 41, 41, 1), np.float32)
+    image[0, 17:24, 6:35] = 1.0  # a horizontal bar, 7 x 29 pixels, centred on (20, 20)
+    images, targets = (np.asarray(a) for a in rotate_pair(image, image, np.float32([4.0])))
+    img, tgt = images[0, ..., 0], targets[0, ..., 0]
+    rows, cols = np.indices(img.shape)
+    for weights in (img, tgt):  # both stay centred on the slice centre
+        assert np.average(rows, weights=weights) == pytest.approx(20.0, abs=0.05)
+        assert np.average(cols, weights=weights) == pytest.approx(20.0, abs=0.05)
+    assert _tilt(img) == pytest.approx(_tilt(tgt), abs=1.0)  # the same tilt (up to pixels)
+    assert min(_tilt(img), 180 - _tilt(img)) == pytest.approx(4.0, abs=0.5)  # of 4 degrees
+    # pixels fully inside the rotated bar are lesion in the target; pixels the image leaves
+    # empty are background
+    assert np.all(tgt[img > 0.99] == 1.0) and np.all(tgt[img == 0.0] == 0.0)
+
+
+def test_rotated_targets_keep_binary_and_soft_values():
+    binary = np.zeros((3, 32, 32, 1), np.float32)
+    binary[:, 3:29, 6:26] = 1.0
+    soft = binary * 0.3
+    soft[:, 8:24, 10:22] = 1.0
+    angles = np.float32([5.0, -4.3, 3.7])
+    for target, values in ((binary, [0.0, 1.0]), (soft, [0.0, 0.3, 1.0])):
+        rotated = np.asarray(rotate_targets(target, angles))
+        assert set(np.unique(rotated).tolist()) == set(np.float32(values).tolist())
+        assert not np.array_equal(rotated, target)
+        blurred = np.asarray(rotate_targets(target, angles, interpolation="bilinear"))
+        assert (~np.isin(blurred, np.float32(values))).any()  # the old behaviour blurs
+    with pytest.raises(ValueError, match="target_interpolation"):
+        rotate_targets(binary, angles, interpolation="cubic")
 
 
 def test_sample_angles_are_seeded_and_bounded():

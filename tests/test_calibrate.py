@@ -13,6 +13,7 @@ from mssoft.arrays.threshold_search import (
     choose_binarisation,
     dice_curve,
     dice_curves,
+    grid_edge,
     parse_min_sizes,
     threshold_grid,
 )
@@ -33,8 +34,8 @@ def brute_force_curve(prob, ref, thresholds, min_size, connectivity=18):
 
 def test_threshold_grid():
     grid = threshold_grid()
-    assert grid.size == 91 and grid[0] == 0.05 and grid[-1] == 0.95
-    assert grid[3] == 0.08 and np.all(np.diff(grid) > 0)  # exact decimals, no 0.08000000000000002
+    assert grid.size == 99 and grid[0] == 0.01 and grid[-1] == 0.99
+    assert grid[7] == 0.08 and np.all(np.diff(grid) > 0)  # exact decimals, no 0.08000000000000002
     assert threshold_grid(0.2, 0.5, 0.1).tolist() == [0.2, 0.3, 0.4, 0.5]
     assert threshold_grid(0.5, 0.5, 0.1).tolist() == [0.5]
     for args, option in (
@@ -45,6 +46,35 @@ def test_threshold_grid():
     ):
         with pytest.raises(ConfigError, match=option):
             threshold_grid(*args)
+
+
+def test_grid_edge():
+    grid = threshold_grid(0.1, 0.5, 0.1)
+    assert grid_edge(0.1, grid) == "lower" and grid_edge(0.5, grid) == "upper"
+    assert grid_edge(0.3, grid) is None and grid_edge(0.2, grid) is None
+
+
+def test_calibrate_warns_when_the_threshold_is_on_the_grid_end(tmp_path):
+    data = write_isbi(tmp_path / "isbi", patients=1, timepoints=2)
+    run = make_run(tmp_path / "run", train_scans=["training01_01"], weight=0.8, bias=-1.0)
+    # a two-value grid: whatever is chosen lies on one of its ends
+    result = run_cli(
+        "calibrate", run, data, "--threshold-min", 0.5, "--threshold-max", 0.52,
+        "--threshold-step", 0.02,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    record = json.loads((run / "calibration.json").read_text())
+    edge = "lower" if record["threshold"] == 0.5 else "upper"
+    assert f"is the {edge} end of the searched grid (0.5 to 0.52)" in record["grid_warning"]
+    assert "is the" in result.stderr and "end of the searched grid" in result.stderr
+    assert "grid" not in result.stdout
+    # the default grid (0.01 to 0.99) puts this blunt model's threshold inside: no warning
+    result = run_cli("calibrate", run, data, "--overwrite")
+    assert result.exit_code == 0, result.output
+    record = json.loads((run / "calibration.json").read_text())
+    assert record["thresholds"][0] == 0.01 and record["thresholds"][-1] == 0.99
+    assert record["grid_warning"] is None and 0.01 < record["threshold"] < 0.99
+    assert "end of the searched grid" not in result.stderr
 
 
 def test_parse_min_sizes():

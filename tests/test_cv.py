@@ -54,6 +54,22 @@ def test_sweep_resumes_without_redoing_cells_and_keeps_patients_apart(tmp_path, 
     assert "cells: 4/4 finished (2 run now)" in second.stdout
     assert {p: p.stat().st_mtime_ns for p in done} == stamps  # finished cells were not redone
     assert "best: " in second.stdout
+    assert f"paired comparison: {out / 'comparison.csv'}" in second.stdout
+    assert "## Against the binary baseline" in second.stdout
+    # each cell's log line names its held-out scans and estimates the time left
+    assert "(held out: training01_01, training01_02)" in second.stderr
+    assert "training02_01 R1 " in second.stderr and "left for 1 cell" in second.stderr
+    comparison = (out / "comparison.csv").read_text().splitlines()
+    assert comparison[0].startswith(
+        "ratio,gamma,rater,metric,n_pairs,binary_mean,soft_mean,mean_difference,ci95_low,"
+        "ci95_high,p_wilcoxon,models_learned"
+    )
+    assert len(comparison) == 1 + 2 * 3  # raters x metrics for the one soft point
+    assert all(line.split(",")[4] == "4" for line in comparison[1:])  # 4 scans x 1 repeat
+    records = [json.loads(p.read_text()) for p in out.glob("cells/*/*/*/result.json")]
+    learned = [r["val_dice"] >= 0.1 for r in records]
+    if not all(learned):  # one-epoch models of 4 filters: usually not learned
+        assert "best: none named" in second.stdout
 
     table = (out / "table.md").read_text()
     assert "| 100% (binary) | 0 |" in table and "| 120% | 0.3 |" in table

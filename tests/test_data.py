@@ -207,12 +207,48 @@ def test_training_pipeline_is_deterministic_and_rotates_soft_masks(soft):
         np.testing.assert_array_equal(ya, yb)
     assert not np.array_equal(a[0][1], c[0][1])
     targets = np.concatenate([y for _, y in a])
-    assert targets.min() >= 0.0 and targets.max() <= 1.0
-    graded = ~np.isin(targets, np.float32([0.0, 0.3, 1.0]))
-    assert graded.any()  # bilinear: interpolated soft values, not nearest-neighbour labels
     assert np.all(
         targets.reshape(len(targets), -1).max(axis=1) > 0.5
     )  # lesions survive +-5 degrees
+
+
+def _rotated_targets(slices, interpolation, degrees=5.0):
+    positions = np.arange(len(slices))
+    batches = epoch(
+        make_dataset(
+            slices,
+            positions,
+            batch_size=len(positions),
+            training=True,
+            seed=3,
+            max_degrees=degrees,
+            target_interpolation=interpolation,
+        )
+    )
+    return np.concatenate([y for _, y in batches])
+
+
+def test_rotated_targets_keep_their_label_values(binary, soft):
+    """Nearest-neighbour targets: binary stays {0, 1}, soft stays {0, gamma, 1}, but rotated."""
+    gamma = SOFT.gamma
+    binary_targets = _rotated_targets(binary, "nearest")
+    assert set(np.unique(binary_targets).tolist()) == {0.0, 1.0}
+    soft_targets = _rotated_targets(soft, "nearest")
+    assert set(np.unique(soft_targets).tolist()) == {0.0, np.float32(gamma), 1.0}
+    unrotated = _rotated_targets(soft, "nearest", degrees=0.0)  # same order, no rotation
+    assert not np.array_equal(soft_targets, unrotated)
+    # the old behaviour, kept for comparison: bilinear targets leave the label values
+    graded = ~np.isin(_rotated_targets(binary, "bilinear"), np.float32([0.0, 1.0]))
+    assert graded.any()
+    soft_graded = ~np.isin(_rotated_targets(soft, "bilinear"), np.float32([0.0, gamma, 1.0]))
+    assert soft_graded.any()
+
+
+def test_unknown_target_interpolation_is_refused(binary):
+    with pytest.raises(ConfigError, match="--target-interpolation"):
+        make_dataset(
+            binary, np.arange(2), batch_size=2, training=True, target_interpolation="cubic"
+        )
 
 
 def test_validation_pipeline_is_ordered_and_not_augmented(binary):

@@ -51,7 +51,14 @@ def test_demo_quick_writes_report_figures_table_and_config(tmp_path):
         assert 0.0 <= binary <= 100.0 and 0.0 <= soft <= 100.0, (reference, metric)
         assert delta == pytest.approx(soft - binary, abs=0.11)
     assert f"report={out.resolve() / 'report.md'}" in result.stdout
-    verdicts = ("No fair comparison", "masks beat", "did not beat", "Mixed result", "masks tie")
+    verdicts = (
+        "No fair comparison",
+        "masks beat",
+        "did not beat",
+        "not beyond the noise",
+        "Mixed result",
+        "masks tie",
+    )
     assert sum(v in result.stdout for v in verdicts) == 1
     assert "[1/10] generating the synthetic data" in result.stderr  # progress on stderr
     assert "[1/10]" not in result.stdout
@@ -193,17 +200,21 @@ def _result(binary, soft, runs=None):
     return SimpleNamespace(scores=scores, data=data, runs=runs)
 
 
-def test_verdict_says_which_model_won():
-    better = verdict(_result(binary=[(0.6, 0.6), (0.5, 0.5)], soft=[(0.7, 0.6), (0.6, 0.6)]))
+def test_verdict_says_which_model_won_with_its_interval():
+    higher = verdict(_result(binary=[(0.6, 0.6), (0.5, 0.5)], soft=[(0.7, 0.6), (0.6, 0.6)]))
+    # two pairs (+10, 0) per rater 1: the interval includes 0, so no "beat"
+    assert "**Soft masks scored higher, but not beyond the noise**" in higher
+    assert "+5.0 points against rater 1" in higher and "+10.0 points against rater 2" in higher
+    assert "rater 1: +5.0 points [95 % CI +0.0, +10.0], p=" in higher and "n=2" in higher
+    assert "higher Dice in 3 of 4 comparisons" in higher
+    worse = verdict(_result(binary=[(0.7, 0.7), (0.6, 0.6)], soft=[(0.6, 0.6), (0.5, 0.5)]))
+    assert "**Soft masks did not beat binary masks**" in worse and "-10.0 points" in worse
+    assert "95 % CI -10.0, -10.0" in worse and "in 0 of 4 comparisons" in worse
+    better = verdict(_result(binary=[(0.6, 0.5), (0.5, 0.4)], soft=[(0.7, 0.58), (0.6, 0.5)]))
     assert "**Soft masks beat binary masks**" in better
-    assert "+5.0 points against rater 1" in better and "+10.0 points against rater 2" in better
-    assert "higher Dice in 3 of 4 comparisons" in better
-    worse = verdict(_result(binary=[(0.7, 0.7), (0.6, 0.6)], soft=[(0.6, 0.7), (0.5, 0.6)]))
-    assert "**Soft masks did not beat binary masks**" in worse and "-5.0 points" in worse
-    assert "in 0 of 4 comparisons" in worse
     mixed = verdict(_result(binary=[(0.6, 0.6), (0.6, 0.6)], soft=[(0.7, 0.7), (0.5, 0.5)]))
     assert "**Mixed result**" in mixed
-    for text in (better, worse, mixed):
+    for text in (better, worse, mixed, higher):
         assert "2 held-out scans of 1 synthetic patient," in text and "noise" in text
 
 

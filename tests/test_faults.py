@@ -586,7 +586,7 @@ def test_cv_skips_a_cell_another_process_is_running_and_never_deletes_it(
         assert not (folder / "stale.txt").exists()  # an interrupted cell starts afresh
         record = {"scans": []}
         (folder / "result.json").write_text(json.dumps(record))
-        return {"threshold": 0.5, "scans": []}
+        return {"threshold": 0.5, "scans": [], "val_dice": None, "collapsed_epoch": None}
 
     monkeypatch.setattr(cv_run, "_run_cell", fake_cell)
     config = CVConfig(data=data, out=tmp_path / "cv", ratios=(1.0,), gammas=(0.3,))

@@ -23,7 +23,7 @@ TIMEOUT = 300
 # 26 lesion slices; --val-fraction 0.3 keeps 18 for training: batches of 6 (and validation
 # batches of 6 + 2) split evenly over 2 devices, so the runs must agree to rounding.
 TINY = ["--base-filters", "4", "--depth", "2", "--epochs", "2", "--val-fraction", "0.3"]
-COLUMNS = ["epoch", "loss", "dice", "val_loss", "val_dice", "seconds"]
+COLUMNS = ["epoch", "loss", "dice", "val_loss", "val_dice", "seconds", "collapsed"]
 
 
 # `mssoft ARGS` with the training batches in a fixed order and not rotated. Under a distribution

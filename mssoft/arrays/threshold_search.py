@@ -2,7 +2,7 @@
 
 Each calibration scan is predicted once; its Dice against the rater is then computed after
 post-processing (:func:`mssoft.arrays.postprocess.postprocess`) at every threshold of a grid (default
-0.05, 0.06, ..., 0.95) and every candidate minimum lesion size. The probabilities are not kept:
+0.01, 0.02, ..., 0.99) and every candidate minimum lesion size. The probabilities are not kept:
 only the Dice curves are.
 
 The search is exact and fast because post-processing is monotone in the threshold. A lesion kept at
@@ -35,6 +35,7 @@ from mssoft.errors import ConfigError
 
 __all__ = [
     "threshold_grid",
+    "grid_edge",
     "parse_min_sizes",
     "dice_curve",
     "dice_curves",
@@ -42,7 +43,34 @@ __all__ = [
 ]
 
 
-def threshold_grid(start: float = 0.05, stop: float = 0.95, step: float = 0.01) -> np.ndarray:
+def grid_edge(threshold: float, grid: Sequence[float] | np.ndarray) -> str | None:
+    """``"lower"`` or ``"upper"`` when ``threshold`` is the first or last value of ``grid``.
+
+    A chosen threshold on an end of its grid may be cut off by the grid: the Dice could still be
+    rising beyond it. A one-value grid is on both ends; it reports ``"lower"``.
+
+    Parameters
+    ----------
+    threshold : float
+        The chosen threshold (a value of ``grid``).
+    grid : sequence of float, shape (T,)
+        The increasing thresholds searched.
+
+    Returns
+    -------
+    str or None
+    """
+    values = np.asarray(grid, dtype=np.float64)
+    if values.size == 0:
+        return None
+    if math.isclose(threshold, float(values[0]), abs_tol=1e-9):
+        return "lower"
+    if math.isclose(threshold, float(values[-1]), abs_tol=1e-9):
+        return "upper"
+    return None
+
+
+def threshold_grid(start: float = 0.01, stop: float = 0.99, step: float = 0.01) -> np.ndarray:
     """Thresholds ``start, start + step, ..., stop`` (both ends included when on the grid).
 
     Returns

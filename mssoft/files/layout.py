@@ -61,6 +61,7 @@ __all__ = [
     "CV_RESULTS_NAME",
     "CV_TABLE_NAME",
     "CV_FIGURE_NAME",
+    "CV_COMPARISON_NAME",
     "DEMO_REPORT_NAME",
     "DEMO_TABLE_NAME",
     "DEMO_FIGURE_NAMES",
@@ -113,6 +114,7 @@ CV_SCANS_NAME = "cv_scans.csv"
 CV_RESULTS_NAME = "cv_results.csv"
 CV_TABLE_NAME = "table.md"
 CV_FIGURE_NAME = "sweep.png"
+CV_COMPARISON_NAME = "comparison.csv"
 
 # --- mssoft demo -------------------------------------------------------------------------------
 DEMO_REPORT_NAME = "report.md"

@@ -1,11 +1,23 @@
-"""Random in-plane rotation of training slices, applied identically to image and soft mask.
+"""Random in-plane rotation of training slices: one transform for image and target.
 
 Drawing the random angles (:func:`sample_angles`) is separate from applying them (:func:`rotate`,
-:func:`rotate_pair`), so a fixed angle gives an exact, testable result. The rotation works on whole
-batches (one angle per slice) with TensorFlow's projective-transform op and **bilinear**
-interpolation for the image and the soft mask alike: nearest-neighbour (what Keras uses for
-``segmentation_masks``) would destroy the soft values (design.md §1.5). Points that come from
-outside the slice get 0 (background of a z-scored image; no lesion in the mask).
+:func:`rotate_targets`, :func:`rotate_pair`), so a fixed angle gives an exact, testable result. The
+rotation works on whole batches (one angle per slice) with TensorFlow's projective-transform op.
+
+* Images rotate with **bilinear** interpolation.
+* Targets rotate with **nearest-neighbour** interpolation by default (:func:`rotate_targets`), so a
+  target keeps its label values exactly: a binary mask stays in {0, 1} and a soft mask in
+  {0, gamma, 1}. Bilinear targets (``interpolation="bilinear"``, the old behaviour, kept for
+  comparison) blur every lesion border into intermediate values, which gives the binary baseline a
+  little soft labelling of its own (docs/design.md §4.5).
+
+Image and target use the same transform (the same output-to-input mapping of pixel centres), so
+they stay aligned exactly; only the resampling differs. Points that come from outside the slice
+get 0 (background of a z-scored image; no lesion in the mask).
+
+:func:`rotate_pair` is the one entry point for "rotate a batch of (image, target) pairs"; other
+augmentations that move pixels should call :func:`rotate_targets` (or :func:`rotate_pair`) for the
+targets rather than resample them themselves.
 """
 
 from __future__ import annotations
@@ -15,7 +27,17 @@ from typing import Any
 
 import tensorflow as tf
 
-__all__ = ["sample_angles", "rotation_transforms", "rotate", "rotate_pair"]
+__all__ = [
+    "TARGET_INTERPOLATIONS",
+    "sample_angles",
+    "rotation_transforms",
+    "rotate",
+    "rotate_targets",
+    "rotate_pair",
+]
+
+#: Accepted ``target_interpolation`` values; "nearest" keeps the target's label values.
+TARGET_INTERPOLATIONS = ("nearest", "bilinear")
 
 
 def sample_angles(batch_size: Any, seed: Any, max_degrees: float = 5.0) -> tf.Tensor:
@@ -101,26 +123,70 @@ def rotate(images: Any, angles_degrees: Any, *, interpolation: str = "BILINEAR")
     )
 
 
-def rotate_pair(images: Any, soft_masks: Any, angles_degrees: Any) -> tuple[tf.Tensor, tf.Tensor]:
-    """Rotate images and soft masks together: one transform of their channel concatenation.
+def rotate_targets(
+    targets: Any, angles_degrees: Any, *, interpolation: str = "nearest"
+) -> tf.Tensor:
+    """Rotate a batch of targets (binary or soft masks) about their centres.
+
+    Parameters
+    ----------
+    targets : tensor of shape (B, H, W, 1)
+        Binary or soft masks, values in [0, 1].
+    angles_degrees : tensor of shape (B,)
+        One angle per slice, in degrees (the same angles as the images').
+    interpolation : {"nearest", "bilinear"}
+        "nearest" (default) takes each output pixel's value from the input pixel nearest to its
+        source point, so the set of values is kept: {0, 1} stays {0, 1} and {0, gamma, 1} stays
+        {0, gamma, 1}. "bilinear" blends neighbours (values anywhere in [0, 1]).
+
+    Returns
+    -------
+    tf.Tensor of shape (B, H, W, 1), float32
+        Rotated targets, clipped to [0, 1]; pixels mapped from outside the slice are 0.
+
+    Raises
+    ------
+    ValueError
+        Unknown ``interpolation``.
+    """
+    if interpolation not in TARGET_INTERPOLATIONS:
+        raise ValueError(
+            f"Invalid value for `target_interpolation`. Expected one of {TARGET_INTERPOLATIONS}. "
+            f"Received: {interpolation!r}"
+        )
+    rotated = rotate(targets, angles_degrees, interpolation=interpolation.upper())
+    return tf.clip_by_value(rotated, 0.0, 1.0)
+
+
+def rotate_pair(
+    images: Any,
+    targets: Any,
+    angles_degrees: Any,
+    *,
+    target_interpolation: str = "nearest",
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """Rotate images (bilinear) and their targets (:func:`rotate_targets`) by the same angles.
 
     Parameters
     ----------
     images : tensor of shape (B, H, W, C)
-    soft_masks : tensor of shape (B, H, W, 1)
+    targets : tensor of shape (B, H, W, 1)
+        Binary or soft masks.
     angles_degrees : tensor of shape (B,)
+    target_interpolation : {"nearest", "bilinear"}
+        Resampling of the targets (see :func:`rotate_targets`); images are always bilinear.
 
     Returns
     -------
-    images, soft_masks : tf.Tensor
-        Same shapes as given, float32, rotated with bilinear interpolation. Soft-mask values stay
-        in [0, 1].
+    images, targets : tf.Tensor
+        Same shapes as given, float32. With "nearest" the targets hold only values they held
+        before; with "bilinear" values in [0, 1].
     """
     images = tf.convert_to_tensor(images, tf.float32)
-    channels = tf.shape(images)[-1]
-    both = rotate(tf.concat([images, tf.cast(soft_masks, tf.float32)], axis=-1), angles_degrees)
-    rotated_images = both[..., :channels]
-    rotated_masks = tf.clip_by_value(both[..., channels:], 0.0, 1.0)
+    rotated_images = rotate(images, angles_degrees)
+    rotated_targets = rotate_targets(
+        tf.cast(targets, tf.float32), angles_degrees, interpolation=target_interpolation
+    )
     rotated_images.set_shape(images.shape)
-    rotated_masks.set_shape(images.shape[:-1].concatenate([1]))
-    return rotated_images, rotated_masks
+    rotated_targets.set_shape(images.shape[:-1].concatenate([1]))
+    return rotated_images, rotated_targets

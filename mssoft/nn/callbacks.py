@@ -28,6 +28,9 @@ from mssoft.files.layout import (
 __all__ = [
     "FitResult",
     "best_epoch_row",
+    "COLLAPSE_LOSS",
+    "is_collapsed",
+    "collapse_epoch",
     "MODEL_NAME",
     "HISTORY_NAME",
     "BACKUP_DIR",
@@ -63,13 +66,44 @@ def best_epoch_row(history: Sequence[dict[str, float]], monitor: str) -> dict[st
     return min(scored, key=lambda r: r[monitor]) if scored else None
 
 
+#: An epoch whose training loss is above ``-COLLAPSE_LOSS`` (overlap below 0.01 % of the target)
+#: with a training Dice of 0 has collapsed: the network predicts no lesion anywhere.
+COLLAPSE_LOSS = 1e-4
+
+
+def is_collapsed(row: dict[str, float]) -> bool:
+    """Whether a history row (Keras logs of one epoch) shows the all-zero collapse.
+
+    Collapsed: training ``loss`` > ``-COLLAPSE_LOSS`` (the soft Dice overlap has vanished) and
+    training ``dice`` == 0 (no pixel predicted as lesion). Rows without both keys are not.
+    """
+    loss, dice = row.get("loss"), row.get("dice")
+    if loss is None or dice is None or not math.isfinite(loss):
+        return False
+    return loss > -COLLAPSE_LOSS and dice <= 0.0
+
+
+def collapse_epoch(history: Sequence[dict[str, float]]) -> int | None:
+    """First epoch (1-based) of the collapsed stretch the run ended in, or None.
+
+    A run that collapsed and recovered later is not collapsed at its end (None).
+    """
+    first = None
+    for row in sorted(history, key=lambda r: r.get("epoch", 0)):
+        collapsed = bool(row.get("collapsed", is_collapsed(row)))
+        first = (first or int(row["epoch"])) if collapsed else None
+    return first
+
+
 def _write_history(rows: Sequence[dict[str, float]], path: Path) -> None:
     columns = list(dict.fromkeys(k for row in rows for k in row))
     with atomic_path(path) as tmp, tmp.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: (int(v) if k == "epoch" else f"{v:.6g}") for k, v in row.items()})
+            writer.writerow(
+                {k: (int(v) if k in ("epoch", "collapsed") else f"{v:.6g}") for k, v in row.items()}
+            )
 
 
 def _ordered(logs: dict[str, float]) -> dict[str, float]:
@@ -107,8 +141,16 @@ class EpochLog(keras.callbacks.Callback):
         seconds = time.perf_counter() - self._start
         values = _ordered({k: float(v) for k, v in (logs or {}).items()})
         self.rows = [r for r in self.rows if r["epoch"] < epoch + 1]
-        self.rows.append({"epoch": epoch + 1, **values, "seconds": seconds})
+        row = {"epoch": epoch + 1, **values, "seconds": seconds}
+        row["collapsed"] = float(is_collapsed(row))
+        self.rows.append(row)
         _write_history(self.rows, self.path)
+        if row["collapsed"]:
+            logger.warning(
+                "epoch %d: collapsed (training loss %.2g, training Dice 0: no lesion predicted)",
+                epoch + 1,
+                values.get("loss", math.nan),
+            )
         shown = " ".join(f"{k}={v:.4f}" for k, v in values.items())
         logger.info(
             "epoch %d/%d: %s (%.1f s)", epoch + 1, self.params.get("epochs", 0), shown, seconds
@@ -236,6 +278,8 @@ class FitResult:
         ``val_loss`` or ``loss``.
     history : list of dict
         The rows of ``history.csv``.
+    collapsed_epoch : int or None
+        First epoch of the all-zero collapse the run ended in (:func:`collapse_epoch`), or None.
     """
 
     run_dir: Path
@@ -245,6 +289,7 @@ class FitResult:
     best_loss: float | None
     monitor: str
     history: list[dict[str, float]] = field(repr=False)
+    collapsed_epoch: int | None = None
 
     @classmethod
     def from_history(
@@ -260,4 +305,5 @@ class FitResult:
             best_loss=float(best[monitor]) if best else None,
             monitor=monitor,
             history=list(history),
+            collapsed_epoch=collapse_epoch(history),
         )

@@ -5,9 +5,11 @@ into memory (z-scored images and binary or soft targets; lesion-free slices drop
 :func:`mssoft.arrays.slices.split_slices` splits them. :func:`make_dataset` builds
 the ``tf.data`` pipeline over an index: shuffle the indices, batch them, gather the batch's slices
 from the in-memory arrays, rotate the whole batch at once (one random angle in [-5, 5] degrees per
-slice, bilinear for image and soft mask alike), zero-pad to the multiple of ``2 ** depth`` that the
-U-Net needs (``multiple``), prefetch. No array is embedded in the TensorFlow
-graph, and the pipeline is deterministic given its seed.
+slice; bilinear for the image, nearest-neighbour for the target by default so that a binary
+target stays binary and a soft one keeps its values {0, gamma, 1}), apply the ``--augment
+strong`` transforms when asked, zero-pad to the multiple of ``2 ** depth`` that the U-Net needs
+(``multiple``), prefetch. No array is embedded in the TensorFlow graph, and the pipeline is
+deterministic given its seed.
 
 Importing this module imports TensorFlow; ``import mssoft`` does not.
 """
@@ -19,7 +21,7 @@ import tensorflow as tf
 
 from mssoft.arrays.slices import SliceSet
 from mssoft.errors import ConfigError
-from mssoft.nn.augment import rotate_pair, sample_angles
+from mssoft.nn.augment import TARGET_INTERPOLATIONS, rotate_pair, sample_angles
 from mssoft.nn.strong_augment import strong_augment_pair
 
 __all__ = ["make_dataset"]
@@ -35,6 +37,7 @@ def make_dataset(
     max_degrees: float = 5.0,
     multiple: int = 1,
     strong: bool = False,
+    target_interpolation: str = "nearest",
 ) -> tf.data.Dataset:
     """A ``tf.data`` pipeline of ``(images, targets)`` batches.
 
@@ -48,8 +51,8 @@ def make_dataset(
         Global batch size (all replicas together). The last batch may be smaller.
     training : bool
         True: reshuffle every epoch and rotate each slice by a random angle in
-        ``[-max_degrees, max_degrees]`` (image and target together, bilinear). False: fixed order,
-        no augmentation.
+        ``[-max_degrees, max_degrees]`` (image and target together; see
+        ``target_interpolation``). False: fixed order, no augmentation.
     seed : int
         Seed of the shuffle and of the angles; the same seed gives the same sequence of batches
         (epoch after epoch) in a new process.
@@ -61,6 +64,10 @@ def make_dataset(
     strong : bool
         In training, also apply :func:`mssoft.nn.strong_augment.strong_augment_pair` after the
         rotation (``--augment strong``).
+    target_interpolation : {"nearest", "bilinear"}
+        Resampling of the rotated targets (:func:`mssoft.nn.augment.rotate_targets`): "nearest"
+        keeps their label values (binary stays {0, 1}, soft stays {0, gamma, 1}); "bilinear" is
+        the old behaviour, kept for comparison. Images are always bilinear.
 
     Returns
     -------
@@ -75,6 +82,11 @@ def make_dataset(
     if max_degrees < 0:
         raise ConfigError(
             f"Invalid value for `max_degrees`. Expected a float >= 0. Received: {max_degrees}"
+        )
+    if target_interpolation not in TARGET_INTERPOLATIONS:
+        raise ConfigError(
+            "Invalid value for `--target-interpolation`. Expected one of "
+            f"{', '.join(TARGET_INTERPOLATIONS)}. Received: {target_interpolation!r}"
         )
     positions = np.asarray(positions, dtype=np.int64)
     height, width = slices.slice_shape
@@ -96,7 +108,7 @@ def make_dataset(
         angles = sample_angles(
             tf.shape(index)[0], tf.stack([draw, tf.constant(seed, tf.int64)]), max_degrees
         )
-        return rotate_pair(images, targets, angles)
+        return rotate_pair(images, targets, angles, target_interpolation=target_interpolation)
 
     if isinstance(multiple, bool) or not isinstance(multiple, int) or multiple < 1:
         raise ConfigError(

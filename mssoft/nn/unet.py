@@ -2,10 +2,10 @@
 
 The model holds no custom layer, so a saved ``model.keras`` loads with plain
 ``keras.saving.load_model(path, compile=False)`` in a process that never imports mssoft (the
-compiled loss and metric, :mod:`mssoft.nn.losses`, are registered once ``mssoft.nn.losses`` is
-imported). The price: the slice height and width must be multiples of
-:func:`input_multiple` ``(depth) = 2 ** depth``. The callers pad: training batches
-(:func:`mssoft.nn.dataset.make_dataset`) and whole scans
+compiled loss and metric, :mod:`mssoft.nn.losses`, and the optimizer's learning-rate warm-up,
+:mod:`mssoft.nn.warmup`, are registered once mssoft's modules are imported). The price: the
+slice height and width must be multiples of :func:`input_multiple` ``(depth) = 2 ** depth``. The
+callers pad: training batches (:func:`mssoft.nn.dataset.make_dataset`) and whole scans
 (:func:`mssoft.nn.inference.predict_volume`) are zero-padded at the end of each axis and the
 probabilities cropped back.
 
@@ -14,14 +14,19 @@ Importing this module imports Keras (and TensorFlow); ``import mssoft`` does not
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
 import keras
 
+import mssoft.nn.warmup  # noqa: F401  (registers the learning-rate schedule of saved models)
 from mssoft.errors import ConfigError
 
-__all__ = ["build_unet", "input_multiple"]
+__all__ = ["NORMALIZATIONS", "build_unet", "input_multiple"]
+
+#: Accepted ``normalization`` values: none (the paper's U-Net) or batch normalisation.
+NORMALIZATIONS = ("none", "batch")
 
 
 def input_multiple(depth: int) -> int:
@@ -40,17 +45,33 @@ def input_multiple(depth: int) -> int:
     return 2 ** _check_int("depth", depth, 1)
 
 
-def _conv_pair(x: Any, filters: int, prefix: str) -> Any:
-    """Two 3x3 convolutions with ReLU ('same' padding), named ``<prefix>_conv1`` and ``_conv2``."""
+def _conv_pair(x: Any, filters: int, prefix: str, normalization: str = "none") -> Any:
+    """Two 3x3 convolutions with ReLU ('same' padding), named ``<prefix>_conv1`` and ``_conv2``.
+
+    With ``normalization="batch"`` each convolution (without bias) is followed by a batch
+    normalisation ``<prefix>_norm{i}`` and then the ReLU ``<prefix>_relu{i}``.
+    """
     for i in (1, 2):
-        x = keras.layers.Conv2D(
-            filters,
-            3,
-            padding="same",
-            activation="relu",
-            kernel_initializer="he_normal",
-            name=f"{prefix}_conv{i}",
-        )(x)
+        if normalization == "batch":
+            x = keras.layers.Conv2D(
+                filters,
+                3,
+                padding="same",
+                use_bias=False,
+                kernel_initializer="he_normal",
+                name=f"{prefix}_conv{i}",
+            )(x)
+            x = keras.layers.BatchNormalization(name=f"{prefix}_norm{i}")(x)
+            x = keras.layers.ReLU(name=f"{prefix}_relu{i}")(x)
+        else:
+            x = keras.layers.Conv2D(
+                filters,
+                3,
+                padding="same",
+                activation="relu",
+                kernel_initializer="he_normal",
+                name=f"{prefix}_conv{i}",
+            )(x)
     return x
 
 
@@ -70,6 +91,8 @@ def build_unet(
     depth: int = 4,
     dropout: float = 0.0,
     name: str = "unet",
+    output_bias: float = 0.0,
+    normalization: str = "none",
 ) -> keras.Model:
     """Build the 2D U-Net of Kats et al. (Fig. 3) with a sigmoid lesion-probability head.
 
@@ -82,8 +105,9 @@ def build_unet(
     each axis and crop the output back (:func:`mssoft.nn.inference.predict_volume` does).
 
     Layers are named ``enc{k}_conv{1,2}``, ``enc{k}_pool``, ``bottleneck_conv{1,2}``,
-    ``dec{k}_up``, ``dec{k}_concat``, ``dec{k}_conv{1,2}`` and ``head``. The head is float32 under
-    any mixed-precision policy, so the output is always float32.
+    ``dec{k}_up``, ``dec{k}_concat``, ``dec{k}_conv{1,2}`` and ``head``. The head (1x1
+    convolution and sigmoid) is float32 under any mixed-precision policy, so the output is always
+    float32.
 
     Parameters
     ----------
@@ -99,6 +123,13 @@ def build_unet(
         Dropout rate before the bottleneck convs, in [0, 1); 0 adds no dropout layer.
     name : str
         Model name.
+    output_bias : float
+        Initial bias of the head's 1x1 convolution (a logit). 0 starts every pixel at probability
+        0.5; ``log(p / (1 - p))`` starts it at the lesion prior ``p``, which keeps the first Dice
+        steps from driving the whole output into the saturated, all-zero region of the sigmoid
+        (see :func:`mssoft.nn.warmup.prior_logit`).
+    normalization : {"none", "batch"}
+        "none" is the paper's U-Net; "batch" adds batch normalisation after every 3x3 convolution.
 
     Returns
     -------
@@ -134,6 +165,15 @@ def build_unet(
         raise ConfigError(
             f"Invalid value for `dropout`. Expected a float in [0, 1). Received: dropout={dropout}"
         )
+    if normalization not in NORMALIZATIONS:
+        raise ConfigError(
+            f"Invalid value for `--normalization`. Expected one of {', '.join(NORMALIZATIONS)}. "
+            f"Received: {normalization!r}"
+        )
+    if not math.isfinite(output_bias):
+        raise ConfigError(
+            f"Invalid value for `output_bias`. Expected a finite float. Received: {output_bias}"
+        )
 
     inputs = keras.Input(shape=shape, name="slices")
     x = inputs
@@ -141,22 +181,29 @@ def build_unet(
     # === Contracting path ===
     skips = []
     for level in range(1, depth + 1):
-        x = _conv_pair(x, base_filters * 2 ** (level - 1), f"enc{level}")
+        x = _conv_pair(x, base_filters * 2 ** (level - 1), f"enc{level}", normalization)
         skips.append(x)
         x = keras.layers.MaxPooling2D(2, name=f"enc{level}_pool")(x)
 
     # === Bottleneck ===
     if dropout > 0:
         x = keras.layers.Dropout(dropout, name="bottleneck_dropout")(x)
-    x = _conv_pair(x, base_filters * 2**depth, "bottleneck")
+    x = _conv_pair(x, base_filters * 2**depth, "bottleneck", normalization)
 
     # === Expansive path ===
     for level in range(depth, 0, -1):
         filters = base_filters * 2 ** (level - 1)
         x = keras.layers.Conv2DTranspose(filters, 2, strides=2, name=f"dec{level}_up")(x)
         x = keras.layers.Concatenate(name=f"dec{level}_concat")([skips[level - 1], x])
-        x = _conv_pair(x, filters, f"dec{level}")
+        x = _conv_pair(x, filters, f"dec{level}", normalization)
 
     # === Head (float32 under mixed precision) ===
-    outputs = keras.layers.Conv2D(1, 1, activation="sigmoid", dtype="float32", name="head")(x)
+    outputs = keras.layers.Conv2D(
+        1,
+        1,
+        activation="sigmoid",
+        dtype="float32",
+        bias_initializer=keras.initializers.Constant(float(output_bias)),
+        name="head",
+    )(x)
     return keras.Model(inputs, outputs, name=name)

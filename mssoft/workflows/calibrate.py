@@ -27,6 +27,7 @@ from mssoft.arrays.postprocess import (
 from mssoft.arrays.threshold_search import (
     choose_binarisation,
     dice_curves,
+    grid_edge,
     parse_min_sizes,
     threshold_grid,
 )
@@ -45,6 +46,7 @@ from mssoft.workflows.progress import Progress, no_progress
 __all__ = [
     "Calibration",
     "calibrate_run",
+    "edge_warning",
 ]
 
 logger = logging.getLogger(__name__)
@@ -142,7 +144,8 @@ def calibrate_run(
     rater : int, optional
         Reference rater (default: the run's).
     thresholds : sequence of float, optional
-        Strictly increasing grid (default :func:`threshold_grid`: 0.05 to 0.95 by 0.01).
+        Strictly increasing grid (default :func:`threshold_grid`: 0.01 to 0.99 by 0.01). A chosen
+        threshold on either end of it is warned about (log and ``calibration.json``).
     min_sizes : sequence of int, optional
         Candidate minimum lesion sizes (lesions of more voxels are kept).
     connectivity : {6, 18, 26}, optional
@@ -219,14 +222,34 @@ def calibrate_run(
     result = Calibration(
         chosen, mean_dice, rater, tuple(s.scan_id for s in selected), grid, min_sizes, stack, path
     )
+    warning = edge_warning(result)
     record = _record(result, run, data, scan_source)
     record["geometry"] = geometry_record(geometry, off, resample=resample)
     record["mixed_precision"] = bool(mixed_precision)
+    record["grid_warning"] = warning
     write_json(record, path)
     logger.info(
         "chose %s: mean Dice %.4f over %d scans", chosen.describe(), mean_dice, len(selected)
     )
+    if warning:
+        logger.warning("%s", warning)
     return result
+
+
+def edge_warning(result: Calibration) -> str | None:
+    """A warning when the chosen threshold lies on an end of the searched grid, else None."""
+    grid = result.thresholds
+    edge = grid_edge(result.binarisation.threshold, grid)
+    if edge is None:
+        return None
+    option, direction = (
+        ("--threshold-min", "lower") if edge == "lower" else ("--threshold-max", "higher")
+    )
+    return (
+        f"the chosen threshold {result.binarisation.threshold:g} is the {edge} end of the "
+        f"searched grid ({grid[0]:g} to {grid[-1]:g}): the Dice may still rise beyond it; "
+        f"widen the grid ({option}, {direction}) if possible, and check the model's calibration"
+    )
 
 
 def _record(

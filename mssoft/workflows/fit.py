@@ -38,13 +38,15 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 import mssoft.nn.losses  # noqa: F401  (registers the loss and metric for load_model)
@@ -81,6 +83,7 @@ from mssoft.nn.losses import BinarisedDice, SoftDiceLoss
 from mssoft.nn.multiworker_loop import train_loop
 from mssoft.nn.strong_augment import STRONG_RANGES
 from mssoft.nn.unet import build_unet, input_multiple
+from mssoft.nn.warmup import LinearWarmup, prior_logit
 from mssoft.workflows.settings import TrainConfig
 from mssoft.workflows.training_data import (
     MaskSource,
@@ -100,6 +103,7 @@ __all__ = [
     "prepare_data",
     "make_datasets",
     "build_model",
+    "lesion_prior",
     "MODEL_NAME",
     "HISTORY_NAME",
 ]
@@ -190,19 +194,72 @@ def prepare_data(
     return TrainingData(scans, source, modalities, slices, split, normaliser)
 
 
-def build_model(config: TrainConfig, channels: int) -> keras.Model:
+def build_model(
+    config: TrainConfig,
+    channels: int,
+    *,
+    lesion_prior: float | None = None,
+    steps_per_epoch: int = 1,
+) -> keras.Model:
     """The compiled U-Net (Adam, :class:`SoftDiceLoss`, :class:`BinarisedDice`).
 
     Call inside ``strategy.scope()``; the input accepts slices whose sides are multiples of
     ``2 ** config.depth``.
+
+    Parameters
+    ----------
+    config : TrainConfig
+    channels : int
+        Input channels.
+    lesion_prior : float, optional
+        Mean target value of the training slices (:func:`lesion_prior`); with
+        ``config.output_bias == "prior"`` the head's bias starts at its logit. None (or
+        ``output_bias="zero"``) starts it at 0.
+    steps_per_epoch : int
+        Batches per epoch; the warm-up lasts ``config.warmup_epochs * steps_per_epoch`` steps.
     """
-    model = build_unet((None, None, channels), base_filters=config.base_filters, depth=config.depth)
+    bias = 0.0
+    if config.output_bias == "prior" and lesion_prior is not None:
+        bias = prior_logit(lesion_prior)
+    model = build_unet(
+        (None, None, channels),
+        base_filters=config.base_filters,
+        depth=config.depth,
+        output_bias=bias,
+        normalization=config.normalization,
+    )
+    warmup_steps = int(math.ceil(config.warmup_epochs * max(int(steps_per_epoch), 1)))
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate),
+        optimizer=keras.optimizers.Adam(
+            learning_rate=LinearWarmup(config.learning_rate, warmup_steps)
+        ),
         loss=SoftDiceLoss(eps=config.eps),
         metrics=[BinarisedDice()],
     )
     return model
+
+
+def lesion_prior(data: TrainingData) -> float:
+    """Mean target value over the training slices (the lesion share the head's bias starts at)."""
+    total, count = 0.0, 0
+    for start in range(0, len(data.split.train), 256):
+        _, targets = data.slices.gather(data.split.train[start : start + 256])
+        total += float(targets.sum(dtype=np.float64))
+        count += targets.size
+    return total / count if count else 0.0
+
+
+def _model_builder(config: TrainConfig, data: TrainingData) -> Callable[[], keras.Model]:
+    """``build_model`` bound to the run's channels, lesion prior and steps per epoch."""
+    prior = lesion_prior(data) if config.output_bias == "prior" else None
+    steps = max(1, -(-len(data.split.train) // config.batch_size))
+    if prior is not None:
+        logger.info(
+            "lesion prior of the training targets %.4f: head bias %.2f", prior, prior_logit(prior)
+        )
+    return lambda: build_model(
+        config, len(data.modalities), lesion_prior=prior, steps_per_epoch=steps
+    )
 
 
 def make_datasets(config: TrainConfig, data: TrainingData) -> tuple[Any, Any]:
@@ -216,6 +273,7 @@ def make_datasets(config: TrainConfig, data: TrainingData) -> tuple[Any, Any]:
         max_degrees=config.rotation_degrees,
         multiple=input_multiple(config.depth),
         strong=config.augment == "strong",
+        target_interpolation=config.target_interpolation,
     )
     if not len(data.split.val):
         return train, None
@@ -252,6 +310,10 @@ def resolved_config(config: TrainConfig, data: TrainingData, dtype_policy: str) 
         "devices": list(config.devices) if config.devices is not None else None,
         "mixed_precision": config.mixed_precision,
         "dtype_policy": dtype_policy,
+        "target_interpolation": config.target_interpolation,
+        "output_bias": config.output_bias,
+        "warmup_epochs": config.warmup_epochs,
+        "normalization": config.normalization,
         "slice_shape": list(data.slices.slice_shape),
         "input_multiple": input_multiple(config.depth),
         "slice_cache": config.slice_cache,
@@ -401,7 +463,7 @@ def _fit_locked(
         if is_multi_worker(strategy):  # Keras fit fails under MultiWorkerMirroredStrategy
             loop = train_loop(
                 strategy,
-                lambda: build_model(config, len(data.modalities)),
+                _model_builder(config, data),
                 train,
                 val,
                 epochs=config.epochs,
@@ -424,7 +486,37 @@ def _fit_locked(
         k: v for k, v in asdict(result).items() if k not in ("history", "run_dir", "model_path")
     }
     write_config(out, "fit", record, **extra, result=summary)
+    _report_collapse(result, config)
     return result
+
+
+def _report_collapse(result: FitResult, config: TrainConfig) -> None:
+    """Warn (stderr via logging) when the run ended collapsed, and say what to change."""
+    if result.collapsed_epoch is None:
+        return
+    saved = (
+        f"model.keras is from epoch {result.best_epoch}, before the collapse"
+        if result.best_epoch is not None and result.best_epoch < result.collapsed_epoch
+        else "model.keras predicts no lesion"
+    )
+    advice = []
+    if config.output_bias != "prior":
+        advice.append("--output-bias prior")
+    if config.warmup_epochs < 2:
+        advice.append(f"--warmup-epochs {max(2, int(config.warmup_epochs) * 2)}")
+    if config.normalization == "none":
+        advice.append("--normalization batch")
+    advice.append(f"--learning-rate {config.learning_rate / 3:.2g}")
+    if config.mixed_precision:
+        advice.append("training without --mixed-precision")
+    logger.warning(
+        "training collapsed to an all-zero output at epoch %d (training loss ~0, training Dice 0 "
+        "from then on; flagged in history.csv column `collapsed` and config.json); %s. "
+        "Try %s, or another --seed.",
+        result.collapsed_epoch,
+        saved,
+        ", ".join(advice),
+    )
 
 
 def _check_last_batches(batch_size: int, replicas: int, data: TrainingData) -> None:
@@ -470,7 +562,7 @@ def _fit_keras(
             "with --strategy multiworker; resume it with that strategy, or use a new --out folder"
         )
     with strategy.scope():
-        model = build_model(config, len(data.modalities))
+        model = _model_builder(config, data)()
     done = completed_epochs(out / BACKUP_DIR)
     if done >= config.epochs:
         logger.info("%s holds %d trained epochs: nothing to do (raise --epochs)", out, done)

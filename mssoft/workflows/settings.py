@@ -181,6 +181,18 @@ class TrainingSettings:
     slice_cache : {"auto", "memory", "disk"}
         Keep the training slices in memory or in an on-disk cache in the run folder;
         ``auto`` chooses by size (:func:`mssoft.workflows.training_data.slice_storage`).
+    target_interpolation : {"nearest", "bilinear"}
+        Resampling of the rotated targets: "nearest" keeps their label values (a binary target
+        stays in {0, 1}, a soft one in {0, gamma, 1}); "bilinear" (the old behaviour, for
+        comparison) blurs lesion borders into intermediate values. Images are always bilinear.
+    output_bias : {"prior", "zero"}
+        Initial bias of the sigmoid head: the logit of the lesion prior of the training targets
+        (guards against the Dice-loss collapse), or 0 (probability 0.5 everywhere, the old
+        behaviour).
+    warmup_epochs : float
+        Linear learning-rate warm-up over this many epochs' worth of steps (0 = none).
+    normalization : {"none", "batch"}
+        "none" is the paper's U-Net; "batch" adds batch normalisation after each 3x3 convolution.
     """
 
     modalities: tuple[str, ...] | None = None
@@ -200,6 +212,10 @@ class TrainingSettings:
     augment: str = "paper"
     normalise: str = "zscore"
     slice_cache: str = "auto"
+    target_interpolation: str = "nearest"
+    output_bias: str = "prior"
+    warmup_epochs: float = 1.0
+    normalization: str = "none"
 
     def __post_init__(self) -> None:
         for name in ("modalities", "devices"):
@@ -238,6 +254,30 @@ class TrainingSettings:
             "--slice-cache",
             "'auto', 'memory' or 'disk'",
             self.slice_cache,
+        )
+        _check(
+            self.target_interpolation in ("nearest", "bilinear"),
+            "--target-interpolation",
+            "'nearest' or 'bilinear'",
+            self.target_interpolation,
+        )
+        _check(
+            self.output_bias in ("prior", "zero"),
+            "--output-bias",
+            "'prior' or 'zero'",
+            self.output_bias,
+        )
+        _check(
+            math.isfinite(self.warmup_epochs) and self.warmup_epochs >= 0,
+            "--warmup-epochs",
+            "a float >= 0",
+            self.warmup_epochs,
+        )
+        _check(
+            self.normalization in ("none", "batch"),
+            "--normalization",
+            "'none' or 'batch'",
+            self.normalization,
         )
 
     def settings(self) -> dict[str, Any]:

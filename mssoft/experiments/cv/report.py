@@ -1,4 +1,4 @@
-"""Summaries of a cross-validation sweep: the paper's Tables 1/2 and a figure.
+"""Summaries of a cross-validation sweep: the paper's Tables 1/2, the paired evidence, a figure.
 
 Input is the list of per-scan rows of every finished cell (one row per cell × held-out scan ×
 rater, holding at least ``ratio``, ``gamma``, ``repeat``, ``fold``, ``rater``, ``dice``, ``ppv`` and
@@ -6,6 +6,11 @@ rater, holding at least ``ratio``, ``gamma``, ``repeat``, ``fold``, ``rater``, `
 scan is held out exactly once per repeat); the table shows the mean ± standard deviation of that
 score over repeats. With a single repeat the spread is over patients (folds) instead, and the
 table says so.
+
+The evidence is paired (:func:`mssoft.arrays.paired_stats.compare_grid`): every grid point against
+the binary baseline on the same held-out scans, folds and seeds, per rater and metric, with a 95 %
+bootstrap interval and a Wilcoxon p-value. A best setting is named only among grid points whose
+every model learned (validation Dice at the saved epoch >= :data:`LEARNED_DICE`).
 """
 
 from __future__ import annotations
@@ -20,10 +25,31 @@ from typing import Any
 import numpy as np
 
 from mssoft.arrays.metrics import nanmean
+from mssoft.arrays.paired_stats import GridComparison, compare_grid
 from mssoft.arrays.soft_masks import is_binary_setting
+from mssoft.experiments.demo.report import LEARNED_DICE
 from mssoft.files.atomic import atomic_path
 
-__all__ = ["CellSummary", "summarise", "best_point", "format_table", "plot_sweep"]
+__all__ = [
+    "LEARNED_DICE",
+    "BASELINE",
+    "CellSummary",
+    "Learning",
+    "BestSetting",
+    "summarise",
+    "compare",
+    "learning",
+    "best_point",
+    "choose_best",
+    "comparison_records",
+    "format_table",
+    "format_comparison",
+    "describe_best",
+    "plot_sweep",
+]
+
+#: The binary baseline's grid point (ratio, gamma).
+BASELINE = (1.0, 0.0)
 
 _TABLE_METRICS = (("dice", "Dice"), ("ppv", "Precision"), ("tpr", "Recall"))
 
@@ -77,12 +103,111 @@ def summarise(
     return out
 
 
+def compare(rows: Sequence[dict[str, Any]], *, seed: int = 0) -> list[GridComparison]:
+    """Every grid point against the binary baseline: paired per held-out scan and repeat."""
+    return compare_grid(
+        rows,
+        baseline=BASELINE,
+        point_fields=("ratio", "gamma"),
+        pair_fields=("scan", "repeat"),
+        metrics=tuple(m for m, _ in _TABLE_METRICS),
+        seed=seed,
+    )
+
+
+@dataclass(frozen=True)
+class Learning:
+    """How many models of a grid point learned (see :func:`learning`), of how many, and how many
+    ended collapsed."""
+
+    learned: int
+    total: int
+    collapsed: int = 0
+
+    @property
+    def all_learned(self) -> bool:
+        return self.total > 0 and self.learned == self.total
+
+
+def learning(
+    cells: Sequence[dict[str, Any]], floor: float = LEARNED_DICE
+) -> dict[tuple[float, float], Learning]:
+    """Per grid point: models that learned, models in all, and models that ended collapsed.
+
+    ``cells`` are cell records (``ratio``, ``gamma``, ``val_dice``, ``collapsed_epoch``). A model
+    learned when the validation Dice of its saved epoch is at least ``floor`` and its run did not
+    end collapsed (even a saved epoch from before the collapse had its training cut short); a
+    missing or NaN ``val_dice`` counts as not learned.
+    """
+    counts: dict[tuple[float, float], list[int]] = defaultdict(lambda: [0, 0, 0])
+    for cell in cells:
+        entry = counts[(float(cell["ratio"]), float(cell["gamma"]))]
+        value = cell.get("val_dice")
+        collapsed = cell.get("collapsed_epoch") is not None
+        good = value is not None and math.isfinite(float(value)) and float(value) >= floor
+        entry[0] += good and not collapsed
+        entry[1] += 1
+        entry[2] += collapsed
+    return {point: Learning(*c) for point, c in sorted(counts.items())}
+
+
+@dataclass(frozen=True)
+class BestSetting:
+    """The best grid point among those whose models learned, with its evidence against binary.
+
+    Attributes
+    ----------
+    ratio, gamma : float
+    dice : float
+        Mean Dice over raters (fraction).
+    against_binary : list of GridComparison
+        Its Dice difference to the binary baseline per rater (empty when it is the baseline).
+    """
+
+    ratio: float
+    gamma: float
+    dice: float
+    against_binary: list[GridComparison]
+
+    @property
+    def is_binary(self) -> bool:
+        return is_binary_setting(self.ratio, self.gamma)
+
+
+def choose_best(
+    summaries: Sequence[CellSummary],
+    comparisons: Sequence[GridComparison],
+    learned: dict[tuple[float, float], Learning],
+) -> BestSetting | None:
+    """The best grid point by mean Dice among those whose every model learned; None if none did.
+
+    The binary baseline competes too; when it has not learned, no soft point can be compared
+    with it and None is returned.
+    """
+    eligible = {p for p, c in learned.items() if c.all_learned}
+    if BASELINE not in eligible:
+        return None
+    ratio, gamma, dice = best_point(summaries, eligible=eligible)
+    if not math.isfinite(dice):
+        return None
+    evidence = [c for c in comparisons if c.point == (ratio, gamma) and c.metric == "dice"]
+    return BestSetting(ratio, gamma, dice, evidence)
+
+
 def best_point(
-    summaries: Sequence[CellSummary], *, metric: str = "dice"
+    summaries: Sequence[CellSummary],
+    *,
+    metric: str = "dice",
+    eligible: set[tuple[float, float]] | None = None,
 ) -> tuple[float, float, float]:
-    """The (ratio, gamma) with the highest ``metric`` averaged over raters, and that value."""
+    """The (ratio, gamma) with the highest ``metric`` averaged over raters, and that value.
+
+    Only points in ``eligible`` compete when it is given; NaNs when no point qualifies.
+    """
     scores: dict[tuple[float, float], list[float]] = defaultdict(list)
     for s in summaries:
+        if eligible is not None and (s.ratio, s.gamma) not in eligible:
+            continue
         if s.metric == metric and math.isfinite(s.mean):
             scores[(s.ratio, s.gamma)].append(s.mean)
     if not scores:
@@ -121,8 +246,134 @@ def format_table(summaries: Sequence[CellSummary]) -> str:
     return "\n".join(lines) + "\n\n" + note + "\n"
 
 
-def plot_sweep(summaries: Sequence[CellSummary], path: str | Path) -> Path:
-    """PNG: Dice against ratio for each gamma (left), precision against recall per rater (right)."""
+def _point_label(ratio: float, gamma: float) -> str:
+    return "binary" if is_binary_setting(ratio, gamma) else f"{100 * ratio:.0f}% / {gamma:g}"
+
+
+def _signed(value: float) -> str:
+    return "n/a" if not math.isfinite(value) else f"{100 * value:+.1f}"
+
+
+def _p(value: float) -> str:
+    if not math.isfinite(value):
+        return "n/a"
+    return f"{value:.2g}" if value >= 1e-3 else "<0.001"
+
+
+def comparison_records(
+    comparisons: Sequence[GridComparison], learned: dict[tuple[float, float], Learning]
+) -> list[dict[str, Any]]:
+    """Rows of ``comparison.csv`` (fractions; ``p_wilcoxon`` two-sided)."""
+    rows = []
+    for c in comparisons:
+        d = c.difference
+        state = learned.get(c.point, Learning(0, 0))
+        base = learned.get(BASELINE, Learning(0, 0))
+        rows.append(
+            {
+                "ratio": c.point[0],
+                "gamma": c.point[1],
+                "rater": c.rater,
+                "metric": c.metric,
+                "n_pairs": d.n,
+                "binary_mean": d.baseline_mean,
+                "soft_mean": d.treatment_mean,
+                "mean_difference": d.mean_difference,
+                "ci95_low": d.ci_low,
+                "ci95_high": d.ci_high,
+                "p_wilcoxon": d.p_value,
+                "models_learned": f"{state.learned}/{state.total}",
+                "binary_models_learned": f"{base.learned}/{base.total}",
+            }
+        )
+    return rows
+
+
+def format_comparison(
+    comparisons: Sequence[GridComparison], learned: dict[tuple[float, float], Learning]
+) -> str:
+    """Markdown table of the paired differences (percentage points) against the binary baseline."""
+    header = ["mask size / gamma", "rater", "metric", "pairs", "soft - binary", "95 % CI", "p"]
+    lines = ["| " + " | ".join(header) + " |", "|---|---|---|---:|---:|---|---:|"]
+    labels = dict(_TABLE_METRICS)
+    for c in comparisons:
+        d = c.difference
+        state = learned.get(c.point)
+        flag = "" if state is None or state.all_learned else " (not all learned)"
+        ci = (
+            "n/a" if not math.isfinite(d.ci_low) else f"[{_signed(d.ci_low)}, {_signed(d.ci_high)}]"
+        )
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    _point_label(*c.point) + flag,
+                    f"R{c.rater}",
+                    labels.get(c.metric, c.metric),
+                    str(d.n),
+                    _signed(d.mean_difference),
+                    ci,
+                    _p(d.p_value),
+                ]
+            )
+            + " |"
+        )
+    note = (
+        "Paired differences in percentage points: each pair is one held-out scan scored against "
+        "one rater by the grid point's model and by the binary model of the same fold and seed. "
+        "95 % CI: paired bootstrap (BCa, 9999 resamples) of the mean difference; p: two-sided "
+        "Wilcoxon signed-rank test. Scans of one patient are not independent, so with few "
+        "patients the intervals are optimistic."
+    )
+    return "\n".join(lines) + "\n\n" + note + "\n"
+
+
+def describe_best(best: BestSetting | None, learned: dict[tuple[float, float], Learning]) -> str:
+    """One line: the best setting with its interval, or why none is named."""
+    floor = f"validation Dice >= {100 * LEARNED_DICE:.0f} %"
+    if best is None:
+        base = learned.get(BASELINE)
+        if base is not None and not base.all_learned:
+            why = f"{base.total - base.learned} of {base.total} binary-baseline models"
+        else:
+            failing = sum(1 for c in learned.values() if not c.all_learned)
+            why = f"models of {failing} of {len(learned)} grid points"
+        return (
+            f"best: none named: {why} did not learn ({floor} at the saved epoch); "
+            "train longer (--epochs), check for collapse (history.csv column `collapsed`) or "
+            "change --learning-rate"
+        )
+    if best.is_binary:
+        return (
+            f"best: binary baseline (mean Dice over raters {100 * best.dice:.1f} %; among grid "
+            f"points whose models all learned, {floor}); no soft setting beat it"
+        )
+    evidence = "; ".join(
+        f"R{c.rater} {_signed(c.difference.mean_difference)} points "
+        f"[95 % CI {_signed(c.difference.ci_low)}, {_signed(c.difference.ci_high)}], "
+        f"p{'' if _p(c.difference.p_value).startswith('<') else '='}{_p(c.difference.p_value)}, "
+        f"n={c.difference.n}"
+        for c in best.against_binary
+    )
+    return (
+        f"best: ratio {best.ratio:g}, gamma {best.gamma:g} (mean Dice over raters "
+        f"{100 * best.dice:.1f} %, among grid points whose models all learned, {floor}); "
+        f"Dice against binary: {evidence}"
+    )
+
+
+def plot_sweep(
+    summaries: Sequence[CellSummary],
+    path: str | Path,
+    comparisons: Sequence[GridComparison] = (),
+) -> Path:
+    """PNG: one panel per metric (Dice, precision, recall) against the grid points, plus the
+    paired Dice difference to binary with its 95 % interval when ``comparisons`` are given.
+
+    Raters are offset sideways and drawn with different markers and colours; error bars are the
+    standard deviation of the summary (over repeats, or patients); every y axis of a metric
+    starts at 0, so noise does not look like separation. Titles state n.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -131,49 +382,64 @@ def plot_sweep(summaries: Sequence[CellSummary], path: str | Path) -> Path:
     raters = sorted({s.rater for s in summaries})
     index = {(s.ratio, s.gamma, s.rater, s.metric): s for s in summaries}
     points = sorted({(s.ratio, s.gamma) for s in summaries})
-    binary = [p for p in points if p[0] == 1.0 or p[1] == 0.0]
-    gammas = sorted({g for r, g in points if (r, g) not in binary})
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
+    xs = np.arange(len(points), dtype=float)
+    labels = [_point_label(*p) for p in points]
+    panels = len(_TABLE_METRICS) + (1 if comparisons else 0)
+    fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels, 4.2), squeeze=False)
     markers = "osD^v"
-    for k, rater in enumerate(raters):
-        for gamma in gammas or [None]:
-            series = binary + [(r, g) for r, g in points if g == gamma and (r, g) not in binary]
-            series = [p for p in series if (*p, rater, "dice") in index]
-            if not series:
-                continue
-            xs = [100 * r for r, _ in series]
-            stats = [index[(*p, rater, "dice")] for p in series]
-            ys = [100 * s.mean for s in stats]
-            errs = [100 * s.std if math.isfinite(s.std) else 0.0 for s in stats]
-            label = f"rater {rater}" + (f", gamma {gamma:g}" if gamma is not None else "")
-            left.errorbar(
-                xs, ys, yerr=errs, marker=markers[k % len(markers)], capsize=3, label=label
-            )
-        for ratio, gamma in points:
-            p, r = index.get((ratio, gamma, rater, "ppv")), index.get((ratio, gamma, rater, "tpr"))
-            if p is None or r is None:
-                continue
-            right.scatter(
-                100 * r.mean,
-                100 * p.mean,
+    width = 0.12
+    n = max((s.n for s in summaries), default=0)
+    spread = "/".join(sorted({s.spread_over for s in summaries}))
+    for ax, (metric, label) in zip(axes[0], _TABLE_METRICS, strict=False):
+        for k, rater in enumerate(raters):
+            offset = (k - (len(raters) - 1) / 2) * width
+            stats = [index.get((*p, rater, metric)) for p in points]
+            ys = [100 * s.mean if s else np.nan for s in stats]
+            errs = [100 * s.std if s and math.isfinite(s.std) else 0.0 for s in stats]
+            ax.errorbar(
+                xs + offset,
+                ys,
+                yerr=errs,
                 marker=markers[k % len(markers)],
                 color=f"C{k}",
-                label=f"rater {rater}" if (ratio, gamma) == points[0] else None,
+                linestyle="none",
+                capsize=3,
+                label=f"rater {rater}",
             )
-            right.annotate(
-                "binary" if (ratio, gamma) in binary else f"{100 * ratio:.0f}%/{gamma:g}",
-                (100 * r.mean, 100 * p.mean),
-                fontsize=7,
-                xytext=(3, 3),
-                textcoords="offset points",
+        ax.set_ylim(0, 100)
+        ax.set_ylabel(f"{label} (%)")
+        ax.set_title(f"{label}: mean ± sd over {n} {spread}", fontsize=9)
+    if comparisons:
+        ax = axes[0][-1]
+        where = {p: i for i, p in enumerate(points)}
+        for k, rater in enumerate(raters):
+            offset = (k - (len(raters) - 1) / 2) * width
+            mine = [c for c in comparisons if c.rater == rater and c.metric == "dice"]
+            mine = [c for c in mine if c.point in where and c.difference.n > 0]
+            if not mine:
+                continue
+            ys = np.array([100 * c.difference.mean_difference for c in mine])
+            low = np.array([100 * c.difference.ci_low for c in mine])
+            high = np.array([100 * c.difference.ci_high for c in mine])
+            yerr = np.vstack([np.nan_to_num(ys - low), np.nan_to_num(high - ys)])
+            ax.errorbar(
+                [where[c.point] + offset for c in mine],
+                ys,
+                yerr=yerr,
+                marker=markers[k % len(markers)],
+                color=f"C{k}",
+                linestyle="none",
+                capsize=3,
+                label=f"rater {rater}",
             )
-    left.set(
-        xlabel="mask size (% of the rater's volume)",
-        ylabel="Dice (%)",
-        title="Dice against dilation",
-    )
-    right.set(xlabel="Recall (%)", ylabel="Precision (%)", title="Precision against recall")
-    for ax in (left, right):
+        ax.axhline(0.0, color="black", linewidth=0.8)
+        pairs = max((c.difference.n for c in comparisons), default=0)
+        ax.set_ylabel("Dice, soft - binary (points)")
+        ax.set_title(f"paired Dice difference, 95 % CI (n = {pairs} pairs)", fontsize=9)
+    for ax in axes[0]:
+        ax.set_xticks(xs, labels, rotation=30, fontsize=8)
+        ax.set_xlim(-0.5, len(points) - 0.5)
+        ax.set_xlabel("mask size / gamma")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()

@@ -17,8 +17,11 @@ Output folder::
     cells/...           one folder per cell: run/, pred/, eval/, result.json
     cv_results.csv      a row per fold × grid point × repeat × rater (means over the fold's scans)
     cv_scans.csv        a row per held-out scan × grid point × repeat × rater
-    table.md            the paper's table (mean ± std), written once every cell has finished
-    sweep.png           Dice against ratio, precision against recall
+    comparison.csv      every grid point against binary, per rater and metric: pairs, mean
+                        difference, 95 % bootstrap CI, Wilcoxon p, models that learned
+    table.md            the paper's table (mean ± std), the paired comparison and the best
+                        setting (marked incomplete while cells are missing)
+    sweep.png           one panel per metric (raters offset) and the paired Dice difference
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import json
 import logging
 import multiprocessing
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -43,7 +47,19 @@ from mssoft.experiments.cv.plan import (
     leave_one_patient_out,
     plan_cells,
 )
-from mssoft.experiments.cv.report import best_point, format_table, plot_sweep, summarise
+from mssoft.experiments.cv.report import (
+    BestSetting,
+    Learning,
+    choose_best,
+    compare,
+    comparison_records,
+    describe_best,
+    format_comparison,
+    format_table,
+    learning,
+    plot_sweep,
+    summarise,
+)
 from mssoft.files.atomic import atomic_path, write_json
 from mssoft.files.folders import (
     FolderInUseError,
@@ -56,10 +72,12 @@ from mssoft.files.folders import (
 from mssoft.files.layout import (
     CELL_RESULT_NAME,
     CONFIG_NAME,
+    CV_COMPARISON_NAME,
     CV_FIGURE_NAME,
     CV_RESULTS_NAME,
     CV_SCANS_NAME,
     CV_TABLE_NAME,
+    HISTORY_NAME,
     soft_mask_path,
 )
 from mssoft.files.scans import Scan, discover_scans, resolve_modalities
@@ -67,7 +85,15 @@ from mssoft.workflows.build_masks import build_soft_masks
 from mssoft.workflows.pipeline import run_pipeline
 from mssoft.workflows.settings import MaskConfig, TrainConfig, TrainingSettings
 
-__all__ = ["CVConfig", "CVResult", "run_cv", "run_cells", "collect_rows", "write_reports"]
+__all__ = [
+    "CVConfig",
+    "CVResult",
+    "run_cv",
+    "run_cells",
+    "collect_rows",
+    "collect_cells",
+    "write_reports",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -142,7 +168,10 @@ class CVResult:
     cells_done: int
     cells_run: int
     rows: list[dict[str, Any]] = field(repr=False)
-    best: tuple[float, float, float] | None = None
+    best: BestSetting | None = None
+    comparisons: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    learned: dict[tuple[float, float], Learning] = field(default_factory=dict)
+    best_line: str = ""
 
     @property
     def complete(self) -> bool:
@@ -287,12 +316,32 @@ def _run_cell(
         "seed": cell.seed,
         "best_epoch": fitted.best_epoch,
         "best_val_loss": fitted.best_loss,
+        "val_dice": _saved_epoch_dice(fitted.history, fitted.best_epoch),
+        "collapsed_epoch": fitted.collapsed_epoch,
         "threshold": calibration.binarisation.threshold,
         "min_size": calibration.binarisation.min_size,
         "scans": per_scan,
     }
     write_json(record, folder / CELL_RESULT_NAME)  # last: marks the cell finished
     return record
+
+
+def _saved_epoch_dice(history: Sequence[dict[str, float]], best_epoch: int | None) -> float | None:
+    """Validation Dice (else training Dice) at 0.5 of the saved epoch; None without that row."""
+    for row in history:
+        if best_epoch is not None and int(row["epoch"]) == best_epoch:
+            value = row.get("val_dice", row.get("dice"))
+            return None if value is None else float(value)
+    return None
+
+
+def _remaining(seconds: Sequence[float], left: int) -> str:
+    """``about 12 min left for 3 cells`` from the durations of the cells run so far."""
+    if not left:
+        return "no cell left"
+    minutes = sum(seconds) / len(seconds) * left / 60
+    shown = f"{minutes:.0f} min" if minutes >= 1 else "under a minute"
+    return f"about {shown} left for {left} cell{'s' if left > 1 else ''}"
 
 
 def run_cells(config: CVConfig, *, plan: _PlanT | None = None) -> int:
@@ -319,10 +368,14 @@ def run_cells(config: CVConfig, *, plan: _PlanT | None = None) -> int:
     run = 0
     patient_of = {s.scan_id: s.patient_id for s in scans}
     masks: dict[GridPoint, Path | None] = {}
+    durations: list[float] = []
     for number, cell in enumerate(todo, start=1):
+        start = time.perf_counter()
         if cell.point not in masks:
             masks[cell.point] = _mask_folder(config, cell.point, scans)
-        logger.info("cell %d/%d: %s", number, len(todo), cell.key)
+        logger.info(
+            "cell %d/%d: %s (held out: %s)", number, len(todo), cell.key, ", ".join(cell.fold.test)
+        )
         patients = tuple(dict.fromkeys(patient_of[s] for s in cell.fold.train))
         folder = cell.folder(config.out)
         try:  # one process per cell: two sweeps on one folder share the cells out
@@ -335,11 +388,21 @@ def run_cells(config: CVConfig, *, plan: _PlanT | None = None) -> int:
             logger.warning("cell %s is being run by another process: skipped", cell.key)
             continue
         run += 1
+        durations.append(time.perf_counter() - start)
+        collapsed = (
+            f", COLLAPSED at epoch {record['collapsed_epoch']}"
+            if record["collapsed_epoch"] is not None
+            else ""
+        )
         logger.info(
-            "cell %s done: threshold %.2f, dice %s",
+            "cell %s done in %.0f s: threshold %.2f, validation Dice %s%s; Dice %s; %s",
             cell.key,
+            durations[-1],
             record["threshold"],
-            ", ".join(f"R{r['rater']} {r['dice']:.3f}" for r in record["scans"]),
+            "n/a" if record["val_dice"] is None else f"{record['val_dice']:.3f}",
+            collapsed,
+            ", ".join(f"{r['scan']} R{r['rater']} {r['dice']:.3f}" for r in record["scans"]),
+            _remaining(durations, len(todo) - number),
         )
         keras.backend.clear_session()
         gc.collect()
@@ -362,6 +425,35 @@ def _finished(config: CVConfig, cells: Sequence[Cell]) -> list[Path]:
     """``result.json`` of every finished cell."""
     paths = [cell.folder(config.out) / CELL_RESULT_NAME for cell in cells]
     return [p for p in paths if p.is_file()]
+
+
+def collect_cells(config: CVConfig, cells: Sequence[Cell] | None = None) -> list[dict[str, Any]]:
+    """The ``result.json`` record of every finished cell (without its per-scan rows).
+
+    Cells written before ``val_dice`` was recorded get it from their run's ``history.csv``.
+    """
+    if cells is None:
+        cells = _plan(config)[3]
+    records = []
+    for path in _finished(config, cells):
+        record = json.loads(path.read_text())
+        record.pop("scans", None)
+        if "val_dice" not in record:
+            record["val_dice"] = _saved_epoch_dice(
+                _read_history(path.parent / "run" / HISTORY_NAME), record.get("best_epoch")
+            )
+        records.append(record)
+    return records
+
+
+def _read_history(path: Path) -> list[dict[str, float]]:
+    if not path.is_file():
+        return []
+    with path.open(newline="") as handle:
+        return [
+            {k: float(v) for k, v in row.items() if v not in ("", None)}
+            for row in csv.DictReader(handle)
+        ]
 
 
 def collect_rows(
@@ -387,8 +479,8 @@ def _write_csv(rows: Sequence[dict[str, Any]], path: Path) -> None:
 
 
 def write_reports(config: CVConfig, cells: Sequence[Cell] | None = None) -> CVResult:
-    """Write ``cv_results.csv``, ``cv_scans.csv``, ``table.md`` (marked incomplete while cells
-    are missing) and ``sweep.png``."""
+    """Write ``cv_results.csv``, ``cv_scans.csv``, ``comparison.csv``, ``table.md`` (marked
+    incomplete while cells are missing) and ``sweep.png``."""
     out = Path(config.out)
     rows, done, total = collect_rows(config, cells)
     result = CVResult(out=out, cells_total=total, cells_done=done, cells_run=0, rows=rows)
@@ -401,15 +493,38 @@ def write_reports(config: CVConfig, cells: Sequence[Cell] | None = None) -> CVRe
     fold_rows = [row for key in sorted(by_cell) for row in _fold_rows(by_cell[key])]
     _write_csv(fold_rows, out / CV_RESULTS_NAME)
     summaries = summarise(rows)
+    learned = learning(collect_cells(config, cells))
+    comparisons = compare(rows, seed=config.training.seed)
+    records = comparison_records(comparisons, learned)
+    _write_csv(records, out / CV_COMPARISON_NAME)
+    best = choose_best(summaries, comparisons, learned)
+    best_line = describe_best(best, learned)
+    if done < total:
+        best_line = f"provisional ({done} of {total} cells finished): {best_line}"
+    not_learned = [
+        f"{'binary' if p == (1.0, 0.0) else f'ratio {p[0]:g}, gamma {p[1]:g}'}: "
+        f"{c.total - c.learned} of {c.total} models did not learn"
+        + (f" ({c.collapsed} collapsed)" if c.collapsed else "")
+        for p, c in learned.items()
+        if not c.all_learned
+    ]
     table = format_table(summaries)
+    if not_learned:
+        table += "\nModels that did not learn (saved-epoch validation Dice below the floor): "
+        table += "; ".join(not_learned) + ".\n"
+    table += "\n## Against the binary baseline\n\n" + format_comparison(comparisons, learned)
+    table += "\n" + best_line + "\n"
     if done < total:
         table += (
             f"\n**Incomplete**: {done} of {total} cells finished; re-run the command to finish.\n"
         )
     with atomic_path(out / CV_TABLE_NAME) as tmp:
         tmp.write_text("# Leave-one-patient-out cross-validation\n\n" + table)
-    plot_sweep(summaries, out / CV_FIGURE_NAME)
-    result.best = best_point(summaries)
+    plot_sweep(summaries, out / CV_FIGURE_NAME, comparisons)
+    result.best = best
+    result.comparisons = records
+    result.learned = learned
+    result.best_line = best_line
     return result
 
 
