@@ -56,7 +56,7 @@ COMPILED_AFTER_MSSOFT = textwrap.dedent(
     import sys
     import keras
     import mssoft
-    import mssoft.nn.losses  # registers SoftDiceLoss and BinarisedDice
+    import mssoft.nn.losses  # registers SoftDiceLoss, BinarisedDice and the warm-up schedule
     model = keras.saving.load_model(sys.argv[1])
     print("LOSS", type(model.loss).__name__)
     """

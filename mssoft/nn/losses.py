@@ -13,6 +13,7 @@ from typing import Any
 import keras
 from keras import ops
 
+import mssoft.nn.warmup  # noqa: F401  (registers the learning-rate warm-up of a compiled model)
 from mssoft.errors import ConfigError
 
 __all__ = ["SoftDiceLoss", "BinarisedDice", "soft_dice_loss"]
