@@ -44,9 +44,9 @@ class MaskSummary:
     ----------
     scan_id : str
     lesion_voxels : int
-        ``|M|``, voxels of the rater's mask.
+        ``|M|``, voxels of the rater's mask (of the union of the raters' masks with several).
     ring_voxels : int
-        ``|D|``, voxels with the soft label gamma (after the FLAIR exclusion).
+        ``|D|``, voxels of the soft ring (after the FLAIR exclusion).
     dilated_voxels : int
         ``|D0|``, voxels the dilation added before the FLAIR exclusion.
     path : Path or None
@@ -69,7 +69,7 @@ class MaskSummary:
 
 def soft_mask_from_arrays(
     scan_id: str,
-    mask: np.ndarray,
+    mask: np.ndarray | Sequence[np.ndarray],
     flair: np.ndarray,
     spacing: Sequence[float],
     config: MaskConfig,
@@ -81,8 +81,8 @@ def soft_mask_from_arrays(
     Parameters
     ----------
     scan_id : str
-    mask : ndarray of bool, shape (X, Y, Z)
-        The rater's binary mask (RAS).
+    mask : ndarray of bool, shape (X, Y, Z), or a sequence of them
+        The rater's binary mask (RAS), or the masks of ``config.all_raters`` in that order.
     flair : ndarray of shape (X, Y, Z)
         FLAIR intensities on the same grid.
     spacing : sequence of 3 float
@@ -102,9 +102,14 @@ def soft_mask_from_arrays(
         The soft mask cannot be built (e.g. a percentile threshold on an all-zero FLAIR).
     """
     soft = config.soft_mask(mask, flair, spacing, source=source)
-    lesion = int(np.count_nonzero(mask))
-    binary = config.is_binary
-    ring = 0 if binary else int(np.count_nonzero(soft == np.float32(config.gamma)))
+    union = (
+        np.asarray(mask) != 0
+        if isinstance(mask, np.ndarray)
+        else np.any([np.asarray(m) != 0 for m in mask], axis=0)
+    )
+    lesion = int(np.count_nonzero(union))
+    binary = config.params.is_binary
+    ring = 0 if binary else int(np.count_nonzero((soft > 0) & ~union))
     dilated = 0 if binary else round((config.ratio - 1.0) * lesion)
     return soft, MaskSummary(scan_id, lesion, ring, dilated)
 
@@ -131,12 +136,17 @@ def soft_mask_for_scan(
         Missing or non-binary rater mask, unreadable FLAIR, or (with a percentile threshold) a
         FLAIR image with no non-zero voxel.
     """
-    mask_path = scan.mask_path(config.rater)
-    raw, meta = read_volume(mask_path)
+    masks, meta = [], None
+    for rater in config.all_raters:
+        mask_path = scan.mask_path(rater)
+        raw, rater_meta = read_volume(mask_path)
+        meta = meta or rater_meta
+        masks.append(binary_mask(raw, mask_path))
+    assert meta is not None
     flair, _ = read_volume(scan.images["flair"])
     soft, summary = soft_mask_from_arrays(
         scan.scan_id,
-        binary_mask(raw, mask_path),
+        masks[0] if len(masks) == 1 else masks,
         flair,
         meta.spacing_mm,
         config,
@@ -174,7 +184,8 @@ def build_soft_masks(
     """
     out = Path(out)
     for scan in scans:
-        check_scan(scan, modalities=["flair"], rater=config.rater)
+        for rater in config.all_raters:
+            check_scan(scan, modalities=["flair"], rater=rater)
     summaries = []
     for scan in progress(scans, "build-masks"):
         soft, meta, summary = soft_mask_for_scan(scan, config)

@@ -112,7 +112,10 @@ def resolve_inputs(config: TrainConfig) -> tuple[list[Scan], MaskSource]:
     """
     source = resolve_mask_source(masks=config.masks, mask_config=config.mask, rater=config.rater)
     scans = training_scans(
-        discover_scans(config.data), rater=source.rater, patients=config.patients
+        discover_scans(config.data),
+        rater=source.rater,
+        patients=config.patients,
+        raters=source.raters,
     )
     return scans, source
 
