@@ -12,7 +12,11 @@ from mssoft.workflows.calibrate import calibrate_run
 from ._common import DATA_ARGUMENT, echo_line, progress
 
 RUN_ARGUMENT = click.argument(
-    "run", type=click.Path(exists=True, file_okay=False, path_type=Path), metavar="RUN"
+    "runs",
+    nargs=-1,
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    metavar="RUN [RUN...]",
 )
 
 
@@ -43,9 +47,25 @@ RUN_ARGUMENT = click.argument(
     "several are searched together with the threshold.",
 )
 @click.option("--batch-size", default=16, type=click.IntRange(min=1), help="Slices per model call.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing RUN/calibration.json.")
+@click.option(
+    "--tta",
+    default="none",
+    type=click.Choice(["none", "flip"]),
+    show_default=True,
+    help="Test-time augmentation: flip = average each slice's probabilities with those of its "
+    "left-right mirror (give predict the same --tta).",
+)
+@click.option(
+    "--out",
+    "out",
+    default=None,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for calibration.json  [default: RUN; required with several RUNs: pass it to "
+    "`mssoft predict --calibration`]",
+)
+@click.option("--overwrite", is_flag=True, help="Replace an existing calibration.json.")
 def calibrate(
-    run: Path,
+    runs: tuple[Path, ...],
     data: Path,
     rater: int | None,
     scans: str | None,
@@ -54,6 +74,8 @@ def calibrate(
     threshold_step: float,
     min_sizes: str,
     batch_size: int,
+    tta: str,
+    out: Path | None,
     overwrite: bool,
 ) -> None:
     """Choose the threshold maximising the mean per-scan Dice after post-processing.
@@ -62,12 +84,13 @@ def calibrate(
     (ISBI 2015 folder or CSV manifest). Each scan is predicted once; the post-processed
     segmentation (prob >= threshold, then 18-connected lesions of more than min-size voxels) is
     scored at every threshold of the grid. Writes RUN/calibration.json and prints the chosen
-    threshold and its mean Dice.
+    threshold and its mean Dice. Several RUNs make an ensemble (their probabilities are
+    averaged); its calibration.json goes to --out FOLDER.
     """
     grid = threshold_grid(threshold_min, threshold_max, threshold_step)
     sizes = parse_min_sizes(min_sizes)
     result = calibrate_run(
-        run,
+        runs,
         data,
         scans=scans,
         rater=rater,
@@ -76,6 +99,8 @@ def calibrate(
         batch_size=batch_size,
         overwrite=overwrite,
         progress=progress,
+        tta=tta,
+        out=out,
     )
     for scan_id, dice in result.scan_dice().items():
         echo_line(f"{scan_id}\tdice={dice:.4f}")

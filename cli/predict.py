@@ -13,7 +13,13 @@ from ._common import DATA_ARGUMENT, echo_line, out_option, progress
 
 
 @click.command("predict")
-@click.argument("run", type=click.Path(exists=True, file_okay=False, path_type=Path), metavar="RUN")
+@click.argument(
+    "runs",
+    nargs=-1,
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    metavar="RUN [RUN...]",
+)
 @DATA_ARGUMENT
 @out_option("Output folder (created; must not be inside DATA nor be RUN).")
 @click.option(
@@ -32,25 +38,43 @@ from ._common import DATA_ARGUMENT, echo_line, out_option, progress
     "--scans", default=None, metavar="IDS", help="Comma-separated scan ids  [default: all]"
 )
 @click.option("--batch-size", default=16, type=click.IntRange(min=1), help="Slices per model call.")
+@click.option(
+    "--tta",
+    default="none",
+    type=click.Choice(["none", "flip"]),
+    show_default=True,
+    help="Test-time augmentation: flip = average each slice's probabilities with those of its "
+    "left-right mirror.",
+)
+@click.option(
+    "--calibration",
+    default=None,
+    type=click.Path(exists=True, path_type=Path),
+    help="Folder (or file) with the calibration.json to use  [default: RUN/calibration.json; "
+    "an ensemble's comes from `mssoft calibrate RUN... DATA --out FOLDER`]",
+)
 @click.option("--overwrite", is_flag=True, help="Replace the outputs of an earlier predict in OUT.")
 def predict(
-    run: Path,
+    runs: tuple[Path, ...],
     data: Path,
     out: Path,
     threshold: float | None,
     min_size: int | None,
     scans: str | None,
     batch_size: int,
+    tta: str,
+    calibration: Path | None,
     overwrite: bool,
 ) -> None:
-    """Segment the scans of DATA with the model of RUN.
+    """Segment the scans of DATA with the model of RUN (or the mean of several RUNs).
 
-    DATA is an ISBI 2015 data folder or a CSV manifest (masks are not needed). Writes
-    OUT/<scan>_prob.nii.gz (float32 probabilities) and OUT/<scan>_seg.nii.gz (uint8, 0/1) on each
-    scan's FLAIR grid and orientation, and OUT/config.json.
+    DATA is an ISBI 2015 data folder or a CSV manifest (masks are not needed). Several RUN
+    folders make an ensemble: their probabilities are averaged. Writes OUT/<scan>_prob.nii.gz
+    (float32 probabilities) and OUT/<scan>_seg.nii.gz (uint8, 0/1) on each scan's FLAIR grid and
+    orientation, and OUT/config.json.
     """
     report = predict_folder(
-        run,
+        runs,
         data,
         out,
         threshold=threshold,
@@ -59,10 +83,13 @@ def predict(
         batch_size=batch_size,
         overwrite=overwrite,
         progress=progress,
+        tta=tta,
+        calibration=calibration,
     )
     if report.threshold_source == "default":
+        where = runs[0] / CALIBRATION_NAME if len(runs) == 1 else "--calibration"
         echo_line(
-            f"warning: {run / CALIBRATION_NAME} not found; used threshold "
+            f"warning: {where} not found; used threshold "
             f"{report.binarisation.threshold:g} and min_size {report.binarisation.min_size} "
             "(run `mssoft calibrate` first)"
         )

@@ -34,9 +34,10 @@ from mssoft.errors import ConfigError, DataError
 from mssoft.files.atomic import write_json
 from mssoft.files.folders import package_versions
 from mssoft.files.layout import CALIBRATION_NAME
-from mssoft.files.run_folder import RunInfo, check_modalities, read_run
+from mssoft.files.run_folder import RunInfo, check_modalities
 from mssoft.files.scans import Scan, check_scan, discover_scans, load_scan, select_scans
 from mssoft.nn.inference import predict_volume
+from mssoft.workflows.ensemble import RunsLike, as_runs, check_tta, load_ensemble, read_ensemble
 from mssoft.workflows.progress import Progress, no_progress
 
 __all__ = [
@@ -112,9 +113,11 @@ def _calibration_scans(
 
 
 def calibrate_run(
-    run: str | Path,
+    run: RunsLike,
     data: str | Path,
     *,
+    tta: str = "none",
+    out: str | Path | None = None,
     scans: str | Sequence[str] | None = None,
     rater: int | None = None,
     thresholds: Sequence[float] | np.ndarray | None = None,
@@ -128,10 +131,16 @@ def calibrate_run(
 
     Parameters
     ----------
-    run : path-like
-        Run folder of ``mssoft fit``.
+    run : path-like or sequence of path-like
+        Run folder of ``mssoft fit``, or several whose probabilities are averaged (an ensemble,
+        :mod:`mssoft.workflows.ensemble`; the first run gives the rater and training scans).
     data : path-like
         ISBI 2015 data folder or CSV manifest holding the calibration scans and their masks.
+    tta : {"none", "flip"}, optional
+        ``flip`` averages each slice's probabilities with those of its left-right mirror.
+    out : path-like, optional
+        Folder for ``calibration.json`` (created); default the run folder. Required with several
+        runs.
     scans : sequence of str, optional
         Scan ids; default: the run's training scans, else every scan with the rater's mask.
     rater : int, optional
@@ -157,7 +166,14 @@ def calibrate_run(
     DataError, ConfigError
         Bad run folder, missing scans or masks, an existing calibration without ``overwrite``.
     """
-    info = read_run(run)
+    runs = as_runs(run)
+    info = read_ensemble(runs)[0]
+    check_tta(tta)
+    if out is None and len(runs) > 1:
+        raise ConfigError(
+            "Invalid value for `--out`: calibrating an ensemble of several runs needs --out FOLDER "
+            "for its calibration.json (then `mssoft predict RUN... DATA --calibration FOLDER`)"
+        )
     rater = info.rater if rater is None else int(rater)
     grid = threshold_grid() if thresholds is None else np.asarray(thresholds, dtype=np.float64)
     if (
@@ -173,16 +189,15 @@ def calibrate_run(
     min_sizes = parse_min_sizes(min_sizes)
     for m in min_sizes:
         Binarisation(float(grid[0]), m, connectivity)  # validates min_size and connectivity
-    path = Path(run) / CALIBRATION_NAME
+    path = Path(out if out is not None else runs[0]) / CALIBRATION_NAME
     if path.exists() and not overwrite:
         raise ConfigError(f"{path} already exists; pass --overwrite to replace it")
     selected, scan_source = _calibration_scans(info, data, scans, rater)
     check_modalities(selected, info)
     for scan in selected:
         check_scan(scan, modalities=info.modalities, rater=rater)
-    from mssoft.nn.model_files import load_run_model  # imports TensorFlow
-
-    model = load_run_model(run)
+    model = load_ensemble(runs, tta=tta)  # imports TensorFlow
+    path.parent.mkdir(parents=True, exist_ok=True)
     curves = []
     for scan in progress(selected, "calibrate"):
         loaded = load_scan(scan, modalities=info.modalities, rater=rater)
@@ -197,7 +212,7 @@ def calibrate_run(
     result = Calibration(
         chosen, mean_dice, rater, tuple(s.scan_id for s in selected), grid, min_sizes, stack, path
     )
-    write_json(_record(result, run, data, scan_source), path)
+    write_json(_record(result, runs, data, scan_source, tta), path)
     logger.info(
         "chose %s: mean Dice %.4f over %d scans", chosen.describe(), mean_dice, len(selected)
     )
@@ -205,7 +220,7 @@ def calibrate_run(
 
 
 def _record(
-    result: Calibration, run: str | Path, data: str | Path, scan_source: str
+    result: Calibration, runs: Sequence[Path], data: str | Path, scan_source: str, tta: str
 ) -> dict[str, Any]:
     mean = result.curves.mean(axis=0)
     return {
@@ -218,7 +233,9 @@ def _record(
         "mean_dice": result.mean_dice,
         "objective": f"mean per-scan Dice against rater {result.rater} after post-processing",
         "rater": result.rater,
-        "run": str(Path(run).resolve()),
+        "run": str(runs[0].resolve()),
+        "runs": [str(r.resolve()) for r in runs],
+        "tta": tta,
         "data": str(Path(data).resolve()),
         "scan_source": scan_source,
         "scans": list(result.scans),

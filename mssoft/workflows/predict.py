@@ -26,9 +26,17 @@ from mssoft.arrays.postprocess import Binarisation, bounding_box
 from mssoft.files.folders import prepare_output_folder, write_config
 from mssoft.files.layout import prob_path, seg_path
 from mssoft.files.nifti import VolumeMeta, write_volume
-from mssoft.files.run_folder import check_modalities, read_run, resolve_binarisation
+from mssoft.files.run_folder import check_modalities
 from mssoft.files.scans import Scan, check_scan, discover_scans, load_scan, select_scans
 from mssoft.nn.inference import predict_volume
+from mssoft.workflows.ensemble import (
+    RunsLike,
+    as_runs,
+    check_tta,
+    ensemble_binarisation,
+    load_ensemble,
+    read_ensemble,
+)
 from mssoft.workflows.progress import Progress, no_progress
 
 __all__ = [
@@ -98,7 +106,7 @@ class PredictionReport:
 
 
 def predict_folder(
-    run: str | Path,
+    run: RunsLike,
     data: str | Path,
     out: str | Path,
     *,
@@ -108,13 +116,16 @@ def predict_folder(
     batch_size: int = 16,
     overwrite: bool = False,
     progress: Progress = no_progress,
+    tta: str = "none",
+    calibration: str | Path | None = None,
 ) -> PredictionReport:
     """Predict every scan of ``data`` (or the listed ones) with a run and write the results.
 
     Parameters
     ----------
-    run : path-like
-        Run folder (``model.keras``, ``config.json``, optionally ``calibration.json``).
+    run : path-like or sequence of path-like
+        Run folder (``model.keras``, ``config.json``, optionally ``calibration.json``), or several
+        run folders whose probabilities are averaged (an ensemble, :mod:`mssoft.workflows.ensemble`).
     data : path-like
         ISBI 2015 data folder or CSV manifest; masks are not needed.
     out : path-like
@@ -129,6 +140,11 @@ def predict_folder(
         Replace an earlier ``predict`` output in ``out``.
     progress : callable, optional
         ``progress(items, label)`` wraps the iteration over scans (a progress bar).
+    tta : {"none", "flip"}, optional
+        ``flip`` averages each slice's probabilities with those of its left-right mirror.
+    calibration : path-like, optional
+        Folder with the ``calibration.json`` to use (default: the run's own; needed for the
+        threshold of an ensemble).
 
     Returns
     -------
@@ -140,16 +156,18 @@ def predict_folder(
         Bad run folder, unknown scan ids, a scan without one of the model's modalities or with
         files on different grids, or an output folder that is not allowed.
     """
-    info = read_run(run)
-    binarisation, source = resolve_binarisation(run, threshold=threshold, min_size=min_size)
+    runs = as_runs(run)
+    info = read_ensemble(runs)[0]
+    binarisation, source = ensemble_binarisation(
+        runs, calibration=calibration, threshold=threshold, min_size=min_size, tta=check_tta(tta)
+    )
     selected = select_scans(discover_scans(data), scans, source=str(data))
     check_modalities(selected, info)
     metas = {scan.scan_id: check_scan(scan, modalities=info.modalities) for scan in selected}
-    run_files = [p for p in Path(run).iterdir() if p.is_file()]
+    run_files = [p for r in runs for p in Path(r).iterdir() if p.is_file()]
     inputs = [p for scan in selected for p in scan.files()] + run_files
-    from mssoft.nn.model_files import load_run_model  # imports TensorFlow
-
-    model = load_run_model(run)  # before creating the output folder: a bad model leaves nothing
+    # imports TensorFlow; before creating the output folder: a bad model leaves nothing
+    model = load_ensemble(runs, tta=tta)
     out = prepare_output_folder(
         out, command="predict", data=data, input_files=inputs, overwrite=overwrite
     )
@@ -157,7 +175,9 @@ def predict_folder(
         out,
         "predict",
         {
-            "run": str(Path(run).resolve()),
+            "run": str(runs[0].resolve()),
+            "runs": [str(r.resolve()) for r in runs],
+            "tta": tta,
             "data": str(Path(data).resolve()),
             "modalities": list(info.modalities),
             "batch_size": int(batch_size),
