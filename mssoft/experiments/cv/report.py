@@ -25,7 +25,7 @@ from mssoft.files.atomic import atomic_path
 
 __all__ = ["CellSummary", "summarise", "best_point", "format_table", "plot_sweep"]
 
-_TABLE_METRICS = (("dice", "Dice"), ("ppv", "Precision"), ("tpr", "Recall"))
+_TABLE_METRICS = (("dice", "Dice"), ("ppv", "Precision"), ("tpr", "Recall"), ("ece", "ECE"))
 
 
 @dataclass(frozen=True)
@@ -40,24 +40,31 @@ class CellSummary:
     std: float
     n: int
     spread_over: str
+    variant: str = ""
 
 
 def summarise(
-    rows: Sequence[dict[str, Any]], metrics: Sequence[str] = ("dice", "ppv", "tpr")
+    rows: Sequence[dict[str, Any]], metrics: Sequence[str] = ("dice", "ppv", "tpr", "ece")
 ) -> list[CellSummary]:
     """Mean ± std per (grid point, rater, metric); see the module docstring for the spread."""
     repeats = {int(r["repeat"]) for r in rows}
     by_repeats = len(repeats) > 1
-    groups: dict[tuple[float, float, int, str], dict[Any, list[float]]] = defaultdict(
+    groups: dict[tuple[float, float, str, int, str], dict[Any, list[float]]] = defaultdict(
         lambda: defaultdict(list)
     )
     for row in rows:
         unit = int(row["repeat"]) if by_repeats else str(row["fold"])
         for metric in metrics:
-            key = (float(row["ratio"]), float(row["gamma"]), int(row["rater"]), metric)
-            groups[key][unit].append(float(row[metric]))
+            key = (
+                float(row["ratio"]),
+                float(row["gamma"]),
+                str(row.get("variant") or ""),
+                int(row["rater"]),
+                metric,
+            )
+            groups[key][unit].append(float(row.get(metric, math.nan)))
     out = []
-    for (ratio, gamma, rater, metric), units in sorted(groups.items()):
+    for (ratio, gamma, variant, rater, metric), units in sorted(groups.items()):
         scores = [nanmean(v)[0] for v in units.values()]
         finite = [s for s in scores if math.isfinite(s)]
         mean = float(np.mean(finite)) if finite else math.nan
@@ -72,6 +79,7 @@ def summarise(
                 std,
                 len(finite),
                 "repeats" if by_repeats else "patients",
+                variant,
             )
         )
     return out
@@ -80,10 +88,14 @@ def summarise(
 def best_point(
     summaries: Sequence[CellSummary], *, metric: str = "dice"
 ) -> tuple[float, float, float]:
-    """The (ratio, gamma) with the highest ``metric`` averaged over raters, and that value."""
+    """The (ratio, gamma) with the highest ``metric`` averaged over raters, and that value.
+
+    Among the paper's grid points (one rater, constant ring, no TTA); the table shows the
+    variants beyond the paper next to them.
+    """
     scores: dict[tuple[float, float], list[float]] = defaultdict(list)
     for s in summaries:
-        if s.metric == metric and math.isfinite(s.mean):
+        if s.metric == metric and math.isfinite(s.mean) and not s.variant:
             scores[(s.ratio, s.gamma)].append(s.mean)
     if not scores:
         return math.nan, math.nan, math.nan
@@ -102,32 +114,49 @@ def _cell(s: CellSummary | None) -> str:
 def format_table(summaries: Sequence[CellSummary]) -> str:
     """Markdown table laid out like the paper's: rows grid points, columns metric × rater (%)."""
     raters = sorted({s.rater for s in summaries})
-    points = sorted({(s.ratio, s.gamma) for s in summaries})
-    index = {(s.ratio, s.gamma, s.rater, s.metric): s for s in summaries}
-    header = ["mask size", "gamma"] + [
-        f"{label} R{r}" for _, label in _TABLE_METRICS for r in raters
+    points = sorted({(s.ratio, s.gamma, s.variant) for s in summaries})
+    index = {(s.ratio, s.gamma, s.variant, s.rater, s.metric): s for s in summaries}
+    metrics = [
+        (m, label)
+        for m, label in _TABLE_METRICS
+        if any(s.metric == m and math.isfinite(s.mean) for s in summaries)
     ]
+    header = ["mask size", "gamma"] + [f"{label} R{r}" for _, label in metrics for r in raters]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for ratio, gamma in points:
-        size = "100% (binary)" if is_binary_setting(ratio, gamma) else f"{100 * ratio:.0f}%"
-        cells = [_cell(index.get((ratio, gamma, r, m))) for m, _ in _TABLE_METRICS for r in raters]
+    for ratio, gamma, variant in points:
+        if is_binary_setting(ratio, gamma):
+            size = "100% (binary)" if "raters" not in variant else "100% (raters' share)"
+        else:
+            size = f"{100 * ratio:.0f}%"
+        if variant:
+            size += f" {variant}"
+        cells = [
+            _cell(index.get((ratio, gamma, variant, r, m))) for m, _ in metrics for r in raters
+        ]
         lines.append("| " + " | ".join([size, f"{gamma:g}", *cells]) + " |")
     spread = {s.spread_over for s in summaries}
     n = max((s.n for s in summaries), default=0)
     note = (
         f"Values in %, mean ± standard deviation over {n} {'/'.join(sorted(spread))}; "
-        "a repeat's value is the mean over all held-out scans (leave-one-patient-out)."
+        "a repeat's value is the mean over all held-out scans (leave-one-patient-out). "
+        "ECE: expected calibration error of the probabilities against the rater's mask (15 "
+        "bins, brain voxels). Variants: raters<K-K> = share of several raters, ring-<profile>, "
+        "tta-flip."
     )
     return "\n".join(lines) + "\n\n" + note + "\n"
 
 
 def plot_sweep(summaries: Sequence[CellSummary], path: str | Path) -> Path:
-    """PNG: Dice against ratio for each gamma (left), precision against recall per rater (right)."""
+    """PNG: Dice against ratio for each gamma (left), precision against recall per rater (right).
+
+    The paper's grid points only (one rater, constant ring, no TTA).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    summaries = [s for s in summaries if not s.variant]  # the paper's grid points
     raters = sorted({s.rater for s in summaries})
     index = {(s.ratio, s.gamma, s.rater, s.metric): s for s in summaries}
     points = sorted({(s.ratio, s.gamma) for s in summaries})
@@ -175,7 +204,10 @@ def plot_sweep(summaries: Sequence[CellSummary], path: str | Path) -> Path:
     right.set(xlabel="Recall (%)", ylabel="Precision (%)", title="Precision against recall")
     for ax in (left, right):
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+        if not summaries:
+            ax.text(0.5, 0.5, "no grid point of the paper's kind (see table.md)", ha="center")
     fig.tight_layout()
     path = Path(path)
     with atomic_path(path) as tmp:

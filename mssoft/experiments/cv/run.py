@@ -67,6 +67,8 @@ logger = logging.getLogger(__name__)
 
 #: Options that may differ between runs of one sweep (they do not change any cell's result).
 _FREE_OPTIONS = ("shard", "jobs", "data", "out", "strategy", "devices")
+#: Grid axes added after the first sweeps, with the values those sweeps had.
+_NEW_AXES = {"raters": [None], "rings": ["constant"], "ring_sigma": 2.0, "tta": ["none"]}
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,14 @@ class CVConfig:
         Rater whose masks are softened and trained on (evaluation uses every rater).
     flair_threshold, per_lesion :
         Soft-mask options (:class:`mssoft.workflows.build_masks.MaskConfig`).
+    raters : tuple of (tuple of int or None)
+        Grid axis: None (``rater`` alone) or several raters whose share makes the label.
+    rings : tuple of str
+        Grid axis: ring profiles (``constant``, ``linear``, ``gaussian``).
+    ring_sigma : float
+        Width in mm of the gaussian ring.
+    tta : tuple of str
+        Grid axis: test-time augmentation of calibration and prediction (``none``, ``flip``).
     training : TrainingSettings
         Every training option of ``mssoft fit`` (:class:`mssoft.workflows.settings.TrainingSettings`);
         its seed is the first repeat's.
@@ -105,6 +115,10 @@ class CVConfig:
     training: TrainingSettings = field(default_factory=TrainingSettings)
     shard: tuple[int, int] = (0, 1)
     jobs: int = 1
+    raters: tuple[tuple[int, ...] | None, ...] = (None,)
+    rings: tuple[str, ...] = ("constant",)
+    ring_sigma: float = 2.0
+    tta: tuple[str, ...] = ("none",)
 
     def __post_init__(self) -> None:
         if self.jobs < 1:
@@ -155,7 +169,9 @@ def _plan(config: CVConfig) -> _PlanT:
         )
     modalities = resolve_modalities(scans, config.training.modalities)
     folds = leave_one_patient_out(scans)
-    points = grid_points(config.ratios, config.gammas)
+    points = grid_points(
+        config.ratios, config.gammas, raters=config.raters, rings=config.rings, ttas=config.tta
+    )
     return (
         scans,
         modalities,
@@ -169,6 +185,7 @@ def _prepare_out(config: CVConfig, modalities: tuple[str, ...]) -> None:
     record = json.loads(json.dumps({**config.record(), "modalities": list(modalities)}))
     if (out / CONFIG_NAME).is_file():
         stored = read_config(out, command="cv")["config"]
+        stored = {**_NEW_AXES, **stored}  # a sweep from before these axes: their defaults
         differ = sorted(k for k in record if k not in _FREE_OPTIONS and stored.get(k) != record[k])
         if differ:
             raise ConfigError(
@@ -186,7 +203,7 @@ def _mask_folder(config: CVConfig, point: GridPoint, scans: Sequence[Scan]) -> P
     """Soft masks of ``point`` for every scan, built once (None for the binary baseline)."""
     if point.is_binary:
         return None
-    folder = Path(config.out) / "masks" / point.name
+    folder = Path(config.out) / "masks" / replace(point, tta="none").name  # TTA: same masks
     if (folder / CONFIG_NAME).is_file() and all(
         soft_mask_path(folder, s.scan_id).is_file() for s in scans
     ):
@@ -197,6 +214,9 @@ def _mask_folder(config: CVConfig, point: GridPoint, scans: Sequence[Scan]) -> P
         gamma=point.gamma,
         flair_threshold=config.flair_threshold,
         per_lesion=config.per_lesion,
+        raters=point.raters,
+        ring=point.ring,
+        ring_sigma=config.ring_sigma,
     )
     folder.mkdir(parents=True, exist_ok=True)
     logger.info("building %s soft masks for %d scans", point.name, len(scans))
@@ -214,9 +234,10 @@ def _fold_rows(per_scan: list[dict[str, Any]]) -> list[dict[str, Any]]:
             k: mine[0][k]
             for k in ("fold", "ratio", "gamma", "repeat", "seed", "rater", "threshold", "min_size")
         }
+        row["variant"] = mine[0].get("variant", "")
         row["n_scans"] = len(mine)
-        for key in MEAN_FIELDS:
-            row[key] = nanmean([float(r[key]) for r in mine])[0]
+        for key in (*MEAN_FIELDS, "ece", "brier", "ece_truth", "brier_truth"):
+            row[key] = nanmean([float(r.get(key, "nan")) for r in mine])[0]
         rows.append(row)
     return rows
 
@@ -238,7 +259,7 @@ def _run_cell(
         data=Path(config.data),
         out=folder / "run",
         masks=masks,
-        rater=config.rater,
+        rater=config.rater if cell.point.raters is None else None,
         modalities=modalities,
         patients=patients,
         seed=cell.seed,
@@ -250,9 +271,11 @@ def _run_cell(
         pred_dir=folder / "pred",
         eval_dir=folder / "eval",
         name=f"model of {cell.key}",
+        tta=cell.point.tta,
     )
     fitted, calibration, evaluation = result.fit, result.calibration, result.evaluation
     assert evaluation is not None
+    ece = {c.reference: c.per_scan for c in evaluation.calibration}
     per_scan = []
     for row in evaluation.rows:
         if row.source != "pred":
@@ -263,12 +286,14 @@ def _run_cell(
                 "scan": row.scan_id,
                 "ratio": cell.point.ratio,
                 "gamma": cell.point.gamma,
+                "variant": cell.point.variant,
                 "repeat": cell.repeat,
                 "seed": cell.seed,
                 "rater": row.rater,
                 "threshold": calibration.binarisation.threshold,
                 "min_size": calibration.binarisation.min_size,
                 **{k: v for k, v in row.metrics.to_dict().items() if k in MEAN_FIELDS},
+                **_calibration_values(ece, row.scan_id, row.rater),
             }
         )
     record = {
@@ -278,6 +303,7 @@ def _run_cell(
         "test_scans": list(cell.fold.test),
         "ratio": cell.point.ratio,
         "gamma": cell.point.gamma,
+        "variant": cell.point.variant,
         "repeat": cell.repeat,
         "seed": cell.seed,
         "best_epoch": fitted.best_epoch,
@@ -288,6 +314,20 @@ def _run_cell(
     }
     write_json(record, folder / CELL_RESULT_NAME)  # last: marks the cell finished
     return record
+
+
+def _calibration_values(
+    ece: dict[str, dict[str, Any]], scan_id: str, rater: int
+) -> dict[str, float]:
+    """ECE and Brier of one held-out scan against the rater (and the truth, NaN if none)."""
+    from mssoft.arrays.calibration_metrics import brier_score, expected_calibration_error
+
+    values = {}
+    for suffix, label in (("", f"rater{rater}"), ("_truth", "truth")):
+        stats = ece.get(label, {}).get(scan_id)
+        values[f"ece{suffix}"] = expected_calibration_error(stats) if stats else float("nan")
+        values[f"brier{suffix}"] = brier_score(stats) if stats else float("nan")
+    return values
 
 
 def run_cells(config: CVConfig, *, plan: _PlanT | None = None) -> int:
@@ -379,7 +419,8 @@ def write_reports(config: CVConfig, cells: Sequence[Cell] | None = None) -> CVRe
     _write_csv(rows, out / CV_SCANS_NAME)
     by_cell: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for row in rows:
-        by_cell.setdefault((row["fold"], row["ratio"], row["gamma"], row["repeat"]), []).append(row)
+        key = (row["fold"], row["ratio"], row["gamma"], row.get("variant", ""), row["repeat"])
+        by_cell.setdefault(key, []).append(row)
     fold_rows = [row for key in sorted(by_cell) for row in _fold_rows(by_cell[key])]
     _write_csv(fold_rows, out / CV_RESULTS_NAME)
     summaries = summarise(rows)
