@@ -85,7 +85,9 @@ def _scores(evaluation: Evaluation, data: Path, pred: Path, scans: list[str]) ->
     for scan_id in scans:
         truth, _ = read_volume(truth_path(by_id[scan_id].images["flair"], scan_id))
         seg = read_mask(seg_path(pred, scan_id))
-        m = scan_metrics(seg, truth > 0.5, spacing_mm=read_header(seg_path(pred, scan_id)).spacing_mm)
+        m = scan_metrics(
+            seg, truth > 0.5, spacing_mm=read_header(seg_path(pred, scan_id)).spacing_mm
+        )
         dice.append(m.dice)
         recall.append(m.tpr)
     out["dice_truth"] = float(np.nanmean(dice))
@@ -139,17 +141,19 @@ def run_seed(seed: int, args: argparse.Namespace) -> dict[str, dict[str, float]]
         )
         assert result.evaluation is not None
         results[name] = _scores(result.evaluation, data, root / "pred" / name, heldout)
-        logger.info("seed %d %s: %s (%.0f s)", seed, name, results[name], time.monotonic() - started)
+        logger.info(
+            "seed %d %s: %s (%.0f s)", seed, name, results[name], time.monotonic() - started
+        )
     for name, runs, tta in (
         ("paper+tta", [root / "runs" / "paper"], "flip"),
         ("ensemble", [root / "runs" / "binary", root / "runs" / "paper"], "none"),
     ):
         cal = root / "calibration" / name
         calibrate_run(runs, data, scans=train, tta=tta, out=cal, overwrite=True)
-        predict_folder(
-            runs, data, root / "pred" / name, scans=heldout, tta=tta, calibration=cal
+        predict_folder(runs, data, root / "pred" / name, scans=heldout, tta=tta, calibration=cal)
+        evaluation = evaluate_folder(
+            root / "pred" / name, data, root / "eval" / name, scans=heldout
         )
-        evaluation = evaluate_folder(root / "pred" / name, data, root / "eval" / name, scans=heldout)
         results[name] = _scores(evaluation, data, root / "pred" / name, heldout)
         logger.info("seed %d %s: %s", seed, name, results[name])
     return results
@@ -204,8 +208,7 @@ def format_table(per_seed: dict[int, dict[str, dict[str, float]]]) -> str:
             if name == base:
                 continue
             cells = [
-                _paired(column(name, m), column(base, m), m.startswith("ece"))
-                for m in METRICS
+                _paired(column(name, m), column(base, m), m.startswith("ece")) for m in METRICS
             ]
             lines.append("| " + " | ".join([name, *cells]) + " |")
     return "\n".join(lines) + "\n"

@@ -120,7 +120,9 @@ def mask_raters(rater: int | None, raters: tuple[str, ...] | None) -> tuple[int,
     if rater is not None:
         from mssoft.errors import ConfigError
 
-        raise ConfigError("Invalid options: give --rater (one rater) or --raters (several), not both")
+        raise ConfigError(
+            "Invalid options: give --rater (one rater) or --raters (several), not both"
+        )
     from mssoft.workflows.settings import MaskConfig
 
     return MaskConfig(raters=raters).all_raters

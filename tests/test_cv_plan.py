@@ -118,7 +118,9 @@ def test_grid_axes_beyond_the_paper():
 
 def test_table_keeps_variants_apart():
     base = rows()
-    linear = [{**r, "variant": "ring-linear", "dice": r["dice"] + 0.2} for r in base if r["ratio"] > 1]
+    linear = [
+        {**r, "variant": "ring-linear", "dice": r["dice"] + 0.2} for r in base if r["ratio"] > 1
+    ]
     summaries = summarise(base + linear)
     table = format_table(summaries)
     assert "| 120% ring-linear | 0.3 |" in table and "| 120% | 0.3 |" in table

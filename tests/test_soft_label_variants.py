@@ -94,7 +94,9 @@ def test_graded_ring_monotone_in_distance_gamma_at_nearest_shell(mode: str) -> N
 
 def test_ring_values_by_hand() -> None:
     d = np.array([1.0, 2.0, 3.0])
-    assert np.allclose(ring_values(d, gamma=0.3, mode="linear", spacing_min_mm=1.0), [0.3, 0.2, 0.1])
+    assert np.allclose(
+        ring_values(d, gamma=0.3, mode="linear", spacing_min_mm=1.0), [0.3, 0.2, 0.1]
+    )
     expected = 0.3 * np.exp(-np.array([0.0, 1.0, 4.0]) / (2 * 2.0**2))
     assert np.allclose(ring_values(d, gamma=0.3, mode="gaussian", sigma_mm=2.0), expected)
     assert np.allclose(ring_values(d, gamma=0.3), 0.3)

@@ -37,7 +37,9 @@ def test_flip_tta_of_a_mirror_symmetric_model_equals_no_tta(isbi_root):
     # a model that is not symmetric (a gradient along x) does change under the flip
     import keras
 
-    ramp = keras.Sequential([keras.Input((None, None, 4)), keras.layers.Conv2D(1, (3, 1), padding="same")])
+    ramp = keras.Sequential(
+        [keras.Input((None, None, 4)), keras.layers.Conv2D(1, (3, 1), padding="same")]
+    )
     ramp.layers[0].set_weights(
         [np.array([-1, 0, 1], np.float32).reshape(3, 1, 1, 1).repeat(4, 2), np.zeros(1, np.float32)]
     )
@@ -67,7 +69,9 @@ def test_cli_ensemble_calibrate_and_predict(tmp_path):
     other = make_run(tmp_path / "other", weight=1.0, bias=-1.0)
 
     # backward compatible single-run form, and an ensemble of one run's twin copies
-    assert run_cli("predict", run, data, "--out", tmp_path / "p1", "--threshold", 0.5).exit_code == 0
+    assert (
+        run_cli("predict", run, data, "--out", tmp_path / "p1", "--threshold", 0.5).exit_code == 0
+    )
     result = run_cli("predict", run, twin, data, "--out", tmp_path / "p2", "--threshold", 0.5)
     assert result.exit_code == 0, result.output
     for scan in discover_scans(data):

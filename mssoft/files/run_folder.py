@@ -4,6 +4,15 @@ A run folder is written by ``mssoft fit``: ``model.keras`` and ``config.json`` w
 entry holds the modalities (the model's channel order), the rater and the training scans.
 ``mssoft calibrate`` adds ``calibration.json`` (threshold, minimum lesion size, connectivity),
 which ``mssoft predict`` reads. Only :func:`load_run_model` imports TensorFlow.
+
+Several runs with the same input channels make an *ensemble* (``mssoft calibrate``/``predict``
+with several RUN folders): their probabilities are averaged
+(:class:`mssoft.nn.inference.AveragedModel`). One run keeps its threshold in
+``RUN/calibration.json`` (which records the test-time augmentation, ``tta``, it was chosen with);
+an ensemble's goes to ``mssoft calibrate RUN1 RUN2 ... DATA --out FOLDER``, which writes
+``FOLDER/calibration.json`` naming the runs and the TTA, and ``mssoft predict RUN1 RUN2 ... DATA
+--calibration FOLDER`` reads it (:func:`ensemble_binarisation`, which warns when the calibration
+was made for other runs or another TTA).
 """
 
 from __future__ import annotations
@@ -16,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from mssoft.arrays.postprocess import DEFAULT_THRESHOLD, Binarisation
-from mssoft.errors import DataError
+from mssoft.errors import ConfigError, DataError
 from mssoft.files.folders import read_config
 from mssoft.files.layout import CALIBRATION_NAME, CONFIG_NAME, MODEL_NAME
 from mssoft.files.scans import Scan, normalise_modality
@@ -29,6 +38,10 @@ __all__ = [
     "check_modalities",
     "read_calibration",
     "resolve_binarisation",
+    "RunsLike",
+    "as_runs",
+    "read_ensemble",
+    "ensemble_binarisation",
 ]
 
 logger = logging.getLogger(__name__)
@@ -223,3 +236,121 @@ def check_modalities(scans: Sequence[Scan], run: RunInfo) -> None:
                 f"{', '.join(missing)} image, "
                 f"which the model of {run.path} needs (modalities {','.join(run.modalities)})"
             )
+
+
+RunsLike = str | Path | Sequence[str | Path]
+
+
+def as_runs(run: RunsLike) -> list[Path]:
+    """One run folder or several, as a list of paths (duplicates refused)."""
+    runs = [Path(run)] if isinstance(run, (str, Path)) else [Path(r) for r in run]
+    if not runs:
+        raise ConfigError("Invalid value for `RUN`: expected at least one run folder")
+    resolved = [r.resolve() for r in runs]
+    if len(set(resolved)) != len(resolved):
+        raise ConfigError(f"Invalid value for `RUN`: a run folder is named twice ({runs})")
+    return runs
+
+
+def read_ensemble(runs: Sequence[Path]) -> list[RunInfo]:
+    """Read every run's ``config.json``; the runs must take the same channels in the same order.
+
+    Raises
+    ------
+    DataError
+        A run folder is not a finished ``mssoft fit`` run.
+    ConfigError
+        The runs' input channels differ.
+    """
+    infos = [read_run(r) for r in runs]
+    for info in infos[1:]:
+        if info.modalities != infos[0].modalities:
+            raise ConfigError(
+                f"Invalid value for `RUN`: {info.path} takes {','.join(info.modalities)} but "
+                f"{infos[0].path} takes {','.join(infos[0].modalities)}; an ensemble's runs need "
+                "the same input channels"
+            )
+    return infos
+
+
+def _setup(folder: Path) -> dict[str, Any] | None:
+    """The ``runs`` and ``tta`` a calibration file records (None without the file)."""
+    path = folder / CALIBRATION_NAME
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None  # resolve_binarisation reports the unreadable file
+    return record if isinstance(record, dict) else None
+
+
+def ensemble_binarisation(
+    runs: Sequence[Path],
+    *,
+    calibration: str | Path | None = None,
+    threshold: float | None = None,
+    min_size: int | None = None,
+    tta: str = "none",
+) -> tuple[Binarisation, str]:
+    """The binarisation of an ensemble: options, then its calibration, then the defaults.
+
+    Parameters
+    ----------
+    runs : sequence of Path
+    calibration : path-like, optional
+        Folder holding the ensemble's ``calibration.json`` (default: the run's own folder with one
+        run; none with several, so the defaults apply unless ``threshold`` is given).
+    threshold, min_size, tta
+        As ``mssoft predict``.
+
+    Returns
+    -------
+    binarisation : Binarisation
+    source : str
+        As :func:`mssoft.files.run_folder.resolve_binarisation`.
+    """
+    folder = Path(calibration) if calibration is not None else None
+    if folder is not None and folder.is_file():
+        folder = folder.parent
+    if folder is None and len(runs) == 1:
+        folder = runs[0]
+    if folder is None:
+        base = Binarisation()
+        if threshold is None:
+            logger.warning(
+                "no --calibration for an ensemble of %d runs: using threshold %g and min_size %d "
+                "(run `mssoft calibrate RUN... DATA --out FOLDER` first)",
+                len(runs),
+                base.threshold,
+                base.min_size if min_size is None else min_size,
+            )
+        return (
+            Binarisation(
+                base.threshold if threshold is None else threshold,
+                base.min_size if min_size is None else min_size,
+                base.connectivity,
+            ),
+            "default" if threshold is None else "option",
+        )
+    setup = _setup(folder)
+    if setup is not None and threshold is None:
+        wanted = sorted(str(r.resolve()) for r in runs)
+        recorded = sorted(
+            str(Path(r).resolve()) for r in setup.get("runs", [setup.get("run")]) if r
+        )
+        if recorded and recorded != wanted:
+            logger.warning(
+                "%s was calibrated for the runs %s, not %s",
+                folder / CALIBRATION_NAME,
+                ", ".join(recorded),
+                ", ".join(wanted),
+            )
+        if setup.get("tta", "none") != tta:
+            logger.warning(
+                "%s was calibrated with --tta %s, predicting with --tta %s",
+                folder / CALIBRATION_NAME,
+                setup.get("tta", "none"),
+                tta,
+            )
+    return resolve_binarisation(folder, threshold=threshold, min_size=min_size)

@@ -34,10 +34,9 @@ from mssoft.errors import ConfigError, DataError
 from mssoft.files.atomic import write_json
 from mssoft.files.folders import package_versions
 from mssoft.files.layout import CALIBRATION_NAME
-from mssoft.files.run_folder import RunInfo, check_modalities
+from mssoft.files.run_folder import RunInfo, RunsLike, as_runs, check_modalities, read_ensemble
 from mssoft.files.scans import Scan, check_scan, discover_scans, load_scan, select_scans
-from mssoft.nn.inference import predict_volume
-from mssoft.workflows.ensemble import RunsLike, as_runs, check_tta, load_ensemble, read_ensemble
+from mssoft.nn.inference import TTA_MODES, predict_volume
 from mssoft.workflows.progress import Progress, no_progress
 
 __all__ = [
@@ -133,7 +132,7 @@ def calibrate_run(
     ----------
     run : path-like or sequence of path-like
         Run folder of ``mssoft fit``, or several whose probabilities are averaged (an ensemble,
-        :mod:`mssoft.workflows.ensemble`; the first run gives the rater and training scans).
+        :mod:`mssoft.files.run_folder`; the first run gives the rater and training scans).
     data : path-like
         ISBI 2015 data folder or CSV manifest holding the calibration scans and their masks.
     tta : {"none", "flip"}, optional
@@ -168,7 +167,10 @@ def calibrate_run(
     """
     runs = as_runs(run)
     info = read_ensemble(runs)[0]
-    check_tta(tta)
+    if tta not in TTA_MODES:
+        raise ConfigError(
+            f"Invalid value for `--tta`. Expected one of {', '.join(TTA_MODES)}. Received: {tta!r}"
+        )
     if out is None and len(runs) > 1:
         raise ConfigError(
             "Invalid value for `--out`: calibrating an ensemble of several runs needs --out FOLDER "
@@ -196,7 +198,9 @@ def calibrate_run(
     check_modalities(selected, info)
     for scan in selected:
         check_scan(scan, modalities=info.modalities, rater=rater)
-    model = load_ensemble(runs, tta=tta)  # imports TensorFlow
+    from mssoft.nn.model_files import load_ensemble  # imports TensorFlow
+
+    model = load_ensemble(runs, tta=tta)
     path.parent.mkdir(parents=True, exist_ok=True)
     curves = []
     for scan in progress(selected, "calibrate"):

@@ -25,8 +25,8 @@ against the row's rater and ``ece_raters_mean``/``ece_truth``... per scan), ``su
 from __future__ import annotations
 
 import csv
-import logging
 import dataclasses
+import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
@@ -302,9 +302,7 @@ def evaluate_folder(
             )
         if with_prob:
             masks = {r: arrays[scan.masks[r]] for r in raters if r in scan.masks}
-            calibration[scan.scan_id] = scan_calibration(
-                scan, prob_path(pred, scan.scan_id), masks
-            )
+            calibration[scan.scan_id] = scan_calibration(scan, prob_path(pred, scan.scan_id), masks)
 
     keys = [(PRED_SOURCE, r) for r in raters] + ([(_INTER_SOURCE, _INTER_REF)] if inter else [])
     groups = []
@@ -341,9 +339,7 @@ def _format_value(value: Any) -> str:
     return str(value)
 
 
-def _calibration_columns(
-    row: EvaluationRow, calibration: dict[str, dict[str, Any]]
-) -> list[float]:
+def _calibration_columns(row: EvaluationRow, calibration: dict[str, dict[str, Any]]) -> list[float]:
     """ECE and Brier against the row's rater, the raters' mean and the truth (NaN if none)."""
     from mssoft.arrays.calibration_metrics import brier_score, expected_calibration_error
 
@@ -351,10 +347,14 @@ def _calibration_columns(
     values = []
     for label in (reference_label(row.rater), RATERS_MEAN, TRUTH):
         s = stats.get(label)
-        values += [math.nan, math.nan] if s is None else [
-            expected_calibration_error(s),
-            brier_score(s),
-        ]
+        values += (
+            [math.nan, math.nan]
+            if s is None
+            else [
+                expected_calibration_error(s),
+                brier_score(s),
+            ]
+        )
     return values
 
 

@@ -26,17 +26,15 @@ from mssoft.arrays.postprocess import Binarisation, bounding_box
 from mssoft.files.folders import prepare_output_folder, write_config
 from mssoft.files.layout import prob_path, seg_path
 from mssoft.files.nifti import VolumeMeta, write_volume
-from mssoft.files.run_folder import check_modalities
-from mssoft.files.scans import Scan, check_scan, discover_scans, load_scan, select_scans
-from mssoft.nn.inference import predict_volume
-from mssoft.workflows.ensemble import (
+from mssoft.files.run_folder import (
     RunsLike,
     as_runs,
-    check_tta,
+    check_modalities,
     ensemble_binarisation,
-    load_ensemble,
     read_ensemble,
 )
+from mssoft.files.scans import Scan, check_scan, discover_scans, load_scan, select_scans
+from mssoft.nn.inference import predict_volume
 from mssoft.workflows.progress import Progress, no_progress
 
 __all__ = [
@@ -125,7 +123,8 @@ def predict_folder(
     ----------
     run : path-like or sequence of path-like
         Run folder (``model.keras``, ``config.json``, optionally ``calibration.json``), or several
-        run folders whose probabilities are averaged (an ensemble, :mod:`mssoft.workflows.ensemble`).
+        run folders whose probabilities are averaged (an ensemble; see
+        :mod:`mssoft.files.run_folder`).
     data : path-like
         ISBI 2015 data folder or CSV manifest; masks are not needed.
     out : path-like
@@ -159,14 +158,16 @@ def predict_folder(
     runs = as_runs(run)
     info = read_ensemble(runs)[0]
     binarisation, source = ensemble_binarisation(
-        runs, calibration=calibration, threshold=threshold, min_size=min_size, tta=check_tta(tta)
+        runs, calibration=calibration, threshold=threshold, min_size=min_size, tta=tta
     )
     selected = select_scans(discover_scans(data), scans, source=str(data))
     check_modalities(selected, info)
     metas = {scan.scan_id: check_scan(scan, modalities=info.modalities) for scan in selected}
     run_files = [p for r in runs for p in Path(r).iterdir() if p.is_file()]
     inputs = [p for scan in selected for p in scan.files()] + run_files
-    # imports TensorFlow; before creating the output folder: a bad model leaves nothing
+    from mssoft.nn.model_files import load_ensemble  # imports TensorFlow
+
+    # before creating the output folder: a bad model leaves nothing
     model = load_ensemble(runs, tta=tta)
     out = prepare_output_folder(
         out, command="predict", data=data, input_files=inputs, overwrite=overwrite
