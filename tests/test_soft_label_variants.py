@@ -100,3 +100,46 @@ def test_ring_values_by_hand() -> None:
     expected = 0.3 * np.exp(-np.array([0.0, 1.0, 4.0]) / (2 * 2.0**2))
     assert np.allclose(ring_values(d, gamma=0.3, mode="gaussian", sigma_mm=2.0), expected)
     assert np.allclose(ring_values(d, gamma=0.3), 0.3)
+
+
+def test_build_masks_cli_with_two_raters_and_graded_ring(tmp_path, isbi_root):
+    import json
+
+    import nibabel as nib
+    from click.testing import CliRunner
+    from mssoft.cli.main import cli
+
+    out = tmp_path / "soft"
+    args = ["build-masks", str(isbi_root), "--out", str(out), "--raters", "1,2", "--ring", "linear"]
+    result = CliRunner().invoke(cli, [*args, "--flair-threshold", "none", "--ratio", "2"])
+    assert result.exit_code == 0, result.output
+    config = json.loads((out / "config.json").read_text())["config"]
+    assert config["raters"] == [1, 2] and config["ring"] == "linear"
+    scan = "training01_01"
+    m1 = nib.load(isbi_root / "training01" / "masks" / f"{scan}_mask1.nii.gz").get_fdata() > 0
+    m2 = nib.load(isbi_root / "training01" / "masks" / f"{scan}_mask2.nii.gz").get_fdata() > 0
+    soft = nib.load(out / f"{scan}_softmask.nii.gz").get_fdata(dtype=np.float32)
+    assert np.all(soft[m1 & m2] == 1.0) and np.all(soft[m1 & ~m2] == 0.5)
+    ring = (soft > 0) & ~m1
+    assert ring.sum() == m1.sum() and soft[ring].max() == np.float32(0.3)  # ratio 2
+    assert soft[ring].min() < soft[ring].max()  # graded
+    both = CliRunner().invoke(cli, [*args, "--rater", "1"])
+    assert both.exit_code != 0 and "--rater" in both.output
+
+
+def test_training_slices_from_two_raters_on_the_fly(isbi_root):
+    from mssoft.files.scans import discover_scans
+    from mssoft.workflows.training_data import load_scan_slices, resolve_mask_source
+
+    source = resolve_mask_source(
+        mask_config=MaskConfig(raters=(1, 2), ratio=1.2, flair_threshold=None)
+    )
+    assert source.kind == "computed" and source.raters == (1, 2)
+    scan = discover_scans(isbi_root)[0]
+    _, targets, kept, _ = load_scan_slices(scan, modalities=["flair"], source=source)
+    values = set(np.unique(targets).tolist())
+    assert {0.0, 0.5, 1.0} <= values and float(np.float32(0.3)) in values
+    binary = resolve_mask_source(mask_config=MaskConfig(ratio=1.0))
+    assert binary.kind == "binary"
+    _, _, kept_binary, _ = load_scan_slices(scan, modalities=["flair"], source=binary)
+    assert set(kept_binary) <= set(kept)  # slices where any rater marks a lesion
