@@ -111,7 +111,7 @@ def test_build_masks_cli_with_two_raters_and_graded_ring(tmp_path, isbi_root):
 
     out = tmp_path / "soft"
     args = ["build-masks", str(isbi_root), "--out", str(out), "--raters", "1,2", "--ring", "linear"]
-    result = CliRunner().invoke(cli, [*args, "--flair-threshold", "none", "--ratio", "2"])
+    result = CliRunner().invoke(cli, [*args, "--flair-threshold", "none", "--ratio", "5"])
     assert result.exit_code == 0, result.output
     config = json.loads((out / "config.json").read_text())["config"]
     assert config["raters"] == [1, 2] and config["ring"] == "linear"
@@ -121,7 +121,7 @@ def test_build_masks_cli_with_two_raters_and_graded_ring(tmp_path, isbi_root):
     soft = nib.load(out / f"{scan}_softmask.nii.gz").get_fdata(dtype=np.float32)
     assert np.all(soft[m1 & m2] == 1.0) and np.all(soft[m1 & ~m2] == 0.5)
     ring = (soft > 0) & ~m1
-    assert ring.sum() == m1.sum() and soft[ring].max() == np.float32(0.3)  # ratio 2
+    assert ring.sum() == 4 * m1.sum() and soft[ring].max() == np.float32(0.3)  # ratio 5
     assert soft[ring].min() < soft[ring].max()  # graded
     both = CliRunner().invoke(cli, [*args, "--rater", "1"])
     assert both.exit_code != 0 and "--rater" in both.output
