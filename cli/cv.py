@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from mssoft.arrays.soft_masks import is_binary_setting
+from mssoft.errors import ConfigError
 from mssoft.experiments.cv.plan import parse_float_list, parse_shard
 from mssoft.files.layout import CV_RESULTS_NAME, CV_TABLE_NAME
 from mssoft.workflows.settings import TrainingSettings
@@ -116,9 +117,16 @@ def cv(
     from mssoft.experiments.cv.run import CVConfig, run_cv
     from mssoft.workflows.settings import MaskConfig
 
-    rater_sets = tuple(
-        dict.fromkeys(MaskConfig(raters=r).raters for r in raters) if raters else (None,)
-    )
+    rater_sets: tuple[tuple[int, ...] | None, ...] = (None,)
+    if raters:
+        configs = [MaskConfig(raters=r) for r in raters]
+        single = [c.rater for c in configs if c.raters is None and c.rater != rater]
+        if single:
+            raise ConfigError(
+                f"Invalid value for `--raters`: {single[0]} alone is --rater {single[0]}; a "
+                "single-rater entry must be the sweep's --rater"
+            )
+        rater_sets = tuple(dict.fromkeys(c.raters for c in configs))
 
     config = CVConfig(
         data=data,
