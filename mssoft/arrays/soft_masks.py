@@ -598,7 +598,8 @@ def ring_values(
 
     Examples
     --------
-    >>> ring_values(np.array([1.0, 2.0, 3.0]), gamma=0.3, mode="linear").round(3).tolist()
+    >>> values = ring_values(np.array([1.0, 2.0, 3.0]), gamma=0.3, mode="linear")
+    >>> [round(float(v), 3) for v in values]
     [0.3, 0.2, 0.1]
     """
     d = np.asarray(distance_mm, dtype=np.float64)
