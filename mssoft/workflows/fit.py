@@ -207,7 +207,9 @@ def resolved_config(config: TrainConfig, data: TrainingData, dtype_policy: str) 
         "mixed_precision": config.mixed_precision,
         "dtype_policy": dtype_policy,
         "slice_shape": list(data.slices.slice_shape),
-        "lesion_free_slices": "excluded (no voxel of the rater's binary mask)",
+        "lesion_free_slices": "excluded (no voxel of the rater's binary mask)"
+        if len(data.source.raters) == 1
+        else "excluded (no voxel of any of the raters' binary masks)",
         "monitor": data.monitor,
         **{k: v for k, v in record.items() if k != "slices"},
     }
