@@ -176,23 +176,28 @@ def run_seed(
     return results
 
 
-def _mean_std(values: list[float]) -> str:
+def _mean_std(values: list[float], digits: int = 1) -> str:
     finite = [v for v in values if math.isfinite(v)]
     if not finite:
         return "n/a"
     mean = 100 * float(np.mean(finite))
     if len(finite) < 2:
-        return f"{mean:.1f}"
-    return f"{mean:.1f} ± {100 * float(np.std(finite, ddof=1)):.1f}"
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {100 * float(np.std(finite, ddof=1)):.{digits}f}"
 
 
-def _paired(values: list[float], base: list[float], lower_is_better: bool) -> str:
+def _paired(values: list[float], base: list[float], lower_is_better: bool, digits: int = 1) -> str:
     diff = [v - b for v, b in zip(values, base, strict=True) if math.isfinite(v - b)]
     if not diff:
         return "n/a"
     better = sum((d < 0) if lower_is_better else (d > 0) for d in diff)
-    sd = f" ± {100 * float(np.std(diff, ddof=1)):.1f}" if len(diff) > 1 else ""
-    return f"{100 * float(np.mean(diff)):+.1f}{sd} ({better}/{len(diff)})"
+    sd = f" ± {100 * float(np.std(diff, ddof=1)):.{digits}f}" if len(diff) > 1 else ""
+    return f"{100 * float(np.mean(diff)):+.{digits}f}{sd} ({better}/{len(diff)})"
+
+
+def _digits(metric: str) -> int:
+    """Decimals of a metric in %: ECE is small (most brain voxels are far from any lesion)."""
+    return 2 if metric.startswith("ece") else 1
 
 
 def format_table(per_seed: dict[int, dict[str, dict[str, float]]]) -> str:
@@ -210,7 +215,7 @@ def format_table(per_seed: dict[int, dict[str, dict[str, float]]]) -> str:
         "|" + "---|" * len(header),
     ]
     for name in names:
-        cells = [_mean_std(column(name, m)) for m in METRICS]
+        cells = [_mean_std(column(name, m), _digits(m)) for m in METRICS]
         lines.append("| " + " | ".join([name, *cells]) + " |")
     for base in BASES:
         lines += [
@@ -225,7 +230,8 @@ def format_table(per_seed: dict[int, dict[str, dict[str, float]]]) -> str:
             if name == base:
                 continue
             cells = [
-                _paired(column(name, m), column(base, m), m.startswith("ece")) for m in METRICS
+                _paired(column(name, m), column(base, m), m.startswith("ece"), _digits(m))
+                for m in METRICS
             ]
             lines.append("| " + " | ".join([name, *cells]) + " |")
     return "\n".join(lines) + "\n"
@@ -241,6 +247,9 @@ def main() -> None:
     parser.add_argument("--timepoints", type=int, default=1)
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--base-filters", type=int, default=8)
+    parser.add_argument(
+        "--report", action="store_true", help="Only print the table of OUT/results.json."
+    )
     args = parser.parse_args()
     args.shape = [int(v) for v in args.shape.split(",")]
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
@@ -262,7 +271,8 @@ def main() -> None:
     started = time.monotonic()
     seeds = [int(s) for s in args.seeds.split(",")]
     for seed in seeds:
-        run_seed(seed, args, per_seed.setdefault(seed, {}), save)
+        if not args.report:
+            run_seed(seed, args, per_seed.setdefault(seed, {}), save)
     table = format_table({s: per_seed[s] for s in seeds})
     (args.out / "table.md").write_text(table)
     print(table)
