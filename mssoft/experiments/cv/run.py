@@ -234,10 +234,10 @@ def _fold_rows(per_scan: list[dict[str, Any]]) -> list[dict[str, Any]]:
             k: mine[0][k]
             for k in ("fold", "ratio", "gamma", "repeat", "seed", "rater", "threshold", "min_size")
         }
-        row["variant"] = mine[0].get("variant", "")
         row["n_scans"] = len(mine)
         for key in (*MEAN_FIELDS, "ece", "brier", "ece_truth", "brier_truth"):
             row[key] = nanmean([float(r.get(key, "nan")) for r in mine])[0]
+        row["variant"] = mine[0].get("variant", "")  # last: the paper's columns keep their order
         rows.append(row)
     return rows
 
@@ -286,7 +286,6 @@ def _run_cell(
                 "scan": row.scan_id,
                 "ratio": cell.point.ratio,
                 "gamma": cell.point.gamma,
-                "variant": cell.point.variant,
                 "repeat": cell.repeat,
                 "seed": cell.seed,
                 "rater": row.rater,
@@ -294,6 +293,7 @@ def _run_cell(
                 "min_size": calibration.binarisation.min_size,
                 **{k: v for k, v in row.metrics.to_dict().items() if k in MEAN_FIELDS},
                 **_calibration_values(ece, row.scan_id, row.rater),
+                "variant": cell.point.variant,
             }
         )
     record = {
