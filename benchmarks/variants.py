@@ -27,7 +27,7 @@ the true lesion fraction and against the mean of the two raters. The table gives
 over seeds and the paired difference of each variant to the binary baseline and to the paper
 (mean ± std over seeds, and how many seeds it was positive).
 
-Usage (about 25 minutes on a busy 2-core machine)::
+Usage (about 28 minutes on a busy 2-core machine)::
 
     nice -n 10 .venv/bin/python benchmarks/variants.py --out /tmp/variants --seeds 0,1,2
 
