@@ -41,9 +41,6 @@ def test_build_masks_on_isbi_layout(tmp_path, isbi_root):
         "gamma": 0.3,
         "flair_threshold": None,
         "per_lesion": False,
-        "raters": None,
-        "ring": "constant",
-        "ring_sigma": 2.0,
     }
     assert config["versions"]["nibabel"]
     for scan in ("training01_01", "training01_02", "training02_01", "training02_02"):

@@ -59,7 +59,15 @@ def test_mask_config_raters_is_soft_and_recorded() -> None:
     config = MaskConfig(raters=(1, 2), ratio=1.0)
     assert config.all_raters == (1, 2) and config.rater == 1
     assert not config.is_binary  # the share of two raters is a soft label
-    assert config.to_dict()["raters"] == [1, 2]
+    assert config.to_dict()["raters"] == [1, 2] and "ring" not in config.to_dict()
+    assert MaskConfig(ring="gaussian", ring_sigma=1.5).to_dict()["ring_sigma"] == 1.5
+    assert set(MaskConfig().to_dict()) == {
+        "rater",
+        "ratio",
+        "gamma",
+        "flair_threshold",
+        "per_lesion",
+    }
     assert MaskConfig(raters="2").raters is None and MaskConfig(raters="2").rater == 2
     with pytest.raises(ConfigError, match="--raters"):
         MaskConfig(raters="1,x")

@@ -144,9 +144,21 @@ class MaskConfig:
         return self.params.is_binary and self.raters is None
 
     def to_dict(self) -> dict[str, object]:
-        """JSON-ready dictionary of the fields."""
+        """JSON-ready dictionary of the fields.
+
+        The options beyond the paper appear only when used (``raters`` with several raters,
+        ``ring`` when not constant, ``ring_sigma`` with a gaussian ring), so the record of the
+        paper's settings, and runs recorded before these options existed, stay as they were.
+        """
         record = asdict(self)
-        record["raters"] = list(self.raters) if self.raters is not None else None
+        if self.raters is None:
+            del record["raters"]
+        else:
+            record["raters"] = list(self.raters)
+        if self.ring == "constant":
+            del record["ring"]
+        if self.ring != "gaussian":
+            del record["ring_sigma"]
         return record
 
     def soft_mask(
