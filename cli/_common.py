@@ -86,6 +86,48 @@ def echo_line(text: str) -> None:
     tqdm.write(text, file=sys.stdout)
 
 
+def mask_variant_options(command: F) -> F:
+    """``--raters``, ``--ring`` and ``--ring-sigma``: the soft-label variants beyond the paper."""
+    command = click.option(
+        "--ring-sigma",
+        default=2.0,
+        type=click.FloatRange(min=0.0, min_open=True),
+        show_default=True,
+        help="Width in mm of the gaussian ring: gamma * exp(-(d - d_min)^2 / (2 sigma^2)).",
+    )(command)
+    command = click.option(
+        "--ring",
+        default="constant",
+        type=click.Choice(["constant", "linear", "gaussian"]),
+        show_default=True,
+        help="Ring values: constant gamma (the paper), or falling with the distance d (mm) to "
+        "the lesion from gamma at the nearest shell (linear, gaussian).",
+    )(command)
+    return click.option(
+        "--raters",
+        default=None,
+        type=COMMA_LIST,
+        metavar="K,K[,...]",
+        help="Soft labels from several raters: inside the union of their masks the label is the "
+        "share of raters who marked the voxel; the ring is grown from the union. Replaces --rater.",
+    )(command)
+
+
+def mask_raters(rater: int | None, raters: tuple[str, ...] | None) -> tuple[int, ...] | None:
+    """``--raters`` as integers (None when not given); a ConfigError when combined with --rater."""
+    if raters is None:
+        return None
+    if rater is not None:
+        from mssoft.errors import ConfigError
+
+        raise ConfigError(
+            "Invalid options: give --rater (one rater) or --raters (several), not both"
+        )
+    from mssoft.workflows.settings import MaskConfig
+
+    return MaskConfig(raters=raters).all_raters
+
+
 #: Training options: field of TrainingSettings -> (option, click type, help). Fields not listed
 #: (``eps``) are library-only.
 _TRAINING_OPTIONS: dict[str, tuple[str, Any, str]] = {

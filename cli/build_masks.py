@@ -9,13 +9,26 @@ import click
 from mssoft.workflows.build_masks import build_masks_folder
 from mssoft.workflows.settings import MaskConfig
 
-from ._common import DATA_ARGUMENT, echo_line, out_option, progress
+from ._common import (
+    DATA_ARGUMENT,
+    echo_line,
+    mask_raters,
+    mask_variant_options,
+    out_option,
+    progress,
+)
 
 
 @click.command("build-masks")
 @DATA_ARGUMENT
 @out_option("Output folder (created; must not be inside DATA).")
-@click.option("--rater", default=1, type=click.IntRange(min=1), help="Whose mask to soften.")
+@click.option(
+    "--rater",
+    default=None,
+    type=click.IntRange(min=1),
+    show_default="1",
+    help="Whose mask to soften.",
+)
 @click.option(
     "--ratio",
     default=1.2,
@@ -30,6 +43,7 @@ from ._common import DATA_ARGUMENT, echo_line, out_option, progress
     "FLAIR, a number = absolute intensity, 'none' = keep all.",
 )
 @click.option("--per-lesion", is_flag=True, help="Grow each lesion to RATIO times its own volume.")
+@mask_variant_options
 @click.option(
     "--overwrite",
     is_flag=True,
@@ -38,27 +52,35 @@ from ._common import DATA_ARGUMENT, echo_line, out_option, progress
 def build_masks(
     data: Path,
     out: Path,
-    rater: int,
+    rater: int | None,
     ratio: float,
     gamma: float,
     flair_threshold: str,
     per_lesion: bool,
+    raters: tuple[str, ...] | None,
+    ring: str,
+    ring_sigma: float,
     overwrite: bool,
 ) -> None:
     """Build soft lesion masks S = M + gamma * D from rater masks M.
 
     DATA is a data folder (ISBI 2015, nnU-Net v2 raw or BIDS) or a CSV manifest; scans without
     the rater's mask are skipped. D is the ring of voxels nearest to M (in mm) that grows M to
-    RATIO times its volume, minus the voxels darker than the FLAIR threshold.
-    Writes OUT/<scan>_softmask.nii.gz (float32, on the rater mask's grid and orientation) and
-    OUT/config.json.
+    RATIO times its volume, minus the voxels darker than the FLAIR threshold. With --raters 1,2
+    the label inside the union of the raters' masks is the share of raters who marked the voxel
+    (0.5 or 1) and the ring is grown from the union; --ring linear|gaussian grades the ring's
+    values by distance. Writes OUT/<scan>_softmask.nii.gz (float32, on the rater mask's grid and
+    orientation) and OUT/config.json.
     """
     config = MaskConfig(
-        rater=rater,
+        rater=rater or 1,
         ratio=ratio,
         gamma=gamma,
         flair_threshold=flair_threshold,
         per_lesion=per_lesion,
+        raters=mask_raters(rater, raters),
+        ring=ring,
+        ring_sigma=ring_sigma,
     )
     out, summaries = build_masks_folder(data, out, config, overwrite=overwrite, progress=progress)
     total_lesion = total_ring = 0

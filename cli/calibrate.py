@@ -12,7 +12,11 @@ from mssoft.workflows.calibrate import calibrate_run
 from ._common import DATA_ARGUMENT, echo_line, progress
 
 RUN_ARGUMENT = click.argument(
-    "run", type=click.Path(exists=True, file_okay=False, path_type=Path), metavar="RUN"
+    "runs",
+    nargs=-1,
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    metavar="RUN [RUN...]",
 )
 
 
@@ -55,9 +59,25 @@ RUN_ARGUMENT = click.argument(
     help="Run the model in bfloat16 on CPU / float16 on GPU (the output layer stays float32): "
     "about 2x faster on CPUs with AVX512_BF16; probabilities differ slightly from float32.",
 )
-@click.option("--overwrite", is_flag=True, help="Replace an existing RUN/calibration.json.")
+@click.option(
+    "--tta",
+    default="none",
+    type=click.Choice(["none", "flip"]),
+    show_default=True,
+    help="Test-time augmentation: flip = average each slice's probabilities with those of its "
+    "left-right mirror (give predict the same --tta).",
+)
+@click.option(
+    "--out",
+    "out",
+    default=None,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for calibration.json  [default: RUN; required with several RUNs: pass it to "
+    "`mssoft predict --calibration`]",
+)
+@click.option("--overwrite", is_flag=True, help="Replace an existing calibration.json.")
 def calibrate(
-    run: Path,
+    runs: tuple[Path, ...],
     data: Path,
     rater: int | None,
     scans: str | None,
@@ -68,6 +88,8 @@ def calibrate(
     batch_size: int,
     resample: bool,
     mixed_precision: bool,
+    tta: str,
+    out: Path | None,
     overwrite: bool,
 ) -> None:
     """Choose the threshold maximising the mean per-scan Dice after post-processing.
@@ -76,12 +98,13 @@ def calibrate(
     (ISBI 2015, nnU-Net v2 raw or BIDS folder, or CSV manifest). Each scan is predicted once;
     the post-processed segmentation (prob >= threshold, then 18-connected lesions of more than
     min-size voxels) is scored at every threshold of the grid. Writes RUN/calibration.json and
-    prints the chosen threshold and its mean Dice.
+    prints the chosen threshold and its mean Dice. Several RUNs make an ensemble (their
+    probabilities are averaged); its calibration.json goes to --out FOLDER.
     """
     grid = threshold_grid(threshold_min, threshold_max, threshold_step)
     sizes = parse_min_sizes(min_sizes)
     result = calibrate_run(
-        run,
+        runs,
         data,
         scans=scans,
         rater=rater,
@@ -92,6 +115,8 @@ def calibrate(
         overwrite=overwrite,
         progress=progress,
         resample=resample,
+        tta=tta,
+        out=out,
     )
     for scan_id, dice in result.scan_dice().items():
         echo_line(f"{scan_id}\tdice={dice:.4f}")

@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from mssoft.errors import ConfigError
 from mssoft.experiments.cv.plan import parse_float_list, parse_shard
 from mssoft.files.layout import CV_COMPARISON_NAME, CV_RESULTS_NAME, CV_TABLE_NAME
 from mssoft.workflows.settings import TrainingSettings
@@ -41,6 +42,34 @@ from ._common import DATA_ARGUMENT, out_option, training_options, training_setti
     help="Soft-mask FLAIR threshold ('pNN', a number or 'none').",
 )
 @click.option("--per-lesion", is_flag=True, help="Grow each lesion to RATIO times its own volume.")
+@click.option(
+    "--raters",
+    "raters",
+    multiple=True,
+    metavar="K[,K...]",
+    help="Grid axis, repeatable: the raters whose share makes the label, e.g. --raters 1 "
+    "--raters 1,2 (one rater = --rater's binary or soft masks)  [default: --rater alone]",
+)
+@click.option(
+    "--rings",
+    default="constant",
+    show_default=True,
+    help="Grid axis: ring profiles, comma-separated (constant, linear, gaussian).",
+)
+@click.option(
+    "--ring-sigma",
+    default=2.0,
+    type=click.FloatRange(min=0.0, min_open=True),
+    show_default=True,
+    help="Width in mm of the gaussian ring.",
+)
+@click.option(
+    "--tta",
+    default="none",
+    show_default=True,
+    help="Grid axis: test-time augmentation of calibration and prediction, comma-separated "
+    "(none, flip).",
+)
 @training_options(
     TrainingSettings(),
     strategies=("auto", "default", "mirrored"),
@@ -68,6 +97,10 @@ def cv(
     rater: int,
     flair_threshold: str,
     per_lesion: bool,
+    raters: tuple[str, ...],
+    rings: str,
+    ring_sigma: float,
+    tta: str,
     jobs: int,
     shard: str | None,
     **options: Any,
@@ -76,12 +109,26 @@ def cv(
 
     For each held-out patient, grid point (ratio x gamma) and repeat: fit on the other patients,
     calibrate the threshold on them, predict the held-out patient and evaluate it against every
-    rater. Writes OUT/cv_results.csv, OUT/cv_scans.csv, OUT/comparison.csv (every grid point
-    against the binary baseline on the same scans and seeds: mean difference, 95 % bootstrap CI,
-    Wilcoxon p), OUT/table.md and OUT/sweep.png, and prints the table, the comparison and the
-    best grid point among those whose models learned (none when no model learned).
+    rater. --raters, --rings and --tta add grid axes beyond the paper (soft labels from several
+    raters, graded rings, test-time augmentation). Writes OUT/cv_results.csv, OUT/cv_scans.csv,
+    OUT/comparison.csv (every grid point against the binary baseline on the same scans and
+    seeds: mean difference, 95 % bootstrap CI, Wilcoxon p), OUT/table.md and OUT/sweep.png, and
+    prints the table, the comparison and the best of the paper's grid points among those whose
+    models learned (none when no model learned).
     """
     from mssoft.experiments.cv.run import CVConfig, run_cv
+    from mssoft.workflows.settings import MaskConfig
+
+    rater_sets: tuple[tuple[int, ...] | None, ...] = (None,)
+    if raters:
+        configs = [MaskConfig(raters=r) for r in raters]
+        single = [c.rater for c in configs if c.raters is None and c.rater != rater]
+        if single:
+            raise ConfigError(
+                f"Invalid value for `--raters`: {single[0]} alone is --rater {single[0]}; a "
+                "single-rater entry must be the sweep's --rater"
+            )
+        rater_sets = tuple(dict.fromkeys(c.raters for c in configs))
 
     config = CVConfig(
         data=data,
@@ -95,6 +142,10 @@ def cv(
         training=training_settings(options, TrainingSettings()),
         shard=parse_shard(shard),
         jobs=jobs,
+        raters=rater_sets,
+        rings=tuple(r.strip() for r in rings.split(",") if r.strip()),
+        ring_sigma=ring_sigma,
+        tta=tuple(t.strip() for t in tta.split(",") if t.strip()),
     )
     result = run_cv(config)
     click.echo(

@@ -15,12 +15,14 @@ from ._common import (
     COMMA_LIST,
     DATA_ARGUMENT,
     _quiet,
+    mask_raters,
+    mask_variant_options,
     out_option,
     training_options,
     training_settings,
 )
 
-_ON_THE_FLY = ("ratio", "gamma", "flair_threshold", "per_lesion")
+_ON_THE_FLY = ("ratio", "gamma", "flair_threshold", "per_lesion", "raters", "ring", "ring_sigma")
 
 
 def _given(ctx: click.Context, name: str) -> bool:
@@ -61,6 +63,7 @@ def _option_names(names: list[str]) -> str:
     "or 'none'.",
 )
 @click.option("--per-lesion", is_flag=True, help="Grow each lesion to RATIO times its own volume.")
+@mask_variant_options
 @click.option(
     "--rater",
     type=click.IntRange(min=1),
@@ -89,6 +92,9 @@ def fit(
     gamma: float,
     flair_threshold: str,
     per_lesion: bool,
+    raters: tuple[str, ...] | None,
+    ring: str,
+    ring_sigma: float,
     rater: int | None,
     patients: tuple[str, ...] | None,
     resume: bool,
@@ -99,7 +105,8 @@ def fit(
     DATA is a data folder (ISBI 2015, nnU-Net v2 raw or BIDS) or a CSV manifest; only scans with
     a mask of the rater are used. The targets are, in this order of precedence: the soft masks
     of --masks; soft masks built on the fly when --ratio > 1 (with --gamma, --flair-threshold,
-    --per-lesion); otherwise the rater's binary masks (the paper's baseline).
+    --per-lesion, --ring) or --raters names several raters (the share of raters inside the union
+    of their masks); otherwise the rater's binary masks (the paper's baseline).
 
     Writes OUT/model.keras (best validation loss), OUT/config.json (modalities in channel order,
     rater, mask source, train/validation scans, ...), OUT/split.json, OUT/history.csv,
@@ -129,8 +136,11 @@ def fit(
             gamma=gamma,
             flair_threshold=flair_threshold,
             per_lesion=per_lesion,
+            raters=mask_raters(rater, raters),
+            ring=ring,
+            ring_sigma=ring_sigma,
         )
-        extra = [name for name in given if name != "ratio"]
+        extra = [name for name in given if name not in ("ratio", "raters")]
         if mask.ratio == 1.0 and extra:  # gamma 0 is binary too, but then --gamma was given
             raise ConfigError(
                 f"Invalid value for `--ratio`: 1 trains on binary masks, so "

@@ -13,7 +13,13 @@ from ._common import DATA_ARGUMENT, echo_line, out_option, progress
 
 
 @click.command("predict")
-@click.argument("run", type=click.Path(exists=True, file_okay=False, path_type=Path), metavar="RUN")
+@click.argument(
+    "runs",
+    nargs=-1,
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    metavar="RUN [RUN...]",
+)
 @DATA_ARGUMENT
 @out_option("Output folder (created; must not be inside DATA nor be RUN).")
 @click.option(
@@ -45,12 +51,27 @@ from ._common import DATA_ARGUMENT, echo_line, out_option, progress
     "about 2x faster on CPUs with AVX512_BF16; probabilities differ slightly from float32.",
 )
 @click.option(
+    "--tta",
+    default="none",
+    type=click.Choice(["none", "flip"]),
+    show_default=True,
+    help="Test-time augmentation: flip = average each slice's probabilities with those of its "
+    "left-right mirror.",
+)
+@click.option(
+    "--calibration",
+    default=None,
+    type=click.Path(exists=True, path_type=Path),
+    help="Folder (or file) with the calibration.json to use  [default: RUN/calibration.json; "
+    "an ensemble's comes from `mssoft calibrate RUN... DATA --out FOLDER`]",
+)
+@click.option(
     "--overwrite",
     is_flag=True,
     help="Replace an earlier predict in OUT: all its outputs are removed first.",
 )
 def predict(
-    run: Path,
+    runs: tuple[Path, ...],
     data: Path,
     out: Path,
     threshold: float | None,
@@ -59,18 +80,21 @@ def predict(
     batch_size: int,
     resample: bool,
     mixed_precision: bool,
+    tta: str,
+    calibration: Path | None,
     overwrite: bool,
 ) -> None:
-    """Segment the scans of DATA with the model of RUN.
+    """Segment the scans of DATA with the model of RUN (or the mean of several RUNs).
 
-    RUN is a run folder of `mssoft fit` or an export folder of `mssoft export` (same outputs).
-    DATA is a data folder (ISBI 2015, nnU-Net v2 raw or BIDS) or a CSV manifest (masks are not
-    needed). Writes OUT/<scan>_prob.nii.gz (float32 probabilities) and OUT/<scan>_seg.nii.gz
-    (uint8, 0/1) on each scan's FLAIR grid and orientation, and OUT/config.json. A scan whose
-    voxel size is more than 20% off the run's training voxel size gets a warning (--resample).
+    RUN is a run folder of `mssoft fit` or an export folder of `mssoft export` (same outputs);
+    several RUN folders make an ensemble: their probabilities are averaged. DATA is a data folder
+    (ISBI 2015, nnU-Net v2 raw or BIDS) or a CSV manifest (masks are not needed). Writes
+    OUT/<scan>_prob.nii.gz (float32 probabilities) and OUT/<scan>_seg.nii.gz (uint8, 0/1) on each
+    scan's FLAIR grid and orientation, and OUT/config.json. A scan whose voxel size is more than
+    20% off the run's training voxel size gets a warning (--resample).
     """
     report = predict_folder(
-        run,
+        runs,
         data,
         out,
         threshold=threshold,
@@ -81,10 +105,13 @@ def predict(
         overwrite=overwrite,
         progress=progress,
         resample=resample,
+        tta=tta,
+        calibration=calibration,
     )
     if report.threshold_source == "default":
+        where = runs[0] / CALIBRATION_NAME if len(runs) == 1 else "--calibration"
         echo_line(
-            f"warning: {run / CALIBRATION_NAME} not found; used threshold "
+            f"warning: {where} not found; used threshold "
             f"{report.binarisation.threshold:g} and min_size {report.binarisation.min_size} "
             "(run `mssoft calibrate` first)"
         )

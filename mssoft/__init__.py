@@ -56,6 +56,13 @@ _LAZY = {
     "MssoftError": "mssoft.errors",
     "DataError": "mssoft.errors",
     "ConfigError": "mssoft.errors",
+    # beyond the paper: several raters, graded rings, calibration, TTA and ensembles
+    "multi_rater_soft_mask": "mssoft.arrays.soft_masks",
+    "ring_values": "mssoft.arrays.soft_masks",
+    "bin_stats": "mssoft.arrays.calibration_metrics",
+    "expected_calibration_error": "mssoft.arrays.calibration_metrics",
+    "brier_score": "mssoft.arrays.calibration_metrics",
+    "AveragedModel": "mssoft.nn.inference",
 }
 
 __all__ = ["__version__", *_LAZY]

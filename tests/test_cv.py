@@ -107,3 +107,27 @@ def test_sweep_rejects_changed_options_and_bad_grids(tmp_path, data):
     bad = run("cv", data, "--out", tmp_path / "y", "--gammas", "1.5")
     assert bad.exit_code == 1 and "--gamma" in bad.stderr
     assert run("cv", "--help").exit_code == 0
+
+
+def test_sweep_over_raters_rings_and_tta(tmp_path, data):
+    out = tmp_path / "cv"
+    tiny = TINY[: TINY.index("--ratios")]
+    result = run(
+        "cv", data, "--out", out, *tiny, "--ratios", "1.2", "--raters", "1,2",
+        "--rings", "linear", "--tta", "flip",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    point = "ratio1.20_gamma0.30_raters1-2_ring-linear_tta-flip"
+    cells = sorted(out.glob(f"cells/*/{point}/repeat0/result.json"))
+    assert len(cells) == 2
+    masks = json.loads((out / "masks" / point.replace("_tta-flip", "") / "config.json").read_text())
+    assert masks["config"]["raters"] == [1, 2] and masks["config"]["ring"] == "linear"
+    run_config = json.loads((cells[0].parent / "run" / "config.json").read_text())["config"]
+    assert run_config["mask"]["config"]["raters"] == [1, 2]
+    calibration = json.loads((cells[0].parent / "run" / "calibration.json").read_text())
+    assert calibration["tta"] == "flip"
+    record = json.loads(cells[0].read_text())
+    assert record["variant"] == "raters1-2_ring-linear_tta-flip"
+    assert all(0.0 <= row["ece"] <= 1.0 and "ece_truth" in row for row in record["scans"])
+    table = (out / "table.md").read_text()
+    assert "| 120% raters1-2_ring-linear_tta-flip | 0.3 |" in table and "ECE R1" in table

@@ -92,3 +92,38 @@ def test_summary_table_and_best_point(tmp_path):
     assert one_repeat[0].spread_over == "patients"
     png = plot_sweep(summaries, tmp_path / "sweep.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_grid_axes_beyond_the_paper():
+    points = grid_points(
+        [1.0, 1.2], [0.3], raters=[None, (1, 2)], rings=["constant", "linear"], ttas=["none"]
+    )
+    names = [p.name for p in points]
+    assert names == [
+        "binary",
+        "ratio1.20_gamma0.30",
+        "ratio1.20_gamma0.30_ring-linear",
+        "share_raters1-2",
+        "ratio1.20_gamma0.30_raters1-2",
+        "ratio1.20_gamma0.30_raters1-2_ring-linear",
+    ]
+    assert points[0].is_binary and not points[3].is_binary  # two raters' share is soft
+    flips = grid_points([1.0], [0.3], ttas=["none", "flip"])
+    assert [p.name for p in flips] == ["binary", "binary_tta-flip"]
+    with pytest.raises(ConfigError, match="--rings"):
+        grid_points([1.2], [0.3], rings=["cubic"])
+    with pytest.raises(ConfigError, match="--tta"):
+        grid_points([1.2], [0.3], ttas=["rotate"])
+
+
+def test_table_keeps_variants_apart():
+    base = rows()
+    linear = [
+        {**r, "variant": "ring-linear", "dice": r["dice"] + 0.2} for r in base if r["ratio"] > 1
+    ]
+    summaries = summarise(base + linear)
+    table = format_table(summaries)
+    assert "| 120% ring-linear | 0.3 |" in table and "| 120% | 0.3 |" in table
+    ratio, gamma, _ = best_point(summaries)  # among the paper's points
+    assert (ratio, gamma) == (1.2, 0.3)
+    assert "ECE" not in table.splitlines()[0]  # no ECE in these rows: no column

@@ -148,6 +148,39 @@ def test_evaluate_predict_output_reproducibly_with_inter_rater(tmp_path):
     config = json.loads((tmp_path / "eval" / "config.json").read_text())
     assert config["command"] == "evaluate" and config["config"]["inter_rater"] is True
 
+    # calibration of the probability maps, recomputed from the files by hand
+    calibration = summary["calibration"]["references"]
+    assert list(calibration) == ["rater1", "rater2", "raters_mean"]  # no truth in this data
+    assert (tmp_path / "eval" / "reliability.png").stat().st_size > 0
+    scans = {s.scan_id: s for s in discover_scans(data)}
+    pooled = {k: [] for k in calibration}
+    for row in (r for r in rows if r["source"] == "pred"):
+        scan = scans[row["scan"]]
+        prob = nib.load(tmp_path / "pred" / f"{row['scan']}_prob.nii.gz").get_fdata()
+        brain = nib.load(scan.images["flair"]).get_fdata() != 0
+        refs = {k: nib.load(scan.masks[k]).get_fdata() for k in (1, 2)}
+        refs = {"rater1": refs[1], "rater2": refs[2], "raters_mean": (refs[1] + refs[2]) / 2}
+        p = prob[brain]
+        bins = np.minimum((p * 15).astype(int), 14)
+        for label, ref in refs.items():
+            y = ref[brain]
+            ece = sum(abs(p[bins == b].sum() - y[bins == b].sum()) for b in range(15)) / p.size
+            brier = np.mean((p - y) ** 2)
+            pooled[label].append((p, y))
+            got = calibration[label]["per_scan"][row["scan"]]
+            assert got["ece"] == pytest.approx(ece) and got["brier"] == pytest.approx(brier)
+            if label == f"rater{row['rater']}":
+                assert float(row["ece"]) == pytest.approx(ece)
+            if label == "raters_mean":
+                assert float(row["ece_raters_mean"]) == pytest.approx(ece)
+        assert row["ece_truth"] == "nan"
+    for label, parts in pooled.items():
+        p = np.concatenate([a for a, _ in parts[::2]])  # each scan appears in two pred rows
+        y = np.concatenate([b for _, b in parts[::2]])
+        assert calibration[label]["pooled"]["n_voxels"] == p.size
+        assert calibration[label]["pooled"]["brier"] == pytest.approx(np.mean((p - y) ** 2))
+    assert any(line.startswith("Calibration") for line in lines)
+
 
 def test_empty_predictions_are_nan_not_zero(tmp_path, isbi_root):
     masks = rater_masks(isbi_root, 1)

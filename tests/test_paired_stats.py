@@ -117,7 +117,7 @@ def test_best_setting_needs_learned_models_and_states_its_interval(tmp_path):
     summaries = summarise(rows)
     comparisons = compare(rows)
     learned = learning(cells)
-    assert learned[(1.2, 0.3)] == Learning(6, 6, 0)
+    assert learned[(1.2, 0.3, "")] == Learning(6, 6, 0)  # (ratio, gamma, variant)
     best = choose_best(summaries, comparisons, learned)
     assert (best.ratio, best.gamma) == (1.2, 0.3)
     line = describe_best(best, learned)
@@ -147,13 +147,31 @@ def test_no_best_when_nothing_learned():
     rows, cells = sweep(soft_val_dice=0.06)
     collapsed = dict(cells[0], collapsed_epoch=5, val_dice=0.0)  # saved model predicts nothing
     learned = learning([collapsed, *cells[1:]])
-    assert learned[(1.0, 0.0)] == Learning(5, 6, 1) and not learned[(1.0, 0.0)].all_learned
+    assert learned[(1.0, 0.0, "")] == Learning(5, 6, 1) and not learned[(1.0, 0.0, "")].all_learned
     assert choose_best(summarise(rows), compare(rows), learned) is None  # no baseline to beat
     assert "1 of 6 binary-baseline models did not learn" in describe_best(None, learned)
     # a run that ended collapsed did not learn, even if its saved (earlier) epoch looked fine
     collapsed_late = dict(cells[0], collapsed_epoch=7, val_dice=0.4)
-    assert learning([collapsed_late, *cells[1:]])[(1.0, 0.0)] == Learning(5, 6, 1)
+    assert learning([collapsed_late, *cells[1:]])[(1.0, 0.0, "")] == Learning(5, 6, 1)
     learned = learning(cells)
     best = choose_best(summarise(rows), compare(rows), learned)
     assert best.is_binary and describe_best(best, learned).startswith("best: binary baseline")
     assert "(not all learned)" in format_comparison(compare(rows), learned)
+
+
+def test_variants_beyond_the_paper_are_compared_on_their_own():
+    """A grid point is (ratio, gamma, variant): a two-rater point never pools with the paper's."""
+    rows, _ = sweep()
+    variant = [
+        dict(r, variant="raters1-2", dice=r["dice"] + 0.5)
+        for r in rows
+        if (r["ratio"], r["gamma"]) == (1.2, 0.3)
+    ]
+    comparisons = compare(rows + variant)
+    points = {c.point for c in comparisons}
+    assert points == {(1.2, 0.3, ""), (1.2, 0.3, "raters1-2")}
+    by = {(c.point, c.rater, c.metric): c.difference for c in comparisons}
+    paper = by[((1.2, 0.3, ""), 1, "dice")]
+    two = by[((1.2, 0.3, "raters1-2"), 1, "dice")]
+    assert paper.n == two.n == 12
+    assert two.mean_difference == pytest.approx(paper.mean_difference + 0.5, abs=1e-9)

@@ -211,7 +211,7 @@ def compare_grid(
     ----------
     rows : iterable of mapping
         One row per (grid point, pair unit, rater): the ``point_fields``, the ``pair_fields``,
-        ``rater`` and a value for every metric (per-scan rows of a sweep).
+        ``rater`` and a value for each metric it has (per-scan rows of a sweep).
     baseline : tuple
         The baseline's values of ``point_fields`` (e.g. ``(1.0, 0.0)``).
     point_fields, pair_fields : sequence of str
@@ -234,7 +234,8 @@ def compare_grid(
         point = tuple(_key(row[f]) for f in point_fields)
         unit = tuple(_key(row[f]) for f in pair_fields)
         for metric in metrics:
-            values[point][(int(row["rater"]), metric)][unit] = float(row[metric])
+            if row.get(metric) is not None:  # rows without a metric (e.g. no ECE) do not pair
+                values[point][(int(row["rater"]), metric)][unit] = float(row[metric])
     base = values.get(tuple(_key(v) for v in baseline), {})
     out = []
     order = {m: k for k, m in enumerate(metrics)}

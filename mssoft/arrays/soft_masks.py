@@ -9,6 +9,15 @@ lesions nearest the array origin; the result is deterministic and does not depen
 orientation. Dilated voxels darker than a FLAIR
 threshold are dropped, ``D = D0 ∩ {FLAIR >= t}``, and the soft mask is ``S = M + gamma * D``.
 
+Two extensions beyond the paper (both default off):
+
+* several raters (:func:`multi_rater_soft_mask`): inside the union ``U`` of the raters' masks the
+  label is the share of raters who marked the voxel (``1/R ... 1``); the ring is grown from ``U``
+  exactly as from ``M``;
+* graded rings (``ring="linear"`` or ``"gaussian"``, :func:`ring_values`): the ring's voxel set is
+  unchanged, its value falls with the Euclidean distance ``d`` (mm) to the lesion, from gamma at
+  the nearest shell.
+
 Distances are computed only in the lesions' neighbourhood: in small boxes around the lesion voxels
 (one per occupied 16-voxel cube of the grid), each grown by a margin until the voxels provably
 within the margin reach the target count. A 181 x 217 x 181 scan with tens of lesions takes about
@@ -37,7 +46,14 @@ __all__ = [
     "is_binary_setting",
     "SoftMaskParams",
     "soft_mask_from_params",
+    "RING_MODES",
+    "ring_values",
+    "rater_share",
+    "multi_rater_soft_mask",
 ]
+
+#: Ring profiles: ``constant`` (the paper), ``linear``, ``gaussian`` (see :func:`ring_values`).
+RING_MODES = ("constant", "linear", "gaussian")
 
 FlairThreshold = str | float | None
 _BAD_THRESHOLD = "Invalid value for `flair_threshold` (--flair-threshold) {!r}: "
@@ -140,20 +156,38 @@ class SoftMaskParams:
         Parsed threshold (:func:`parse_flair_threshold`): ``"pNN"``, an intensity, or None.
     per_lesion : bool
         Grow each lesion to ``ratio`` times its own volume.
+    ring : {"constant", "linear", "gaussian"}
+        Profile of the ring's values (:func:`ring_values`); ``constant`` is the paper.
+    ring_sigma : float
+        Width (mm) of the ``gaussian`` profile, > 0.
 
     Raises
     ------
     ValueError
-        On construction, for an invalid ratio, gamma or threshold.
+        On construction, for an invalid ratio, gamma, threshold, ring or ring width.
     """
 
     ratio: float = 1.2
     gamma: float = 0.3
     flair_threshold: FlairThreshold = "p50"
     per_lesion: bool = False
+    ring: str = "constant"
+    ring_sigma: float = 2.0
 
     def __post_init__(self) -> None:
         validate_soft_mask_params(float(self.ratio), float(self.gamma))
+        if self.ring not in RING_MODES:
+            raise ValueError(
+                f"Invalid value for `ring` (--ring). Expected one of {', '.join(RING_MODES)}. "
+                f"Received: {self.ring!r}"
+            )
+        sigma = float(self.ring_sigma)
+        if not (math.isfinite(sigma) and sigma > 0):
+            raise ValueError(
+                "Invalid value for `ring_sigma` (--ring-sigma). Expected a number of mm > 0. "
+                f"Received: {self.ring_sigma}"
+            )
+        object.__setattr__(self, "ring_sigma", sigma)
         object.__setattr__(self, "ratio", float(self.ratio))
         object.__setattr__(self, "gamma", float(self.gamma))
         object.__setattr__(self, "flair_threshold", parse_flair_threshold(self.flair_threshold))
@@ -404,6 +438,8 @@ def soft_mask(
     gamma: float = 0.3,
     flair_threshold: FlairThreshold = "p50",
     per_lesion: bool = False,
+    ring: str = "constant",
+    ring_sigma: float = 2.0,
 ) -> np.ndarray:
     """Soft lesion mask ``S = M + gamma * D`` (Kats et al., ISBI 2019).
 
@@ -425,11 +461,15 @@ def soft_mask(
         voxel.
     per_lesion : bool, optional
         Grow each lesion to ``ratio`` times its own volume (see :func:`dilation_region`).
+    ring : {"constant", "linear", "gaussian"}, optional
+        Profile of the ring's values (:func:`ring_values`).
+    ring_sigma : float, optional
+        Width in mm of the ``gaussian`` profile.
 
     Returns
     -------
     ndarray of float32, shape (X, Y, Z)
-        1 inside ``M``, ``gamma`` on the kept ring ``D``, 0 elsewhere.
+        1 inside ``M``, ``gamma`` (or the graded values) on the kept ring ``D``, 0 elsewhere.
 
     Raises
     ------
@@ -444,7 +484,7 @@ def soft_mask(
     >>> int((s == 1).sum()), int((s == np.float32(0.3)).sum())
     (27, 5)
     """
-    params = SoftMaskParams(ratio, gamma, flair_threshold, per_lesion)
+    params = SoftMaskParams(ratio, gamma, flair_threshold, per_lesion, ring, ring_sigma)
     return soft_mask_from_params(mask, flair, spacing=spacing, params=params)
 
 
@@ -458,27 +498,186 @@ def soft_mask_from_params(
     """:func:`soft_mask` with settings validated once (e.g. once per run rather than per scan).
 
     Parameters and return value as :func:`soft_mask`; ``params`` carries ratio, gamma, the parsed
-    FLAIR threshold and the per-lesion flag.
+    FLAIR threshold, the per-lesion flag and the ring profile.
     """
-    ratio, gamma, threshold = params.ratio, params.gamma, params.flair_threshold
     binary = np.asarray(mask) != 0
     out = binary.astype(np.float32)
     if params.is_binary or not binary.any():
         return out
-    spacing_arr = _check_grid(binary, spacing)
+    ring, values = _ring(binary, flair, spacing, params)
+    out.ravel()[ring] = values
+    return out
+
+
+def _ring(
+    union: np.ndarray,
+    flair: np.ndarray | None,
+    spacing: tuple[float, float, float] | np.ndarray,
+    params: SoftMaskParams,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Flat indices of the kept ring ``D`` grown from the non-empty bool mask ``union``, values."""
+    spacing_arr = _check_grid(union, spacing)
+    threshold = params.flair_threshold
     if threshold is not None:
         if flair is None:
             raise ValueError("`flair` is required unless flair_threshold is None")
-        if np.shape(flair) != binary.shape:
+        if np.shape(flair) != union.shape:
             raise ValueError(
-                f"`flair` shape {np.shape(flair)} differs from mask shape {binary.shape}"
+                f"`flair` shape {np.shape(flair)} differs from mask shape {union.shape}"
             )
     # Flat indices of the ring rather than a second full-size volume: a ring is a few
     # thousand voxels of a scan of millions.
-    ring = _dilation_flat(binary, spacing_arr, ratio, params.per_lesion, DEFAULT_CONNECTIVITY)
+    ring = _dilation_flat(union, spacing_arr, params.ratio, params.per_lesion, DEFAULT_CONNECTIVITY)
     if threshold is not None:
         flair = np.asarray(flair)
         t = _absolute_threshold(flair, threshold)
-        ring = ring[flair[np.unravel_index(ring, binary.shape)] >= t]
-    out.ravel()[ring] = np.float32(gamma)
-    return out
+        ring = ring[flair[np.unravel_index(ring, union.shape)] >= t]
+    if params.ring == "constant" or ring.size == 0:
+        return ring, np.full(ring.size, params.gamma, dtype=np.float32)
+    distance = _ring_distances(union, ring, spacing_arr)
+    values = ring_values(
+        distance,
+        gamma=params.gamma,
+        mode=params.ring,
+        sigma_mm=params.ring_sigma,
+        spacing_min_mm=float(spacing_arr.min()),
+    )
+    return ring, values
+
+
+def _ring_distances(union: np.ndarray, ring: np.ndarray, spacing: np.ndarray) -> np.ndarray:
+    """Euclidean distance (mm) from each ring voxel (flat indices) to the nearest mask voxel.
+
+    Computed in the bounding box of the mask and the ring: it holds every mask voxel, so the
+    distance transform there is exact for every ring voxel.
+    """
+    coords = np.stack(np.unravel_index(ring, union.shape), axis=1)
+    lesion = np.stack(np.nonzero(union), axis=1)
+    lo = np.minimum(coords.min(axis=0), lesion.min(axis=0))
+    hi = np.maximum(coords.max(axis=0), lesion.max(axis=0)) + 1
+    crop = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+    dist = ndimage.distance_transform_edt(~union[crop], sampling=spacing)
+    return dist[tuple((coords - lo).T)]
+
+
+def ring_values(
+    distance_mm: np.ndarray,
+    *,
+    gamma: float,
+    mode: str = "constant",
+    sigma_mm: float = 2.0,
+    spacing_min_mm: float = 1.0,
+) -> np.ndarray:
+    """Soft labels of ring voxels from their distance to the lesion.
+
+    With ``d`` the distance, ``d_min``/``d_max`` its smallest/largest value over the ring and
+    ``h`` the smallest voxel spacing:
+
+    * ``constant`` (the paper): ``gamma``;
+    * ``linear``: ``gamma * (1 - (d - d_min) / (d_max - d_min + h))``, so the nearest shell gets
+      gamma and every ring voxel stays > 0;
+    * ``gaussian``: ``gamma * exp(-(d - d_min)**2 / (2 * sigma**2))``.
+
+    Parameters
+    ----------
+    distance_mm : ndarray of shape (N,)
+        Euclidean distance in mm of each ring voxel to the nearest lesion voxel.
+    gamma : float
+        Value at the nearest shell, in [0, 1).
+    mode : {"constant", "linear", "gaussian"}
+    sigma_mm : float
+        Width of the gaussian profile in mm.
+    spacing_min_mm : float
+        ``h``, the smallest voxel spacing in mm.
+
+    Returns
+    -------
+    ndarray of float32, shape (N,)
+        Values in ``(0, gamma]`` (``gaussian`` may underflow to 0 far away), non-increasing in
+        ``distance_mm``.
+
+    Examples
+    --------
+    >>> values = ring_values(np.array([1.0, 2.0, 3.0]), gamma=0.3, mode="linear")
+    >>> [round(float(v), 3) for v in values]
+    [0.3, 0.2, 0.1]
+    """
+    d = np.asarray(distance_mm, dtype=np.float64)
+    if mode not in RING_MODES:
+        raise ValueError(f"Invalid value for `ring`: expected one of {RING_MODES}, got {mode!r}")
+    if d.size == 0 or mode == "constant":
+        return np.full(d.shape, gamma, dtype=np.float32)
+    d_min, d_max = float(d.min()), float(d.max())
+    if mode == "linear":
+        value = gamma * (1.0 - (d - d_min) / (d_max - d_min + float(spacing_min_mm)))
+    else:
+        value = gamma * np.exp(-((d - d_min) ** 2) / (2.0 * float(sigma_mm) ** 2))
+    return value.astype(np.float32)
+
+
+def rater_share(masks: Sequence[np.ndarray]) -> np.ndarray:
+    """The share of raters who marked each voxel.
+
+    Parameters
+    ----------
+    masks : sequence of R ndarrays of shape (X, Y, Z)
+        Binary masks (non-zero is lesion) of R raters on one grid.
+
+    Returns
+    -------
+    ndarray of float32, shape (X, Y, Z)
+        ``k / R`` where k raters marked the voxel.
+    """
+    if not masks:
+        raise ValueError("`masks` must hold at least one rater's mask")
+    shape = np.shape(masks[0])
+    if any(np.shape(m) != shape for m in masks):
+        raise ValueError(f"rater masks differ in shape: {[np.shape(m) for m in masks]}")
+    count = np.zeros(shape, dtype=np.float32)
+    for mask in masks:
+        count += np.asarray(mask) != 0
+    return count / np.float32(len(masks))
+
+
+def multi_rater_soft_mask(
+    masks: Sequence[np.ndarray],
+    flair: np.ndarray | None,
+    *,
+    spacing: tuple[float, float, float] | np.ndarray,
+    params: SoftMaskParams,
+) -> np.ndarray:
+    """Soft mask from several raters: the raters' share inside their union ``U``, plus the ring.
+
+    Inside ``U`` (voxels any rater marked) the label is the share of raters who marked the voxel
+    (:func:`rater_share`: 0.5 or 1 for two raters). The ring is grown from ``U`` as
+    :func:`soft_mask_from_params` grows it from one mask (nearest-first to ``ratio * |U|``,
+    FLAIR exclusion, ``ring`` profile) and gets gamma (or the graded values) where no rater
+    marked. With one mask this is :func:`soft_mask_from_params`.
+
+    Parameters
+    ----------
+    masks : sequence of R ndarrays of shape (X, Y, Z)
+        The raters' binary masks, on one grid.
+    flair, spacing, params
+        As :func:`soft_mask_from_params`.
+
+    Returns
+    -------
+    ndarray of float32, shape (X, Y, Z)
+
+    Examples
+    --------
+    >>> a = np.zeros((9, 9, 9), bool); a[3:6, 3:6, 3:6] = True
+    >>> b = np.zeros_like(a); b[3:6, 3:6, 4:7] = True
+    >>> p = SoftMaskParams(1.2, 0.3, None)
+    >>> s = multi_rater_soft_mask([a, b], None, spacing=(1, 1, 1), params=p)
+    >>> sorted(np.unique(s).tolist()) == sorted({0.0, 0.5, 1.0, float(np.float32(0.3))})
+    True
+    """
+    share = rater_share(masks)
+    union = share > 0
+    if params.is_binary or not union.any():
+        return share
+    ring, values = _ring(union, flair, spacing, params)
+    share.ravel()[ring] = values
+    return share

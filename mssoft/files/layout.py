@@ -18,7 +18,8 @@ Output folders
 ``mssoft predict``
     ``config.json``, ``<scan>_prob.nii.gz``, ``<scan>_seg.nii.gz``
 ``mssoft evaluate``
-    ``config.json``, ``metrics.csv``, ``summary.json``
+    ``config.json``, ``metrics.csv``, ``summary.json``, ``reliability.png`` (when the predict
+    folder holds the probability maps)
 ``mssoft cv``
     ``config.json``, ``cells/.../result.json``, ``cv_scans.csv``, ``cv_results.csv``, ``table.md``,
     ``sweep.png``
@@ -56,6 +57,9 @@ __all__ = [
     "SEG_SUFFIX",
     "METRICS_NAME",
     "SUMMARY_NAME",
+    "RELIABILITY_NAME",
+    "TRUTH_SUFFIX",
+    "truth_path",
     "CELL_RESULT_NAME",
     "CV_SCANS_NAME",
     "CV_RESULTS_NAME",
@@ -107,6 +111,8 @@ SEG_SUFFIX = "_seg.nii.gz"
 # --- mssoft evaluate ---------------------------------------------------------------------------
 METRICS_NAME = "metrics.csv"
 SUMMARY_NAME = "summary.json"
+#: Reliability diagram of the probability maps (pooled calibration bins).
+RELIABILITY_NAME = "reliability.png"
 
 # --- mssoft cv ---------------------------------------------------------------------------------
 CELL_RESULT_NAME = "result.json"
@@ -129,6 +135,8 @@ DEMO_FIGURE_NAMES = {
 
 # --- generated data (mssoft.synthetic) ---------------------------------------------------------
 SYNTHETIC_NAME = "synthetic.json"
+#: The true lesion fraction of a generated scan (float32), in ``<patient>/truth/``.
+TRUTH_SUFFIX = "_truth.nii.gz"
 
 
 def soft_mask_path(folder: str | Path, scan_id: str) -> Path:
@@ -158,3 +166,12 @@ def slice_cache_paths(folder: str | Path, scan_id: str) -> tuple[Path, Path, Pat
         folder / f"{scan_id}_targets.npy",
         folder / f"{scan_id}.json",
     )
+
+
+def truth_path(flair_file: str | Path, scan_id: str) -> Path:
+    """``<patient>/truth/<scan_id>_truth.nii.gz`` next to the folder of the scan's FLAIR file.
+
+    Generated data (:mod:`mssoft.synthetic`) keep the true lesion fraction there; real data sets
+    have no such file.
+    """
+    return Path(flair_file).parent.parent / "truth" / f"{scan_id}{TRUTH_SUFFIX}"

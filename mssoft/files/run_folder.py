@@ -11,6 +11,14 @@ calibrated binarisation, the training voxel size and orientation, the run's own 
 record and package versions (written by :mod:`mssoft.workflows.export`), and a copy of the run's
 ``calibration.json``. :func:`read_model_folder` reads either kind of folder into one
 :class:`RunInfo`, so ``predict`` treats them alike. Nothing here imports TensorFlow.
+Several runs with the same input channels make an *ensemble* (``mssoft calibrate``/``predict``
+with several RUN folders): their probabilities are averaged
+(:class:`mssoft.nn.inference.AveragedModel`). One run keeps its threshold in
+``RUN/calibration.json`` (which records the test-time augmentation, ``tta``, it was chosen with);
+an ensemble's goes to ``mssoft calibrate RUN1 RUN2 ... DATA --out FOLDER``, which writes
+``FOLDER/calibration.json`` naming the runs and the TTA, and ``mssoft predict RUN1 RUN2 ... DATA
+--calibration FOLDER`` reads it (:func:`ensemble_binarisation`, which warns when the calibration
+was made for other runs or another TTA).
 """
 
 from __future__ import annotations
@@ -23,12 +31,13 @@ from pathlib import Path
 from typing import Any
 
 from mssoft.arrays.postprocess import DEFAULT_THRESHOLD, Binarisation
-from mssoft.errors import DataError
+from mssoft.errors import ConfigError, DataError
 from mssoft.files.folders import read_config
 from mssoft.files.layout import (
     CALIBRATION_NAME,
     CONFIG_NAME,
     EXPORT_INFO_NAME,
+    LANDMARKS_NAME,
     MODEL_NAME,
     SAVED_MODEL_DIR,
 )
@@ -50,6 +59,10 @@ __all__ = [
     "read_model_folder",
     "input_multiple_of",
     "normalisation_of",
+    "RunsLike",
+    "as_runs",
+    "read_ensemble",
+    "ensemble_binarisation",
 ]
 
 logger = logging.getLogger(__name__)
@@ -361,3 +374,133 @@ def read_model_folder(folder: str | Path) -> RunInfo:
         See :func:`mssoft.files.run_folder.read_run` and :func:`read_export`.
     """
     return read_export(folder) if is_export_folder(folder) else read_run(folder)
+
+
+RunsLike = str | Path | Sequence[str | Path]
+
+
+def as_runs(run: RunsLike) -> list[Path]:
+    """One run folder or several, as a list of paths (duplicates refused)."""
+    runs = [Path(run)] if isinstance(run, (str, Path)) else [Path(r) for r in run]
+    if not runs:
+        raise ConfigError("Invalid value for `RUN`: expected at least one run folder")
+    resolved = [r.resolve() for r in runs]
+    if len(set(resolved)) != len(resolved):
+        raise ConfigError(f"Invalid value for `RUN`: a run folder is named twice ({runs})")
+    return runs
+
+
+def read_ensemble(runs: Sequence[Path]) -> list[RunInfo]:
+    """Read every run's ``config.json``; the runs must take the same channels in the same order.
+
+    Raises
+    ------
+    DataError
+        A folder is not a finished ``mssoft fit`` run nor an ``mssoft export`` folder.
+    ConfigError
+        The runs' input channels or normalisations differ.
+    """
+    infos = [read_model_folder(r) for r in runs]
+    first = normalisation_of(infos[0])
+    for info in infos[1:]:
+        if info.modalities != infos[0].modalities:
+            raise ConfigError(
+                f"Invalid value for `RUN`: {info.path} takes {','.join(info.modalities)} but "
+                f"{infos[0].path} takes {','.join(infos[0].modalities)}; an ensemble's runs need "
+                "the same input channels"
+            )
+        mine = normalisation_of(info)
+        same = mine == first
+        if same and mine.get("method") == "histogram":  # the landmarks learned must agree too
+            landmarks = mine.get("landmarks_file") or LANDMARKS_NAME
+            same = (info.path / landmarks).read_bytes() == (infos[0].path / landmarks).read_bytes()
+        if not same:
+            raise ConfigError(
+                f"Invalid value for `RUN`: {info.path} normalises its input otherwise than "
+                f"{infos[0].path} ({mine.get('method')} / {first.get('method')}); an ensemble's "
+                "runs need one normalisation"
+            )
+    return infos
+
+
+def _setup(folder: Path) -> dict[str, Any] | None:
+    """The ``runs`` and ``tta`` a calibration file records (None without the file)."""
+    path = folder / CALIBRATION_NAME
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None  # resolve_binarisation reports the unreadable file
+    return record if isinstance(record, dict) else None
+
+
+def ensemble_binarisation(
+    runs: Sequence[Path],
+    *,
+    calibration: str | Path | None = None,
+    threshold: float | None = None,
+    min_size: int | None = None,
+    tta: str = "none",
+) -> tuple[Binarisation, str]:
+    """The binarisation of an ensemble: options, then its calibration, then the defaults.
+
+    Parameters
+    ----------
+    runs : sequence of Path
+    calibration : path-like, optional
+        Folder holding the ensemble's ``calibration.json`` (default: the run's own folder with one
+        run; none with several, so the defaults apply unless ``threshold`` is given).
+    threshold, min_size, tta
+        As ``mssoft predict``.
+
+    Returns
+    -------
+    binarisation : Binarisation
+    source : str
+        As :func:`mssoft.files.run_folder.resolve_binarisation`.
+    """
+    folder = Path(calibration) if calibration is not None else None
+    if folder is not None and folder.is_file():
+        folder = folder.parent
+    if folder is None and len(runs) == 1:
+        folder = runs[0]
+    if folder is None:
+        base = Binarisation()
+        if threshold is None:
+            logger.warning(
+                "no --calibration for an ensemble of %d runs: using threshold %g and min_size %d "
+                "(run `mssoft calibrate RUN... DATA --out FOLDER` first)",
+                len(runs),
+                base.threshold,
+                base.min_size if min_size is None else min_size,
+            )
+        return (
+            Binarisation(
+                base.threshold if threshold is None else threshold,
+                base.min_size if min_size is None else min_size,
+                base.connectivity,
+            ),
+            "default" if threshold is None else "option",
+        )
+    setup = _setup(folder)
+    if setup is not None and threshold is None:
+        wanted = sorted(str(r.resolve()) for r in runs)
+        recorded = sorted(
+            str(Path(r).resolve()) for r in setup.get("runs", [setup.get("run")]) if r
+        )
+        if recorded and recorded != wanted:
+            logger.warning(
+                "%s was calibrated for the runs %s, not %s",
+                folder / CALIBRATION_NAME,
+                ", ".join(recorded),
+                ", ".join(wanted),
+            )
+        if setup.get("tta", "none") != tta:
+            logger.warning(
+                "%s was calibrated with --tta %s, predicting with --tta %s",
+                folder / CALIBRATION_NAME,
+                setup.get("tta", "none"),
+                tta,
+            )
+    return resolve_binarisation(folder, threshold=threshold, min_size=min_size)

@@ -3,11 +3,14 @@
 Array in, array out: the model is any object with Keras's ``predict_on_batch`` (a Keras model, or
 :class:`mssoft.nn.model_files.ExportedModel`). The slices are zero-padded to the multiple the
 U-Net needs and the probabilities cropped back. This module does not import TensorFlow itself
-(the model's owner has).
+(the model's owner has). :class:`AveragedModel` is such an object too: the mean probability of
+several models (an ensemble), each optionally averaged with its prediction of the left-right
+mirrored slice (test-time augmentation, ``tta="flip"``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -16,7 +19,65 @@ from mssoft.arrays.intensity import Normaliser
 from mssoft.arrays.resample import resample_volume, resampled_shape
 from mssoft.arrays.slices import from_axial_slices, pad_slices, to_axial_slices
 
-__all__ = ["predict_volume", "predict_volume_resampled", "model_input_multiple"]
+__all__ = [
+    "TTA_MODES",
+    "AveragedModel",
+    "averaged_model",
+    "predict_volume",
+    "predict_volume_resampled",
+    "model_input_multiple",
+]
+
+#: Test-time augmentations: ``none``, or ``flip`` (left-right mirror, RAS axis 0).
+TTA_MODES = ("none", "flip")
+
+
+class AveragedModel:
+    """The mean lesion probability of several models, with optional test-time augmentation.
+
+    For a batch of axial slices ``(batch, X, Y, C)`` (X is the RAS left-right axis), each model's
+    output is, with ``tta="flip"``, the mean of its probabilities for the slices and (mirrored
+    back) for the slices mirrored left-right; the result is the mean over the models.
+
+    Parameters
+    ----------
+    models : sequence of objects with ``predict_on_batch``
+        Keras models mapping ``(batch, X, Y, C)`` to ``(batch, X, Y, 1)`` probabilities.
+    tta : {"none", "flip"}
+    """
+
+    def __init__(self, models: Sequence[Any], *, tta: str = "none") -> None:
+        if not models:
+            raise ValueError("`models` must hold at least one model")
+        if tta not in TTA_MODES:
+            raise ValueError(
+                f"Invalid value for `tta` (--tta). Expected one of {', '.join(TTA_MODES)}. "
+                f"Received: {tta!r}"
+            )
+        self.models = list(models)
+        self.tta = tta
+
+    def predict_on_batch(self, batch: np.ndarray) -> np.ndarray:
+        """Mean probabilities ``(batch, X, Y, 1)`` float32 of ``batch`` ``(batch, X, Y, C)``."""
+        batch = np.asarray(batch)
+        total = None
+        for model in self.models:
+            out = np.asarray(model.predict_on_batch(batch), dtype=np.float32)
+            if self.tta == "flip":
+                mirrored = np.ascontiguousarray(batch[:, ::-1])
+                back = np.asarray(model.predict_on_batch(mirrored), dtype=np.float32)[:, ::-1]
+                out = (out + back) / np.float32(2)
+            total = out if total is None else total + out
+        assert total is not None
+        return total / np.float32(len(self.models))
+
+
+def averaged_model(models: Sequence[Any], *, tta: str = "none") -> Any:
+    """One model as it is (no TTA), else an :class:`AveragedModel` of ``models``."""
+    if len(models) == 1 and tta == "none":
+        AveragedModel(models, tta=tta)  # validates
+        return models[0]
+    return AveragedModel(models, tta=tta)
 
 
 def model_input_multiple(model: Any) -> int:

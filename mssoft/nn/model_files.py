@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +19,13 @@ import mssoft.nn.legacy_layers  # noqa: F401  (layers of models saved by earlier
 import mssoft.nn.losses  # noqa: F401  (registers the loss and metric for load_model)
 from mssoft.errors import DataError
 from mssoft.files.layout import EXPORT_INFO_NAME, MODEL_NAME, SAVED_MODEL_DIR
+from mssoft.nn.inference import averaged_model
 from mssoft.nn.saved_model import ExportedModel, load_saved_model
 
 __all__ = [
     "load_run_model",
     "load_model_folder",
+    "load_ensemble",
     "ExportedModel",
     "with_dtype_policy",
     "mixed_precision_policy",
@@ -120,3 +123,28 @@ def load_model_folder(folder: str | Path, *, mixed_precision: bool = False) -> A
         folder / str(info.get("saved_model", SAVED_MODEL_DIR)),
         input_multiple=int(info.get("input_multiple", 1)),
     )
+
+
+def load_ensemble(
+    runs: Sequence[str | Path], *, tta: str = "none", mixed_precision: bool = False
+) -> Any:
+    """The models of several run or export folders as one predictor.
+
+    One folder without test-time augmentation gives its own model; otherwise an
+    :class:`mssoft.nn.inference.AveragedModel` (mean over the folders, ``tta="flip"``: each also
+    averaged with the left-right mirror of the slices).
+
+    Raises
+    ------
+    DataError
+        A folder has no loadable model.
+    ConfigError
+        ``tta`` is not ``none`` or ``flip``.
+    """
+    from mssoft.errors import ConfigError
+
+    models = [load_model_folder(r, mixed_precision=mixed_precision) for r in runs]
+    try:
+        return averaged_model(models, tta=tta)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None

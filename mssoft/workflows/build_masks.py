@@ -50,9 +50,9 @@ class MaskSummary:
     ----------
     scan_id : str
     lesion_voxels : int
-        ``|M|``, voxels of the rater's mask.
+        ``|M|``, voxels of the rater's mask (of the union of the raters' masks with several).
     ring_voxels : int
-        ``|D|``, voxels with the soft label gamma (after the FLAIR exclusion).
+        ``|D|``, voxels of the soft ring (after the FLAIR exclusion).
     dilated_voxels : int
         ``|D0|``, voxels the dilation added before the FLAIR exclusion.
     path : Path or None
@@ -75,7 +75,7 @@ class MaskSummary:
 
 def soft_mask_from_arrays(
     scan_id: str,
-    mask: np.ndarray,
+    mask: np.ndarray | Sequence[np.ndarray],
     flair: np.ndarray,
     spacing: Sequence[float],
     config: MaskConfig,
@@ -87,8 +87,8 @@ def soft_mask_from_arrays(
     Parameters
     ----------
     scan_id : str
-    mask : ndarray of bool, shape (X, Y, Z)
-        The rater's binary mask (RAS).
+    mask : ndarray of bool, shape (X, Y, Z), or a sequence of them
+        The rater's binary mask (RAS), or the masks of ``config.all_raters`` in that order.
     flair : ndarray of shape (X, Y, Z)
         FLAIR intensities on the same grid.
     spacing : sequence of 3 float
@@ -108,9 +108,14 @@ def soft_mask_from_arrays(
         The soft mask cannot be built (e.g. a percentile threshold on an all-zero FLAIR).
     """
     soft = config.soft_mask(mask, flair, spacing, source=source)
-    lesion = int(np.count_nonzero(mask))
-    binary = config.is_binary
-    ring = 0 if binary else int(np.count_nonzero(soft == np.float32(config.gamma)))
+    union = (
+        np.asarray(mask) != 0
+        if isinstance(mask, np.ndarray)
+        else np.any([np.asarray(m) != 0 for m in mask], axis=0)
+    )
+    lesion = int(np.count_nonzero(union))
+    binary = config.params.is_binary
+    ring = 0 if binary else int(np.count_nonzero((soft > 0) & ~union))
     dilated = 0 if binary else round((config.ratio - 1.0) * lesion)
     return soft, MaskSummary(scan_id, lesion, ring, dilated)
 
@@ -137,13 +142,18 @@ def soft_mask_for_scan(
         Missing or non-binary rater mask, unreadable FLAIR, or a FLAIR image with no non-zero
         voxel (:func:`mssoft.files.scans.check_image`, as every command checks its images).
     """
-    mask_path = scan.mask_path(config.rater)
-    raw, meta = read_volume(mask_path)
+    masks, meta = [], None
+    for rater in config.all_raters:
+        mask_path = scan.mask_path(rater)
+        raw, rater_meta = read_volume(mask_path)
+        meta = meta or rater_meta
+        masks.append(binary_mask(raw, mask_path, scan.label_map))
+    assert meta is not None
     flair, _ = read_volume(scan.images["flair"])
     check_image(flair, scan.images["flair"])
     soft, summary = soft_mask_from_arrays(
         scan.scan_id,
-        binary_mask(raw, mask_path, scan.label_map),
+        masks[0] if len(masks) == 1 else masks,
         flair,
         meta.spacing_mm,
         config,
@@ -183,7 +193,8 @@ def build_soft_masks(
     """
     out = Path(out)
     for scan in scans:
-        check_scan(scan, modalities=["flair"], rater=config.rater)
+        for rater in config.all_raters:
+            check_scan(scan, modalities=["flair"], rater=rater)
     planned = {s.scan_id: soft_mask_path(out, s.scan_id).name for s in scans}
     # first: marks the folder as this command's and lists what it is about to write
     write_config(out, "build-masks", config.to_dict(), status=STATUS_INCOMPLETE, scans=planned)
@@ -240,15 +251,17 @@ def build_masks_folder(
     summaries : list of MaskSummary
     """
     found = discover_scans(data)
-    scans = [s for s in found if config.rater in s.masks]
+    raters = tuple(config.all_raters)
+    who = f"rater {raters[0]}" if len(raters) == 1 else f"raters {','.join(map(str, raters))}"
+    scans = [s for s in found if all(r in s.masks for r in raters)]
     if not scans:
-        raise DataError(f"{data}: no mask for rater {config.rater} in any scan")
-    skipped = [s.scan_id for s in found if config.rater not in s.masks]
+        raise DataError(f"{data}: no mask for {who} in any scan")
+    skipped = [s.scan_id for s in found if not all(r in s.masks for r in raters)]
     if skipped:  # e.g. test scans (ISBI testNN, nnU-Net imagesTs)
         logger.warning(
-            "%d scans have no mask of rater %d and get no soft mask: %s",
+            "%d scans have no mask of %s and get no soft mask: %s",
             len(skipped),
-            config.rater,
+            who,
             ", ".join(skipped[:8]) + (", ..." if len(skipped) > 8 else ""),
         )
     inputs = [path for scan in found for path in scan.files()]

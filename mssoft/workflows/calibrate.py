@@ -37,9 +37,16 @@ from mssoft.files.folders import check_not_in_use, package_versions
 from mssoft.files.geometry import geometry_record, run_geometry, voxel_size_warnings
 from mssoft.files.layout import CALIBRATION_NAME
 from mssoft.files.normalisation import run_normaliser
-from mssoft.files.run_folder import RunInfo, check_modalities, input_multiple_of, read_run
+from mssoft.files.run_folder import (
+    RunInfo,
+    RunsLike,
+    as_runs,
+    check_modalities,
+    input_multiple_of,
+    read_ensemble,
+)
 from mssoft.files.scans import Scan, check_scan, discover_scans, load_scan, select_scans
-from mssoft.nn.inference import predict_volume_resampled
+from mssoft.nn.inference import TTA_MODES, predict_volume_resampled
 from mssoft.workflows.overlap import read_ahead
 from mssoft.workflows.progress import Progress, no_progress
 
@@ -117,9 +124,11 @@ def _calibration_scans(
 
 
 def calibrate_run(
-    run: str | Path,
+    run: RunsLike,
     data: str | Path,
     *,
+    tta: str = "none",
+    out: str | Path | None = None,
     scans: str | Sequence[str] | None = None,
     rater: int | None = None,
     thresholds: Sequence[float] | np.ndarray | None = None,
@@ -135,10 +144,16 @@ def calibrate_run(
 
     Parameters
     ----------
-    run : path-like
-        Run folder of ``mssoft fit``.
+    run : path-like or sequence of path-like
+        Run folder of ``mssoft fit``, or several whose probabilities are averaged (an ensemble,
+        :mod:`mssoft.files.run_folder`; the first run gives the rater and training scans).
     data : path-like
         ISBI 2015 data folder or CSV manifest holding the calibration scans and their masks.
+    tta : {"none", "flip"}, optional
+        ``flip`` averages each slice's probabilities with those of its left-right mirror.
+    out : path-like, optional
+        Folder for ``calibration.json`` (created); default the run folder. Required with several
+        runs.
     scans : sequence of str, optional
         Scan ids; default: the run's training scans, else every scan with the rater's mask.
     rater : int, optional
@@ -170,7 +185,17 @@ def calibrate_run(
     DataError, ConfigError
         Bad run folder, missing scans or masks, an existing calibration without ``overwrite``.
     """
-    info = read_run(run)
+    runs = as_runs(run)
+    info = read_ensemble(runs)[0]
+    if tta not in TTA_MODES:
+        raise ConfigError(
+            f"Invalid value for `--tta`. Expected one of {', '.join(TTA_MODES)}. Received: {tta!r}"
+        )
+    if out is None and len(runs) > 1:
+        raise ConfigError(
+            "Invalid value for `--out`: calibrating an ensemble of several runs needs --out FOLDER "
+            "for its calibration.json (then `mssoft predict RUN... DATA --calibration FOLDER`)"
+        )
     rater = info.rater if rater is None else int(rater)
     grid = threshold_grid() if thresholds is None else np.asarray(thresholds, dtype=np.float64)
     if (
@@ -186,19 +211,23 @@ def calibrate_run(
     min_sizes = parse_min_sizes(min_sizes)
     for m in min_sizes:
         Binarisation(float(grid[0]), m, connectivity)  # validates min_size and connectivity
-    path = Path(run) / CALIBRATION_NAME
+    path = Path(out if out is not None else runs[0]) / CALIBRATION_NAME
     if path.exists() and not overwrite:
         raise ConfigError(f"{path} already exists; pass --overwrite to replace it")
     selected, scan_source = _calibration_scans(info, data, scans, rater)
     check_modalities(selected, info)
-    normaliser = run_normaliser(run, info.record.get("config", {}), info.modalities)
+    infos = read_ensemble(runs)
+    normaliser = run_normaliser(runs[0], info.record.get("config", {}), info.modalities)
+    multiple = max(input_multiple_of(i) for i in infos)
     metas = {s.scan_id: check_scan(s, modalities=info.modalities, rater=rater) for s in selected}
-    geometry = run_geometry(info.record, run)
-    off = voxel_size_warnings(metas, geometry, resample=resample, run=run)
-    check_not_in_use(run, command="calibrate", option="RUN")  # a run still training: refused
-    from mssoft.nn.model_files import load_run_model  # imports TensorFlow
+    geometry = run_geometry(info.record, runs[0])
+    off = voxel_size_warnings(metas, geometry, resample=resample, run=runs[0])
+    for folder in runs:  # a run still training: refused
+        check_not_in_use(folder, command="calibrate", option="RUN")
+    from mssoft.nn.model_files import load_ensemble  # imports TensorFlow
 
-    model = load_run_model(run, mixed_precision=mixed_precision)
+    model = load_ensemble(runs, tta=tta, mixed_precision=mixed_precision)
+    path.parent.mkdir(parents=True, exist_ok=True)
     curves = []
     # the next scan is read while the model predicts this one (mssoft.workflows.overlap)
     loads = read_ahead(selected, lambda s: load_scan(s, modalities=info.modalities, rater=rater))
@@ -210,7 +239,7 @@ def calibrate_run(
             loaded.meta.spacing_mm,
             geometry.voxel_size_mm if resample and geometry is not None else None,
             batch_size=batch_size,
-            multiple=input_multiple_of(info),
+            multiple=multiple,
             normaliser=normaliser,
         )
         curves.append(
@@ -223,7 +252,7 @@ def calibrate_run(
         chosen, mean_dice, rater, tuple(s.scan_id for s in selected), grid, min_sizes, stack, path
     )
     warning = edge_warning(result)
-    record = _record(result, run, data, scan_source)
+    record = _record(result, runs, data, scan_source, tta)
     record["geometry"] = geometry_record(geometry, off, resample=resample)
     record["mixed_precision"] = bool(mixed_precision)
     record["grid_warning"] = warning
@@ -253,7 +282,7 @@ def edge_warning(result: Calibration) -> str | None:
 
 
 def _record(
-    result: Calibration, run: str | Path, data: str | Path, scan_source: str
+    result: Calibration, runs: Sequence[Path], data: str | Path, scan_source: str, tta: str
 ) -> dict[str, Any]:
     mean = result.curves.mean(axis=0)
     return {
@@ -266,7 +295,9 @@ def _record(
         "mean_dice": result.mean_dice,
         "objective": f"mean per-scan Dice against rater {result.rater} after post-processing",
         "rater": result.rater,
-        "run": str(Path(run).resolve()),
+        "run": str(runs[0].resolve()),
+        "runs": [str(r.resolve()) for r in runs],
+        "tta": tta,
         "data": str(Path(data).resolve()),
         "scan_source": scan_source,
         "scans": list(result.scans),

@@ -10,14 +10,22 @@ With ``inter_rater=True`` the comparison of rater 1's masks (as the segmentation
 should be read against. It comes *in addition to* the prediction rows, as its own column
 (``R1 vs R2``) and rows with ``source = rater1`` in ``metrics.csv``.
 
+When the predict folder holds the probability maps (``<scan>_prob.nii.gz``), their calibration
+is measured too (:mod:`mssoft.workflows.calibration_report`): expected calibration error (15
+equal-width bins) and Brier score over the brain voxels against each rater, the mean of the
+raters and, for generated data, the true lesion fraction; per scan and pooled over scans.
+
 Outputs: ``metrics.csv`` (one row per scan and reference, every metric and the voxel and lesion
-counts it comes from, so each number can be recomputed from the NIfTI files), ``summary.json``
-(means, NaN counts, volume correlation, ISBI terms) and ``config.json``.
+counts it comes from, so each number can be recomputed from the NIfTI files; ``ece``/``brier``
+against the row's rater and ``ece_raters_mean``/``ece_truth``... per scan), ``summary.json``
+(means, NaN counts, volume correlation, ISBI terms, ``calibration``), ``reliability.png`` and
+``config.json``.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import logging
 import math
 from collections.abc import Callable, Sequence
@@ -30,9 +38,26 @@ from mssoft.arrays.metrics import ScanMetrics, SetSummary, scan_metrics, summari
 from mssoft.errors import ConfigError, DataError
 from mssoft.files.atomic import atomic_path, write_json
 from mssoft.files.folders import STATUS_COMPLETE, open_output_folder, read_config, write_config
-from mssoft.files.layout import CONFIG_NAME, METRICS_NAME, SEG_SUFFIX, SUMMARY_NAME, seg_path
+from mssoft.files.layout import (
+    CONFIG_NAME,
+    METRICS_NAME,
+    RELIABILITY_NAME,
+    SEG_SUFFIX,
+    SUMMARY_NAME,
+    prob_path,
+    seg_path,
+)
 from mssoft.files.nifti import check_same_grid, read_header
 from mssoft.files.scans import Scan, discover_scans, read_mask, select_scans
+from mssoft.workflows.calibration_report import (
+    RATERS_MEAN,
+    TRUTH,
+    CalibrationSummary,
+    plot_reliability,
+    reference_label,
+    scan_calibration,
+    summarise_calibration,
+)
 from mssoft.workflows.progress import Progress, no_progress
 
 __all__ = [
@@ -111,6 +136,9 @@ class Evaluation:
         How the predictions were binarised (from the predict folder's ``config.json``).
     isbi_raw_score : float
         The ISBI 2015 raw score of the predictions: mean over raters of each rater's score.
+    calibration : list of CalibrationSummary
+        Calibration of the probability maps against each reference (empty when the predict
+        folder has no ``<scan>_prob.nii.gz``).
     """
 
     out: Path
@@ -119,6 +147,7 @@ class Evaluation:
     connectivity: int
     postprocessing: str | None
     isbi_raw_score: float
+    calibration: list[CalibrationSummary] = dataclasses.field(default_factory=list)
 
 
 def _prediction_config(pred: Path) -> tuple[int, str | None]:
@@ -227,9 +256,16 @@ def evaluate_folder(
     for scan in inter:
         check_same_grid([read_header(scan.masks[_INTER_REF]), read_header(scan.masks[1])])
     seg_files = [seg_path(pred, s.scan_id) for s in chosen]
+    with_prob = all(prob_path(pred, s.scan_id).is_file() for s in chosen)
+    if not with_prob:
+        logger.warning(
+            "%s lacks <scan>_prob.nii.gz files: the calibration of the probabilities is skipped",
+            pred,
+        )
     with open_output_folder(
         out, command="evaluate", data=data, input_files=seg_files, overwrite=overwrite
     ) as out:
+        calibration: dict[str, dict[str, Any]] = {}
         inter_ids = {s.scan_id for s in inter}
         rows: list[EvaluationRow] = []
         for scan in progress(chosen, "evaluate"):
@@ -265,6 +301,11 @@ def evaluate_folder(
                 logger.info(
                     "%s: %s against rater %d: Dice %.4f", scan.scan_id, source, rater, metrics.dice
                 )
+            if with_prob:
+                masks = {r: arrays[scan.masks[r]] for r in raters if r in scan.masks}
+                calibration[scan.scan_id] = scan_calibration(
+                    scan, prob_path(pred, scan.scan_id), masks
+                )
 
         keys = [(PRED_SOURCE, r) for r in raters] + ([(_INTER_SOURCE, _INTER_REF)] if inter else [])
         groups = []
@@ -274,8 +315,11 @@ def evaluate_folder(
             groups.append(GroupSummary(source, rater, label, summarise(members)))
         pred_scores = [g.summary.isbi_score for g in groups if g.source == PRED_SOURCE]
         isbi = sum(pred_scores) / len(pred_scores)  # NaN if any rater's score is NaN
-        evaluation = Evaluation(out, rows, groups, connectivity, postprocessing, isbi)
-        _write_csv(rows, out / METRICS_NAME)
+        summaries = summarise_calibration(calibration) if calibration else []
+        evaluation = Evaluation(out, rows, groups, connectivity, postprocessing, isbi, summaries)
+        if summaries:
+            plot_reliability(summaries, out / RELIABILITY_NAME)
+        _write_csv(rows, out / METRICS_NAME, calibration)
         write_json(_summary_record(evaluation, pred, data), out / SUMMARY_NAME)
         write_config(
             out,
@@ -299,8 +343,48 @@ def _format_value(value: Any) -> str:
     return str(value)
 
 
-def _write_csv(rows: Sequence[EvaluationRow], path: Path) -> None:
-    header = ["scan", "patient", "source", "rater", *_METRIC_COLUMNS, "seg_file", "ref_file"]
+def _calibration_columns(row: EvaluationRow, calibration: dict[str, dict[str, Any]]) -> list[float]:
+    """ECE and Brier against the row's rater, the raters' mean and the truth (NaN if none)."""
+    from mssoft.arrays.calibration_metrics import brier_score, expected_calibration_error
+
+    stats = calibration.get(row.scan_id, {}) if row.source == PRED_SOURCE else {}
+    values = []
+    for label in (reference_label(row.rater), RATERS_MEAN, TRUTH):
+        s = stats.get(label)
+        values += (
+            [math.nan, math.nan]
+            if s is None
+            else [
+                expected_calibration_error(s),
+                brier_score(s),
+            ]
+        )
+    return values
+
+
+_CALIBRATION_COLUMNS = (
+    "ece",
+    "brier",
+    f"ece_{RATERS_MEAN}",
+    f"brier_{RATERS_MEAN}",
+    f"ece_{TRUTH}",
+    f"brier_{TRUTH}",
+)
+
+
+def _write_csv(
+    rows: Sequence[EvaluationRow], path: Path, calibration: dict[str, dict[str, Any]]
+) -> None:
+    header = [
+        "scan",
+        "patient",
+        "source",
+        "rater",
+        *_METRIC_COLUMNS,
+        *_CALIBRATION_COLUMNS,
+        "seg_file",
+        "ref_file",
+    ]
     with atomic_path(path) as tmp, tmp.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(header)
@@ -313,6 +397,7 @@ def _write_csv(rows: Sequence[EvaluationRow], path: Path) -> None:
                     row.source,
                     row.rater,
                     *(_format_value(values[c]) for c in _METRIC_COLUMNS),
+                    *(_format_value(v) for v in _calibration_columns(row, calibration)),
                     Path(row.seg_file).resolve(),
                     Path(row.ref_file).resolve(),
                 ]
@@ -333,6 +418,15 @@ def _summary_record(evaluation: Evaluation, pred: Path, data: Path) -> dict[str,
             for g in evaluation.groups
         ],
         "isbi_raw_score": evaluation.isbi_raw_score,
+        "calibration": {
+            "region": "brain (non-zero FLAIR voxels)",
+            "bins": "15 equal-width bins on [0, 1]",
+            "ece": "sum over bins of (bin voxels / voxels) * |mean probability - mean reference|",
+            "brier": "mean of (probability - reference)^2",
+            "references": {c.reference: c.to_dict() for c in evaluation.calibration},
+        }
+        if evaluation.calibration
+        else None,
         "notes": [
             "means skip NaN (undefined) values; nan_counts: how many scans each mean leaves out",
             "isbi_raw_score = mean over raters of Dice/8 + PPV/8 + (1-LFPR)/4 + LTPR/4 + Corr/4 "
@@ -389,6 +483,12 @@ def format_report(evaluation: Evaluation) -> str:
     if undefined:
         lines.append("Undefined (NaN, left out of the means): " + "; ".join(undefined))
     lines.append(f"ISBI raw score, mean over raters: {_cell(evaluation.isbi_raw_score, 100, 1)} %")
+    if evaluation.calibration:
+        cal = "; ".join(
+            f"{c.reference} ECE {_cell(c.ece, 100, 2)} %, Brier {_cell(c.brier, 1, 4)}"
+            for c in evaluation.calibration
+        )
+        lines.append(f"Calibration (brain voxels, pooled, 15 bins): {cal}")
     definition = f"Lesions: {evaluation.connectivity}-connected components"
     if evaluation.postprocessing:
         definition += f"; predictions: {evaluation.postprocessing}"

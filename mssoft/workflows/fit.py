@@ -141,7 +141,10 @@ def resolve_inputs(config: TrainConfig) -> tuple[list[Scan], MaskSource]:
     """
     source = resolve_mask_source(masks=config.masks, mask_config=config.mask, rater=config.rater)
     scans = training_scans(
-        discover_scans(config.data), rater=source.rater, patients=config.patients
+        discover_scans(config.data),
+        rater=source.rater,
+        patients=config.patients,
+        raters=source.raters,
     )
     return scans, source
 
@@ -317,7 +320,9 @@ def resolved_config(config: TrainConfig, data: TrainingData, dtype_policy: str) 
         "slice_shape": list(data.slices.slice_shape),
         "input_multiple": input_multiple(config.depth),
         "slice_cache": config.slice_cache,
-        "lesion_free_slices": "excluded (no voxel of the rater's binary mask)",
+        "lesion_free_slices": "excluded (no voxel of the rater's binary mask)"
+        if len(data.source.raters) == 1
+        else "excluded (no voxel of any of the raters' binary masks)",
         "monitor": data.monitor,
         **training_geometry(data.scans).to_dict(),  # voxel_size_mm, orientation
         "augment": {

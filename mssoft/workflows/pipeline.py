@@ -72,6 +72,7 @@ def run_pipeline(
     name: str = "model",
     progress: Progress = no_progress,
     step: Step = log_step,
+    tta: str = "none",
 ) -> PipelineResult:
     """Fit a model, calibrate its threshold, segment scans and evaluate them.
 
@@ -97,6 +98,9 @@ def run_pipeline(
         ``progress(items, label)`` around each step's iteration over scans.
     step : callable, optional
         ``step(description)`` context manager around each step (default: a log line).
+    tta : {"none", "flip"}
+        Test-time augmentation of calibration and prediction (``flip``: mean with the left-right
+        mirror of each slice).
 
     Returns
     -------
@@ -112,6 +116,7 @@ def run_pipeline(
             train.data,
             scans=list(calibrate_scans),
             progress=labelled(progress, f"calibrate {name}"),
+            tta=tta,
         )
     to_evaluate = list(predict_scans if evaluate_scans is None else evaluate_scans)
     prediction = evaluation = None
@@ -124,6 +129,7 @@ def run_pipeline(
             pred_dir,
             scans=list(predict_scans),
             progress=labelled(progress, f"predict {name}"),
+            tta=tta,
         )
         if eval_dir is not None and to_evaluate:
             evaluation = evaluate_folder(

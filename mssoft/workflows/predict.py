@@ -36,10 +36,12 @@ from mssoft.files.layout import prob_path, seg_path
 from mssoft.files.nifti import VolumeMeta, write_volume
 from mssoft.files.normalisation import run_normaliser
 from mssoft.files.run_folder import (
+    RunsLike,
+    as_runs,
     check_modalities,
+    ensemble_binarisation,
     input_multiple_of,
-    read_model_folder,
-    resolve_binarisation,
+    read_ensemble,
 )
 from mssoft.files.scans import Scan, check_scan, discover_scans, load_scan, select_scans
 from mssoft.nn.inference import predict_volume_resampled
@@ -142,7 +144,7 @@ class PredictionReport:
 
 
 def predict_folder(
-    run: str | Path,
+    run: RunsLike,
     data: str | Path,
     out: str | Path,
     *,
@@ -154,15 +156,18 @@ def predict_folder(
     progress: Progress = no_progress,
     resample: bool = False,
     mixed_precision: bool = False,
+    tta: str = "none",
+    calibration: str | Path | None = None,
 ) -> PredictionReport:
     """Predict every scan of ``data`` (or the listed ones) with a run and write the results.
 
     Parameters
     ----------
-    run : path-like
+    run : path-like or sequence of path-like
         Run folder (``model.keras``, ``config.json``, optionally ``calibration.json``), or an
         export folder of ``mssoft export`` (``mssoft.json``, the SavedModel, optionally
-        ``calibration.json``).
+        ``calibration.json``), or several such folders whose probabilities are averaged (an
+        ensemble; see :mod:`mssoft.files.run_folder`).
     data : path-like
         ISBI 2015 data folder or CSV manifest; masks are not needed.
     out : path-like
@@ -185,6 +190,11 @@ def predict_folder(
     mixed_precision : bool, optional
         Run the model in bfloat16 on CPU / float16 on GPU (the output layer stays float32):
         about twice as fast on CPUs with AVX512_BF16; probabilities differ slightly.
+    tta : {"none", "flip"}, optional
+        ``flip`` averages each slice's probabilities with those of its left-right mirror.
+    calibration : path-like, optional
+        Folder with the ``calibration.json`` to use (default: the run's own; needed for the
+        threshold of an ensemble).
 
     Returns
     -------
@@ -196,23 +206,30 @@ def predict_folder(
         Bad run folder, unknown scan ids, a scan without one of the model's modalities or with
         files on different grids, or an output folder that is not allowed.
     """
-    info = read_model_folder(run)  # a run folder or an export folder
-    binarisation, source = resolve_binarisation(run, threshold=threshold, min_size=min_size)
+    runs = as_runs(run)
+    infos = read_ensemble(runs)  # run folders or export folders
+    info = infos[0]
+    binarisation, source = ensemble_binarisation(
+        runs, calibration=calibration, threshold=threshold, min_size=min_size, tta=tta
+    )
     selected = select_scans(discover_scans(data), scans, source=str(data))
     check_modalities(selected, info)
-    normaliser = run_normaliser(run, info.record.get("config", {}), info.modalities)
+    normaliser = run_normaliser(runs[0], info.record.get("config", {}), info.modalities)
     metas = {scan.scan_id: check_scan(scan, modalities=info.modalities) for scan in selected}
-    geometry = run_geometry(info.record, run)
-    off = voxel_size_warnings(metas, geometry, resample=resample, run=run)
+    geometry = run_geometry(info.record, runs[0])
+    off = voxel_size_warnings(metas, geometry, resample=resample, run=runs[0])
     target = geometry.voxel_size_mm if resample and geometry is not None else None
-    run_files = [p for p in Path(run).iterdir() if p.is_file()]
+    multiple = max(input_multiple_of(i) for i in infos)
+    run_files = [p for r in runs for p in Path(r).iterdir() if p.is_file()]
     inputs = [p for scan in selected for p in scan.files()] + run_files
-    from mssoft.nn.model_files import load_model_folder  # imports TensorFlow
+    from mssoft.nn.model_files import load_ensemble  # imports TensorFlow
 
     # before creating the output folder: a bad model leaves nothing
-    model = load_model_folder(run, mixed_precision=mixed_precision)
+    model = load_ensemble(runs, tta=tta, mixed_precision=mixed_precision)
     config = {
-        "run": str(Path(run).resolve()),
+        "run": str(runs[0].resolve()),
+        "runs": [str(r.resolve()) for r in runs],
+        "tta": tta,
         "data": str(Path(data).resolve()),
         "modalities": list(info.modalities),
         "batch_size": int(batch_size),
@@ -245,7 +262,7 @@ def predict_folder(
                     loaded.meta.spacing_mm,
                     target,
                     batch_size=batch_size,
-                    multiple=input_multiple_of(info),
+                    multiple=multiple,
                     normaliser=normaliser,
                 )
                 seg = binarisation.apply(prob)

@@ -19,7 +19,12 @@ from typing import Any
 import numpy as np
 
 from mssoft.arrays.intensity import METHODS
-from mssoft.arrays.soft_masks import FlairThreshold, SoftMaskParams, soft_mask_from_params
+from mssoft.arrays.soft_masks import (
+    FlairThreshold,
+    SoftMaskParams,
+    multi_rater_soft_mask,
+    soft_mask_from_params,
+)
 from mssoft.errors import ConfigError, DataError
 
 __all__ = ["MaskConfig", "TrainingSettings", "TrainConfig", "AUGMENTATIONS", "NORMALISATIONS"]
@@ -40,6 +45,21 @@ def _positive_int(option: str, value: Any, minimum: int = 1) -> None:
     _check(ok, f"--{option}", f"an integer >= {minimum}", value)
 
 
+def _as_rater_list(value: Any) -> list[int]:
+    """Rater numbers from a sequence or a comma-separated string; ConfigError naming --raters."""
+    items = value.split(",") if isinstance(value, str) else list(value)
+    try:
+        raters = [int(str(v).strip()) for v in items if str(v).strip()]
+    except ValueError:
+        raters = []
+    if not raters or any(r < 1 for r in raters):
+        raise ConfigError(
+            "Invalid value for `--raters`. Expected comma-separated integers >= 1 (e.g. 1,2). "
+            f"Received: {value!r}"
+        )
+    return raters
+
+
 def _as_tuple(value: Any) -> tuple[str, ...] | None:
     """A tuple of names from a sequence or one comma-separated string (None stays None)."""
     if value is None:
@@ -51,12 +71,12 @@ def _as_tuple(value: Any) -> tuple[str, ...] | None:
 
 @dataclass(frozen=True)
 class MaskConfig:
-    """How soft masks are built from one rater's binary masks.
+    """How soft masks are built from one rater's (or several raters') binary masks.
 
     Attributes
     ----------
     rater : int
-        Whose binary mask is softened.
+        Whose binary mask is softened (the first of ``raters`` when those are given).
     ratio : float
         Dilated volume relative to the mask (>= 1; 1.2 is "120 %").
     gamma : float
@@ -65,6 +85,14 @@ class MaskConfig:
         ``"pNN"`` (percentile of brain FLAIR), an absolute intensity, or None (no exclusion).
     per_lesion : bool
         Grow each lesion to ``ratio`` times its own volume.
+    raters : tuple of int or None
+        Several raters (``--raters 1,2``): inside the union of their masks the label is the share
+        of raters who marked the voxel; the ring is grown from the union. None (or one rater):
+        ``rater`` alone.
+    ring : {"constant", "linear", "gaussian"}
+        Profile of the ring's values (constant = the paper).
+    ring_sigma : float
+        Width in mm of the gaussian ring profile.
     """
 
     rater: int = 1
@@ -72,14 +100,27 @@ class MaskConfig:
     gamma: float = 0.3
     flair_threshold: FlairThreshold = "p50"
     per_lesion: bool = False
+    raters: tuple[int, ...] | None = None
+    ring: str = "constant"
+    ring_sigma: float = 2.0
 
     def __post_init__(self) -> None:
         if isinstance(self.rater, bool) or int(self.rater) != self.rater or self.rater < 1:
             raise ConfigError(
                 f"Invalid value for `--rater`. Expected an integer >= 1. Received: {self.rater}"
             )
-        params = self.params  # the one validation of ratio, gamma and threshold
+        if self.raters is not None:
+            raters = tuple(dict.fromkeys(_as_rater_list(self.raters)))
+            object.__setattr__(self, "raters", raters if len(raters) > 1 else None)
+            object.__setattr__(self, "rater", raters[0])
+        params = self.params  # the one validation of ratio, gamma, threshold and ring
         object.__setattr__(self, "flair_threshold", params.flair_threshold)
+        object.__setattr__(self, "ring_sigma", params.ring_sigma)
+
+    @property
+    def all_raters(self) -> tuple[int, ...]:
+        """The raters whose masks make the label: ``raters``, or ``(rater,)``."""
+        return self.raters if self.raters is not None else (self.rater,)
 
     @property
     def params(self) -> SoftMaskParams:
@@ -91,22 +132,44 @@ class MaskConfig:
             Invalid ratio, gamma or FLAIR threshold.
         """
         try:
-            return SoftMaskParams(self.ratio, self.gamma, self.flair_threshold, self.per_lesion)
+            return SoftMaskParams(
+                self.ratio,
+                self.gamma,
+                self.flair_threshold,
+                self.per_lesion,
+                self.ring,
+                self.ring_sigma,
+            )
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
 
     @property
     def is_binary(self) -> bool:
-        """True when the soft mask equals the binary mask (``ratio == 1`` or ``gamma == 0``)."""
-        return self.params.is_binary
+        """True when the label is one rater's binary mask (one rater, ``ratio == 1`` or
+        ``gamma == 0``)."""
+        return self.params.is_binary and self.raters is None
 
     def to_dict(self) -> dict[str, object]:
-        """JSON-ready dictionary of the fields."""
-        return asdict(self)
+        """JSON-ready dictionary of the fields.
+
+        The options beyond the paper appear only when used (``raters`` with several raters,
+        ``ring`` when not constant, ``ring_sigma`` with a gaussian ring), so the record of the
+        paper's settings, and runs recorded before these options existed, stay as they were.
+        """
+        record = asdict(self)
+        if self.raters is None:
+            del record["raters"]
+        else:
+            record["raters"] = list(self.raters)
+        if self.ring == "constant":
+            del record["ring"]
+        if self.ring != "gaussian":
+            del record["ring_sigma"]
+        return record
 
     def soft_mask(
         self,
-        mask: np.ndarray,
+        mask: np.ndarray | Sequence[np.ndarray],
         flair: np.ndarray,
         spacing: Sequence[float],
         *,
@@ -116,8 +179,8 @@ class MaskConfig:
 
         Parameters
         ----------
-        mask : ndarray of bool, shape (X, Y, Z)
-            This rater's binary mask (RAS).
+        mask : ndarray of bool, shape (X, Y, Z), or a sequence of them
+            This rater's binary mask (RAS), or the masks of ``all_raters`` in that order.
         flair : ndarray of shape (X, Y, Z)
             FLAIR intensities on the same grid.
         spacing : sequence of 3 float
@@ -135,7 +198,9 @@ class MaskConfig:
             The mask cannot be built (e.g. a percentile threshold on an all-zero FLAIR).
         """
         try:
-            return soft_mask_from_params(mask, flair, spacing=spacing, params=self.params)
+            if isinstance(mask, np.ndarray):
+                return soft_mask_from_params(mask, flair, spacing=spacing, params=self.params)
+            return multi_rater_soft_mask(list(mask), flair, spacing=spacing, params=self.params)
         except ValueError as exc:
             raise DataError(f"{source}: {exc}") from None
 

@@ -6,7 +6,7 @@ Per scan (:func:`load_scan_slices`): read the chosen modalities and the rater's 
 learns histogram landmarks on the training scans), get the target (the rater's binary mask, a soft mask from
 a ``build-masks`` folder, or a soft mask built on the fly: :class:`MaskSource`), cut both into
 axial slices and keep only the slices where **the rater's binary mask** has a lesion voxel
-(design.md §1.5). A soft ring can reach into a slice without rater lesion; such a slice is dropped
+(design.md §1.5); with several raters (``MaskConfig.raters``), where any of them has one. A soft ring can reach into a slice without rater lesion; such a slice is dropped
 all the same, so the binary baseline and every soft-mask variant train on exactly the same slices.
 
 Only the kept slices are kept (:class:`SliceSet`, one array per scan, no concatenated copy): in
@@ -37,7 +37,7 @@ from mssoft.errors import ConfigError, DataError
 from mssoft.files.folders import read_config, soft_mask_files
 from mssoft.files.layout import soft_mask_path
 from mssoft.files.nifti import check_same_grid, read_header, read_volume
-from mssoft.files.scans import LoadedScan, Scan, load_scan, patients_of
+from mssoft.files.scans import LoadedScan, Scan, check_scan, load_scan, patients_of, read_mask
 from mssoft.files.slice_cache import read_cached_slices, scan_cache_key, write_cached_slices
 from mssoft.workflows.settings import MaskConfig
 
@@ -100,6 +100,11 @@ class MaskSource:
             raise ConfigError(
                 f"mask source rater {self.rater} differs from MaskConfig rater {self.config.rater}"
             )
+
+    @property
+    def raters(self) -> tuple[int, ...]:
+        """Every rater whose mask makes the target (and chooses the kept slices)."""
+        return self.config.all_raters if self.config is not None else (self.rater,)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready description: ``{"source", "rater", "folder", "config"}``."""
@@ -165,9 +170,15 @@ def resolve_mask_source(
 
 
 def training_scans(
-    scans: Sequence[Scan], *, rater: int, patients: Sequence[str] | None = None
+    scans: Sequence[Scan],
+    *,
+    rater: int,
+    patients: Sequence[str] | None = None,
+    raters: Sequence[int] = (),
 ) -> list[Scan]:
     """The scans that can train: those with a mask of ``rater``, optionally of some patients only.
+
+    With ``raters``, a scan needs a mask of every one of them (a warning names the others).
 
     Scans without any mask (e.g. the ISBI 2015 test scans) are left out silently (logged); scans
     that have masks but none of ``rater`` too, with a warning.
@@ -205,12 +216,32 @@ def training_scans(
             ", ".join(other_rater),
         )
     selected = [s for s in scans if rater in s.masks]
+    needed = set(raters) | {rater}
+    incomplete = [s.scan_id for s in selected if not needed <= set(s.masks)]
+    if incomplete:
+        logger.warning(
+            "%d scans lack a mask of one of raters %s and are not used: %s",
+            len(incomplete),
+            ",".join(map(str, sorted(needed))),
+            ", ".join(incomplete),
+        )
+        selected = [s for s in selected if needed <= set(s.masks)]
     if not selected:
         raise DataError(f"no scan has a mask of rater {rater}: nothing to train on")
     return selected
 
 
-def _target(loaded: LoadedScan, source: MaskSource) -> np.ndarray:
+def _rater_masks(loaded: LoadedScan, source: MaskSource) -> list[np.ndarray]:
+    """The binary masks of ``source.raters`` (the first one already read), in that order."""
+    assert loaded.mask is not None
+    masks = [loaded.mask]
+    for rater in source.raters[1:]:
+        check_scan(loaded.scan, modalities=["flair"], rater=rater)
+        masks.append(read_mask(loaded.scan.mask_path(rater), loaded.scan.label_map))
+    return masks
+
+
+def _target(loaded: LoadedScan, source: MaskSource, masks: Sequence[np.ndarray]) -> np.ndarray:
     """The training target of one scan in RAS, float32 (X, Y, Z)."""
     scan, loaded_mask, meta = loaded.scan, loaded.mask, loaded.meta
     assert loaded_mask is not None
@@ -223,7 +254,10 @@ def _target(loaded: LoadedScan, source: MaskSource) -> np.ndarray:
         else:
             flair, _ = read_volume(scan.images["flair"])
         return source.config.soft_mask(
-            loaded_mask, flair, meta.spacing_mm, source=scan.images["flair"]
+            loaded_mask if len(masks) == 1 else masks,
+            flair,
+            meta.spacing_mm,
+            source=scan.images["flair"],
         )
     assert source.folder is not None
     path = soft_mask_path(source.folder, scan.scan_id)
@@ -231,7 +265,13 @@ def _target(loaded: LoadedScan, source: MaskSource) -> np.ndarray:
     soft, _ = read_volume(path, dtype=np.float32)
     if not np.all(np.isfinite(soft)) or soft.min() < 0.0 or soft.max() > 1.0:
         raise DataError(f"{path}: soft mask values must be finite and in [0, 1]")
-    if not np.all(soft[loaded_mask] == 1.0):
+    if len(masks) > 1:
+        if not np.all(soft[np.any(masks, axis=0)] > 0.0):
+            raise DataError(
+                f"{path}: soft mask is 0 on a voxel that one of raters "
+                f"{','.join(map(str, source.raters))} marked"
+            )
+    elif not np.all(soft[loaded_mask] == 1.0):
         raise DataError(
             f"{path}: soft mask is not 1 on every lesion voxel of rater {source.rater}'s mask "
             f"{scan.mask_path(source.rater)}"
@@ -288,7 +328,8 @@ def load_scan_slices(
     targets : ndarray of float32, shape (K, X, Y, 1)
         Binary or soft mask of the same slices, values in [0, 1].
     kept : ndarray of int64, shape (K,)
-        Axial index ``z`` of each kept slice (those where the rater's mask has a lesion voxel).
+        Axial index ``z`` of each kept slice (those where the rater's mask, or any of the
+        raters' masks, has a lesion voxel).
     n_slices : int
         Number of axial slices of the scan before filtering.
 
@@ -298,9 +339,9 @@ def load_scan_slices(
         Unreadable or inconsistent files (see :func:`mssoft.files.scans.load_scan`).
     """
     loaded = load_scan(scan, modalities=modalities, rater=source.rater)
-    assert loaded.mask is not None
-    kept = lesion_slice_indices(loaded.mask)
-    target = _target(loaded, source)
+    masks = _rater_masks(loaded, source)
+    kept = lesion_slice_indices(masks[0] if len(masks) == 1 else np.any(masks, axis=0))
+    target = _target(loaded, source, masks)
     image = (normaliser or Normaliser()).apply(loaded.image)
     images = np.ascontiguousarray(to_axial_slices(image)[kept])
     targets = np.ascontiguousarray(to_axial_slices(target)[kept])
@@ -377,7 +418,7 @@ def slice_storage(
 def _cache_key(
     scan: Scan, modalities: Sequence[str], source: MaskSource, normaliser: Normaliser | None
 ) -> dict[str, Any]:
-    files = [scan.images[m] for m in modalities] + [scan.mask_path(source.rater)]
+    files = [scan.images[m] for m in modalities] + [scan.mask_path(r) for r in source.raters]
     if source.kind == "computed" and "flair" not in modalities:
         files.append(scan.images["flair"])
     if source.kind == "folder":

@@ -1,8 +1,9 @@
 """Planning a leave-one-patient-out sweep: folds, grid points, repeats and their folders.
 
-Pure bookkeeping, no training: :mod:`mssoft.experiments.cv.run` runs the cells this module lays out. Each *cell*
-is one (held-out patient, ratio, gamma, repeat) combination with a folder of its own; a cell is
-finished when its ``result.json`` exists, so an interrupted sweep resumes by skipping finished
+Pure bookkeeping, no training: :mod:`mssoft.experiments.cv.run` runs the cells this module lays
+out. Each *cell* is one (held-out patient, grid point, repeat) combination with a folder of its
+own (a grid point is ratio, gamma and the variants beyond the paper: raters, ring profile,
+test-time augmentation); a cell is finished when its ``result.json`` exists, so an interrupted sweep resumes by skipping finished
 cells, and several machines sharing the output folder can each run a shard of the cells.
 """
 
@@ -13,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from mssoft.arrays.soft_masks import is_binary_setting, validate_soft_mask_params
+from mssoft.arrays.soft_masks import RING_MODES, is_binary_setting, validate_soft_mask_params
 from mssoft.errors import ConfigError
 from mssoft.files.scans import Scan, patients_of
 
@@ -50,20 +51,46 @@ class Fold:
 
 @dataclass(frozen=True)
 class GridPoint:
-    """A soft-mask setting: ``ratio`` 1 (or ``gamma`` 0) is the binary baseline."""
+    """A soft-mask setting: ``ratio`` 1 (or ``gamma`` 0) of one rater is the binary baseline.
+
+    ``raters`` (None: the sweep's rater) are several raters whose share makes the label, ``ring``
+    the ring profile and ``tta`` the test-time augmentation of calibration and prediction.
+    """
 
     ratio: float
     gamma: float
+    raters: tuple[int, ...] | None = None
+    ring: str = "constant"
+    tta: str = "none"
 
     @property
     def is_binary(self) -> bool:
-        """True for the binary baseline (:func:`mssoft.arrays.soft_masks.is_binary_setting`)."""
-        return is_binary_setting(self.ratio, self.gamma)
+        """True for the binary labels of one rater (:func:`is_binary_setting`, one rater)."""
+        return is_binary_setting(self.ratio, self.gamma) and self.raters is None
+
+    @property
+    def variant(self) -> str:
+        """The options beyond ratio and gamma, e.g. ``raters1-2_ring-linear`` ("" for none)."""
+        parts = []
+        if self.raters is not None:
+            parts.append("raters" + "-".join(map(str, self.raters)))
+        if self.ring != "constant":
+            parts.append(f"ring-{self.ring}")
+        if self.tta != "none":
+            parts.append(f"tta-{self.tta}")
+        return "_".join(parts)
 
     @property
     def name(self) -> str:
-        """Folder name, e.g. ``ratio1.20_gamma0.30`` (``binary`` for the baseline)."""
-        return "binary" if self.is_binary else f"ratio{self.ratio:.2f}_gamma{self.gamma:.2f}"
+        """Folder name, e.g. ``ratio1.20_gamma0.30`` (``binary`` for the baseline), with the
+        variant appended (``ratio1.20_gamma0.30_ring-linear``)."""
+        if self.is_binary:
+            base = "binary"
+        elif is_binary_setting(self.ratio, self.gamma):
+            base = "share"  # several raters, no ring
+        else:
+            base = f"ratio{self.ratio:.2f}_gamma{self.gamma:.2f}"
+        return "_".join(p for p in (base, self.variant) if p)
 
 
 @dataclass(frozen=True)
@@ -140,13 +167,25 @@ def leave_one_patient_out(scans: Sequence[Scan]) -> list[Fold]:
     return folds
 
 
-def grid_points(ratios: Sequence[float], gammas: Sequence[float]) -> list[GridPoint]:
-    """Every (ratio, gamma) pair; binary settings (ratio 1 or gamma 0) collapse into one point.
+def grid_points(
+    ratios: Sequence[float],
+    gammas: Sequence[float],
+    *,
+    raters: Sequence[tuple[int, ...] | None] = (None,),
+    rings: Sequence[str] = ("constant",),
+    ttas: Sequence[str] = ("none",),
+) -> list[GridPoint]:
+    """Every combination of the axes; settings that give the same labels collapse into one point.
+
+    Ratio 1 or gamma 0 has no ring: one point per raters and TTA (ring ``constant``, ratio 1,
+    gamma 0); with one rater that point is the binary baseline. A raters entry of one rater or
+    None is the sweep's rater alone.
 
     Raises
     ------
     ConfigError
-        A ratio below 1 or a gamma outside [0, 1), naming ``--ratios`` or ``--gammas``.
+        A ratio below 1 or a gamma outside [0, 1) (naming ``--ratios`` or ``--gammas``), an
+        unknown ring or TTA.
     """
     for ratio in ratios:
         if not (math.isfinite(ratio) and ratio >= 1.0):
@@ -160,15 +199,27 @@ def grid_points(ratios: Sequence[float], gammas: Sequence[float]) -> list[GridPo
                 f"Invalid value for `--gammas`: {gamma:g} is not in [0, 1); each soft label must "
                 "be >= 0 and < 1"
             )
+    for ring in rings:
+        if ring not in RING_MODES:
+            raise ConfigError(
+                f"Invalid value for `--rings`: expected {', '.join(RING_MODES)}, got {ring!r}"
+            )
+    for tta in ttas:
+        if tta not in ("none", "flip"):
+            raise ConfigError(f"Invalid value for `--tta`: expected none or flip, got {tta!r}")
     points: list[GridPoint] = []
-    for ratio in ratios:
-        for gamma in gammas:
-            validate_soft_mask_params(ratio, gamma)  # the library's own rule (checked above)
-            point = GridPoint(float(ratio), float(gamma))
-            if point.is_binary:
-                point = GridPoint(1.0, 0.0)
-            if point not in points:
-                points.append(point)
+    for who in raters:
+        group = tuple(who) if who is not None and len(who) > 1 else None
+        for tta in ttas:
+            for ring in rings:
+                for ratio in ratios:
+                    for gamma in gammas:
+                        validate_soft_mask_params(ratio, gamma)  # the library's rule (checked)
+                        point = GridPoint(float(ratio), float(gamma), group, ring, tta)
+                        if is_binary_setting(ratio, gamma):
+                            point = GridPoint(1.0, 0.0, group, "constant", tta)
+                        if point not in points:
+                            points.append(point)
     return points
 
 

@@ -49,9 +49,10 @@ __all__ = [
 ]
 
 #: The binary baseline's grid point (ratio, gamma).
-BASELINE = (1.0, 0.0)
+#: A grid point is (ratio, gamma, variant); the variant is "" for the paper's points.
+BASELINE = (1.0, 0.0, "")
 
-_TABLE_METRICS = (("dice", "Dice"), ("ppv", "Precision"), ("tpr", "Recall"))
+_TABLE_METRICS = (("dice", "Dice"), ("ppv", "Precision"), ("tpr", "Recall"), ("ece", "ECE"))
 
 
 @dataclass(frozen=True)
@@ -66,24 +67,31 @@ class CellSummary:
     std: float
     n: int
     spread_over: str
+    variant: str = ""
 
 
 def summarise(
-    rows: Sequence[dict[str, Any]], metrics: Sequence[str] = ("dice", "ppv", "tpr")
+    rows: Sequence[dict[str, Any]], metrics: Sequence[str] = ("dice", "ppv", "tpr", "ece")
 ) -> list[CellSummary]:
     """Mean ± std per (grid point, rater, metric); see the module docstring for the spread."""
     repeats = {int(r["repeat"]) for r in rows}
     by_repeats = len(repeats) > 1
-    groups: dict[tuple[float, float, int, str], dict[Any, list[float]]] = defaultdict(
+    groups: dict[tuple[float, float, str, int, str], dict[Any, list[float]]] = defaultdict(
         lambda: defaultdict(list)
     )
     for row in rows:
         unit = int(row["repeat"]) if by_repeats else str(row["fold"])
         for metric in metrics:
-            key = (float(row["ratio"]), float(row["gamma"]), int(row["rater"]), metric)
-            groups[key][unit].append(float(row[metric]))
+            key = (
+                float(row["ratio"]),
+                float(row["gamma"]),
+                str(row.get("variant") or ""),
+                int(row["rater"]),
+                metric,
+            )
+            groups[key][unit].append(float(row.get(metric, math.nan)))
     out = []
-    for (ratio, gamma, rater, metric), units in sorted(groups.items()):
+    for (ratio, gamma, variant, rater, metric), units in sorted(groups.items()):
         scores = [nanmean(v)[0] for v in units.values()]
         finite = [s for s in scores if math.isfinite(s)]
         mean = float(np.mean(finite)) if finite else math.nan
@@ -98,6 +106,7 @@ def summarise(
                 std,
                 len(finite),
                 "repeats" if by_repeats else "patients",
+                variant,
             )
         )
     return out
@@ -106,9 +115,9 @@ def summarise(
 def compare(rows: Sequence[dict[str, Any]], *, seed: int = 0) -> list[GridComparison]:
     """Every grid point against the binary baseline: paired per held-out scan and repeat."""
     return compare_grid(
-        rows,
+        [{**row, "variant": row.get("variant") or ""} for row in rows],
         baseline=BASELINE,
-        point_fields=("ratio", "gamma"),
+        point_fields=("ratio", "gamma", "variant"),
         pair_fields=("scan", "repeat"),
         metrics=tuple(m for m, _ in _TABLE_METRICS),
         seed=seed,
@@ -131,7 +140,7 @@ class Learning:
 
 def learning(
     cells: Sequence[dict[str, Any]], floor: float = LEARNED_DICE
-) -> dict[tuple[float, float], Learning]:
+) -> dict[tuple[float, float, str], Learning]:
     """Per grid point: models that learned, models in all, and models that ended collapsed.
 
     ``cells`` are cell records (``ratio``, ``gamma``, ``val_dice``, ``collapsed_epoch``). A model
@@ -139,9 +148,9 @@ def learning(
     end collapsed (even a saved epoch from before the collapse had its training cut short); a
     missing or NaN ``val_dice`` counts as not learned.
     """
-    counts: dict[tuple[float, float], list[int]] = defaultdict(lambda: [0, 0, 0])
+    counts: dict[tuple[float, float, str], list[int]] = defaultdict(lambda: [0, 0, 0])
     for cell in cells:
-        entry = counts[(float(cell["ratio"]), float(cell["gamma"]))]
+        entry = counts[(float(cell["ratio"]), float(cell["gamma"]), cell.get("variant") or "")]
         value = cell.get("val_dice")
         collapsed = cell.get("collapsed_epoch") is not None
         good = value is not None and math.isfinite(float(value)) and float(value) >= floor
@@ -177,7 +186,7 @@ class BestSetting:
 def choose_best(
     summaries: Sequence[CellSummary],
     comparisons: Sequence[GridComparison],
-    learned: dict[tuple[float, float], Learning],
+    learned: dict[tuple[float, float, str], Learning],
 ) -> BestSetting | None:
     """The best grid point by mean Dice among those whose every model learned; None if none did.
 
@@ -190,7 +199,7 @@ def choose_best(
     ratio, gamma, dice = best_point(summaries, eligible=eligible)
     if not math.isfinite(dice):
         return None
-    evidence = [c for c in comparisons if c.point == (ratio, gamma) and c.metric == "dice"]
+    evidence = [c for c in comparisons if c.point == (ratio, gamma, "") and c.metric == "dice"]
     return BestSetting(ratio, gamma, dice, evidence)
 
 
@@ -198,15 +207,17 @@ def best_point(
     summaries: Sequence[CellSummary],
     *,
     metric: str = "dice",
-    eligible: set[tuple[float, float]] | None = None,
+    eligible: set[tuple[float, float, str]] | None = None,
 ) -> tuple[float, float, float]:
     """The (ratio, gamma) with the highest ``metric`` averaged over raters, and that value.
 
-    Only points in ``eligible`` compete when it is given; NaNs when no point qualifies.
+    Only points in ``eligible`` compete when it is given, and only the paper's grid points (one
+    rater, constant ring, no TTA; the table shows the variants beyond the paper next to them);
+    NaNs when no point qualifies.
     """
     scores: dict[tuple[float, float], list[float]] = defaultdict(list)
     for s in summaries:
-        if eligible is not None and (s.ratio, s.gamma) not in eligible:
+        if s.variant or (eligible is not None and (s.ratio, s.gamma, "") not in eligible):
             continue
         if s.metric == metric and math.isfinite(s.mean):
             scores[(s.ratio, s.gamma)].append(s.mean)
@@ -227,27 +238,41 @@ def _cell(s: CellSummary | None) -> str:
 def format_table(summaries: Sequence[CellSummary]) -> str:
     """Markdown table laid out like the paper's: rows grid points, columns metric × rater (%)."""
     raters = sorted({s.rater for s in summaries})
-    points = sorted({(s.ratio, s.gamma) for s in summaries})
-    index = {(s.ratio, s.gamma, s.rater, s.metric): s for s in summaries}
-    header = ["mask size", "gamma"] + [
-        f"{label} R{r}" for _, label in _TABLE_METRICS for r in raters
+    points = sorted({(s.ratio, s.gamma, s.variant) for s in summaries})
+    index = {(s.ratio, s.gamma, s.variant, s.rater, s.metric): s for s in summaries}
+    metrics = [
+        (m, label)
+        for m, label in _TABLE_METRICS
+        if any(s.metric == m and math.isfinite(s.mean) for s in summaries)
     ]
+    header = ["mask size", "gamma"] + [f"{label} R{r}" for _, label in metrics for r in raters]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for ratio, gamma in points:
-        size = "100% (binary)" if is_binary_setting(ratio, gamma) else f"{100 * ratio:.0f}%"
-        cells = [_cell(index.get((ratio, gamma, r, m))) for m, _ in _TABLE_METRICS for r in raters]
+    for ratio, gamma, variant in points:
+        if is_binary_setting(ratio, gamma):
+            size = "100% (binary)" if "raters" not in variant else "100% (raters' share)"
+        else:
+            size = f"{100 * ratio:.0f}%"
+        if variant:
+            size += f" {variant}"
+        cells = [
+            _cell(index.get((ratio, gamma, variant, r, m))) for m, _ in metrics for r in raters
+        ]
         lines.append("| " + " | ".join([size, f"{gamma:g}", *cells]) + " |")
     spread = {s.spread_over for s in summaries}
     n = max((s.n for s in summaries), default=0)
     note = (
         f"Values in %, mean ± standard deviation over {n} {'/'.join(sorted(spread))}; "
-        "a repeat's value is the mean over all held-out scans (leave-one-patient-out)."
+        "a repeat's value is the mean over all held-out scans (leave-one-patient-out). "
+        "ECE: expected calibration error of the probabilities against the rater's mask (15 "
+        "bins, brain voxels). Variants: raters<K-K> = share of several raters, ring-<profile>, "
+        "tta-flip."
     )
     return "\n".join(lines) + "\n\n" + note + "\n"
 
 
-def _point_label(ratio: float, gamma: float) -> str:
-    return "binary" if is_binary_setting(ratio, gamma) else f"{100 * ratio:.0f}% / {gamma:g}"
+def _point_label(ratio: float, gamma: float, variant: str = "") -> str:
+    label = "binary" if is_binary_setting(ratio, gamma) else f"{100 * ratio:.0f}% / {gamma:g}"
+    return f"{label} {variant}" if variant else label
 
 
 def _signed(value: float) -> str:
@@ -261,7 +286,7 @@ def _p(value: float) -> str:
 
 
 def comparison_records(
-    comparisons: Sequence[GridComparison], learned: dict[tuple[float, float], Learning]
+    comparisons: Sequence[GridComparison], learned: dict[tuple[float, float, str], Learning]
 ) -> list[dict[str, Any]]:
     """Rows of ``comparison.csv`` (fractions; ``p_wilcoxon`` two-sided)."""
     rows = []
@@ -273,6 +298,7 @@ def comparison_records(
             {
                 "ratio": c.point[0],
                 "gamma": c.point[1],
+                "variant": c.point[2],
                 "rater": c.rater,
                 "metric": c.metric,
                 "n_pairs": d.n,
@@ -290,7 +316,7 @@ def comparison_records(
 
 
 def format_comparison(
-    comparisons: Sequence[GridComparison], learned: dict[tuple[float, float], Learning]
+    comparisons: Sequence[GridComparison], learned: dict[tuple[float, float, str], Learning]
 ) -> str:
     """Markdown table of the paired differences (percentage points) against the binary baseline."""
     header = ["mask size / gamma", "rater", "metric", "pairs", "soft - binary", "95 % CI", "p"]
@@ -328,7 +354,9 @@ def format_comparison(
     return "\n".join(lines) + "\n\n" + note + "\n"
 
 
-def describe_best(best: BestSetting | None, learned: dict[tuple[float, float], Learning]) -> str:
+def describe_best(
+    best: BestSetting | None, learned: dict[tuple[float, float, str], Learning]
+) -> str:
     """One line: the best setting with its interval, or why none is named."""
     floor = f"validation Dice >= {100 * LEARNED_DICE:.0f} %"
     if best is None:
@@ -379,6 +407,7 @@ def plot_sweep(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    summaries = [s for s in summaries if not s.variant]  # the paper's grid points
     raters = sorted({s.rater for s in summaries})
     index = {(s.ratio, s.gamma, s.rater, s.metric): s for s in summaries}
     points = sorted({(s.ratio, s.gamma) for s in summaries})
@@ -411,7 +440,7 @@ def plot_sweep(
         ax.set_title(f"{label}: mean ± sd over {n} {spread}", fontsize=9)
     if comparisons:
         ax = axes[0][-1]
-        where = {p: i for i, p in enumerate(points)}
+        where = {(*p, ""): i for i, p in enumerate(points)}  # the paper's points
         for k, rater in enumerate(raters):
             offset = (k - (len(raters) - 1) / 2) * width
             mine = [c for c in comparisons if c.rater == rater and c.metric == "dice"]
@@ -441,7 +470,10 @@ def plot_sweep(
         ax.set_xlim(-0.5, len(points) - 0.5)
         ax.set_xlabel("mask size / gamma")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+        if not summaries:
+            ax.text(0.5, 0.5, "no grid point of the paper's kind (see table.md)", ha="center")
     fig.tight_layout()
     path = Path(path)
     with atomic_path(path) as tmp:

@@ -99,6 +99,8 @@ logger = logging.getLogger(__name__)
 
 #: Options that may differ between runs of one sweep (they do not change any cell's result).
 _FREE_OPTIONS = ("shard", "jobs", "data", "out", "strategy", "devices")
+#: Grid axes added after the first sweeps, with the values those sweeps had.
+_NEW_AXES = {"raters": [None], "rings": ["constant"], "ring_sigma": 2.0, "tta": ["none"]}
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,14 @@ class CVConfig:
         Rater whose masks are softened and trained on (evaluation uses every rater).
     flair_threshold, per_lesion :
         Soft-mask options (:class:`mssoft.workflows.build_masks.MaskConfig`).
+    raters : tuple of (tuple of int or None)
+        Grid axis: None (``rater`` alone) or several raters whose share makes the label.
+    rings : tuple of str
+        Grid axis: ring profiles (``constant``, ``linear``, ``gaussian``).
+    ring_sigma : float
+        Width in mm of the gaussian ring.
+    tta : tuple of str
+        Grid axis: test-time augmentation of calibration and prediction (``none``, ``flip``).
     training : TrainingSettings
         Every training option of ``mssoft fit`` (:class:`mssoft.workflows.settings.TrainingSettings`);
         its seed is the first repeat's.
@@ -137,6 +147,10 @@ class CVConfig:
     training: TrainingSettings = field(default_factory=TrainingSettings)
     shard: tuple[int, int] = (0, 1)
     jobs: int = 1
+    raters: tuple[tuple[int, ...] | None, ...] = (None,)
+    rings: tuple[str, ...] = ("constant",)
+    ring_sigma: float = 2.0
+    tta: tuple[str, ...] = ("none",)
 
     def __post_init__(self) -> None:
         if self.jobs < 1:
@@ -170,7 +184,7 @@ class CVResult:
     rows: list[dict[str, Any]] = field(repr=False)
     best: BestSetting | None = None
     comparisons: list[dict[str, Any]] = field(default_factory=list, repr=False)
-    learned: dict[tuple[float, float], Learning] = field(default_factory=dict)
+    learned: dict[tuple[float, float, str], Learning] = field(default_factory=dict)
     best_line: str = ""
 
     @property
@@ -190,7 +204,9 @@ def _plan(config: CVConfig) -> _PlanT:
         )
     modalities = resolve_modalities(scans, config.training.modalities)
     folds = leave_one_patient_out(scans)
-    points = grid_points(config.ratios, config.gammas)
+    points = grid_points(
+        config.ratios, config.gammas, raters=config.raters, rings=config.rings, ttas=config.tta
+    )
     return (
         scans,
         modalities,
@@ -204,6 +220,7 @@ def _prepare_out(config: CVConfig, modalities: tuple[str, ...]) -> None:
     record = json.loads(json.dumps({**config.record(), "modalities": list(modalities)}))
     if (out / CONFIG_NAME).is_file():
         stored = read_config(out, command="cv")["config"]
+        stored = {**_NEW_AXES, **stored}  # a sweep from before these axes: their defaults
         differ = sorted(k for k in record if k not in _FREE_OPTIONS and stored.get(k) != record[k])
         if differ:
             raise ConfigError(
@@ -221,13 +238,16 @@ def _mask_folder(config: CVConfig, point: GridPoint, scans: Sequence[Scan]) -> P
     """Soft masks of ``point`` for every scan, built once (None for the binary baseline)."""
     if point.is_binary:
         return None
-    folder = Path(config.out) / "masks" / point.name
+    folder = Path(config.out) / "masks" / replace(point, tta="none").name  # TTA: same masks
     mask_config = MaskConfig(
         rater=config.rater,
         ratio=point.ratio,
         gamma=point.gamma,
         flair_threshold=config.flair_threshold,
         per_lesion=config.per_lesion,
+        raters=point.raters,
+        ring=point.ring,
+        ring_sigma=config.ring_sigma,
     )
     # one builder at a time: a shard that finds another building these masks waits for it
     with folder_lock(folder, command="cv", wait=True):
@@ -251,8 +271,9 @@ def _fold_rows(per_scan: list[dict[str, Any]]) -> list[dict[str, Any]]:
             for k in ("fold", "ratio", "gamma", "repeat", "seed", "rater", "threshold", "min_size")
         }
         row["n_scans"] = len(mine)
-        for key in MEAN_FIELDS:
-            row[key] = nanmean([float(r[key]) for r in mine])[0]
+        for key in (*MEAN_FIELDS, "ece", "brier", "ece_truth", "brier_truth"):
+            row[key] = nanmean([float(r.get(key, "nan")) for r in mine])[0]
+        row["variant"] = mine[0].get("variant", "")  # last: the paper's columns keep their order
         rows.append(row)
     return rows
 
@@ -272,7 +293,7 @@ def _run_cell(
         data=Path(config.data),
         out=folder / "run",
         masks=masks,
-        rater=config.rater,
+        rater=config.rater if cell.point.raters is None else None,
         modalities=modalities,
         patients=patients,
         seed=cell.seed,
@@ -284,9 +305,11 @@ def _run_cell(
         pred_dir=folder / "pred",
         eval_dir=folder / "eval",
         name=f"model of {cell.key}",
+        tta=cell.point.tta,
     )
     fitted, calibration, evaluation = result.fit, result.calibration, result.evaluation
     assert evaluation is not None
+    ece = {c.reference: c.per_scan for c in evaluation.calibration}
     per_scan = []
     for row in evaluation.rows:
         if row.source != "pred":
@@ -303,6 +326,8 @@ def _run_cell(
                 "threshold": calibration.binarisation.threshold,
                 "min_size": calibration.binarisation.min_size,
                 **{k: v for k, v in row.metrics.to_dict().items() if k in MEAN_FIELDS},
+                **_calibration_values(ece, row.scan_id, row.rater),
+                "variant": cell.point.variant,
             }
         )
     record = {
@@ -312,6 +337,7 @@ def _run_cell(
         "test_scans": list(cell.fold.test),
         "ratio": cell.point.ratio,
         "gamma": cell.point.gamma,
+        "variant": cell.point.variant,
         "repeat": cell.repeat,
         "seed": cell.seed,
         "best_epoch": fitted.best_epoch,
@@ -342,6 +368,20 @@ def _remaining(seconds: Sequence[float], left: int) -> str:
     minutes = sum(seconds) / len(seconds) * left / 60
     shown = f"{minutes:.0f} min" if minutes >= 1 else "under a minute"
     return f"about {shown} left for {left} cell{'s' if left > 1 else ''}"
+
+
+def _calibration_values(
+    ece: dict[str, dict[str, Any]], scan_id: str, rater: int
+) -> dict[str, float]:
+    """ECE and Brier of one held-out scan against the rater (and the truth, NaN if none)."""
+    from mssoft.arrays.calibration_metrics import brier_score, expected_calibration_error
+
+    values = {}
+    for suffix, label in (("", f"rater{rater}"), ("_truth", "truth")):
+        stats = ece.get(label, {}).get(scan_id)
+        values[f"ece{suffix}"] = expected_calibration_error(stats) if stats else float("nan")
+        values[f"brier{suffix}"] = brier_score(stats) if stats else float("nan")
+    return values
 
 
 def run_cells(config: CVConfig, *, plan: _PlanT | None = None) -> int:
@@ -489,7 +529,8 @@ def write_reports(config: CVConfig, cells: Sequence[Cell] | None = None) -> CVRe
     _write_csv(rows, out / CV_SCANS_NAME)
     by_cell: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for row in rows:
-        by_cell.setdefault((row["fold"], row["ratio"], row["gamma"], row["repeat"]), []).append(row)
+        key = (row["fold"], row["ratio"], row["gamma"], row.get("variant", ""), row["repeat"])
+        by_cell.setdefault(key, []).append(row)
     fold_rows = [row for key in sorted(by_cell) for row in _fold_rows(by_cell[key])]
     _write_csv(fold_rows, out / CV_RESULTS_NAME)
     summaries = summarise(rows)

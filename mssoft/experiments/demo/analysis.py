@@ -24,6 +24,7 @@ from mssoft.experiments.demo.figures import (
     plot_training_curves,
 )
 from mssoft.experiments.demo.types import DataSummary, DemoConfig, ModelRun, Score
+from mssoft.files import layout
 from mssoft.files.layout import DEMO_FIGURE_NAMES, prob_path, seg_path, soft_mask_path
 from mssoft.files.nifti import read_header, read_volume
 from mssoft.files.scans import Scan, load_scan, read_mask
@@ -43,7 +44,7 @@ TRUTH_LEVEL = 0.5
 
 def truth_path(scan: Scan) -> Path:
     """``<patient>/truth/<scan>_truth.nii.gz`` next to the scan's ``preprocessed`` folder."""
-    return scan.images["flair"].parent.parent / "truth" / f"{scan.scan_id}_truth.nii.gz"
+    return layout.truth_path(scan.images["flair"], scan.scan_id)
 
 
 def summarise_data(
