@@ -64,7 +64,7 @@ def test_sweep_resumes_without_redoing_cells_and_keeps_patients_apart(tmp_path, 
         "ratio,gamma,rater,metric,n_pairs,binary_mean,soft_mean,mean_difference,ci95_low,"
         "ci95_high,p_wilcoxon,models_learned"
     )
-    assert len(comparison) == 1 + 2 * 3  # raters x metrics for the one soft point
+    assert len(comparison) == 1 + 2 * 4  # header + 2 raters x (Dice, precision, recall, ECE)
     assert all(line.split(",")[4] == "4" for line in comparison[1:])  # 4 scans x 1 repeat
     records = [json.loads(p.read_text()) for p in out.glob("cells/*/*/*/result.json")]
     learned = [r["val_dice"] >= 0.1 for r in records]

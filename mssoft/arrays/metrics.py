@@ -1,4 +1,4 @@
-"""Segmentation metrics against one rater, in pure NumPy (design.md §3).
+"""Segmentation metrics against one rater, in pure NumPy (docs/design.md §7).
 
 Per scan, with ``P`` the predicted and ``R`` the reference (rater) binary mask:
 

@@ -135,7 +135,7 @@ def _absolute_threshold(flair: np.ndarray, threshold: FlairThreshold) -> float |
 
 
 def is_binary_setting(ratio: float, gamma: float) -> bool:
-    """True when ``ratio`` and ``gamma`` give the binary mask itself (``ratio == 1`` or ``gamma == 0``).
+    """True when ``ratio`` and ``gamma`` give the binary mask itself (ratio 1 or gamma 0).
 
     The one definition of "binary mask settings": masks, training, cv and reports all ask here.
     """

@@ -1,7 +1,8 @@
 """Searching the binarisation threshold: the one maximising the mean per-scan Dice (pure NumPy).
 
 Each calibration scan is predicted once; its Dice against the rater is then computed after
-post-processing (:func:`mssoft.arrays.postprocess.postprocess`) at every threshold of a grid (default
+post-processing (:func:`mssoft.arrays.postprocess.postprocess`) at every threshold of a grid
+(default
 0.01, 0.02, ..., 0.99) and every candidate minimum lesion size. The probabilities are not kept:
 only the Dice curves are.
 
@@ -10,7 +11,8 @@ threshold ``t2 > t1`` is a connected part of ``{prob >= t2}``, hence of one comp
 ``{prob >= t1}`` that is at least as large, which was kept at ``t1``. So the post-processed mask at
 ``t2`` is the post-processed ``{prob >= t2} ∩ kept(t1)``: each lesion kept at the lowest threshold
 is followed in its own small bounding box, relabelled (with the same
-:func:`mssoft.arrays.lesions.remove_small_lesions` that ``predict`` uses) only at the thresholds where it
+:func:`mssoft.arrays.lesions.remove_small_lesions` that ``predict`` uses) only at the thresholds
+where it
 loses voxels. On a 181 x 217 x 181 volume the 91-threshold curve costs about the time of 7
 whole-volume post-processings. Ties in the mean Dice go to the first candidate: the first minimum
 size listed, then the lowest threshold.

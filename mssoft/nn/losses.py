@@ -113,7 +113,7 @@ class BinarisedDice(keras.metrics.Metric):
     ``gamma >= 0.5`` would count as lesion. True positives, false positives and false negatives
     are summed over every pixel of every batch since the last reset (one "global" Dice per epoch,
     not a mean of per-slice values), so the result is ``2 TP / (2 TP + FP + FN)``; with no
-    lesion pixel in both target and prediction it is 1 (design.md §3).
+    lesion pixel in both target and prediction it is 1 (docs/design.md §7).
 
     This is a training monitor; the reported per-scan metrics come from :mod:`mssoft.arrays.metrics`
     after calibration of the threshold.

@@ -340,7 +340,8 @@ def train_loop(
         Typically a ``MultiWorkerMirroredStrategy`` (any strategy works).
     build_model : callable
         Returns a model compiled with an optimizer, one loss and metrics (e.g.
-        :func:`mssoft.workflows.fit.build_model`); called inside ``strategy.scope()``. The loss's ``call``
+        :func:`mssoft.workflows.fit.build_model`); called inside ``strategy.scope()``. The loss's
+        ``call``
         must return one value per sample (or per element, averaged per sample), like
         :class:`mssoft.nn.losses.SoftDiceLoss`; the compiled metrics are logged under their names.
     train, val : tf.data.Dataset

@@ -1,4 +1,4 @@
-"""Evaluating segmentations against every rater (design.md §3): ``mssoft evaluate``.
+"""Evaluating segmentations against every rater (docs/design.md §7): ``mssoft evaluate``.
 
 The segmentations are the ``<scan>_seg.nii.gz`` files of a ``mssoft predict`` output folder; the
 references are the rater masks of the data set. Every scan is compared with every rater it has a

@@ -28,7 +28,8 @@ it); its output ``(batch, X, Y, 1)`` lesion probabilities. It holds built-in Ker
 The steps are small functions (:func:`resolve_inputs`, :func:`prepare_data`, :func:`build_model`,
 :func:`mssoft.nn.callbacks.run_callbacks`) so that other training loops can reuse them: under
 ``strategy="multiworker"`` (``MultiWorkerMirroredStrategy``, where Keras ``fit`` fails) :func:`fit`
-trains with the custom loop :func:`mssoft.nn.multiworker_loop.train_loop`, which writes the same run folder;
+trains with the custom loop :func:`mssoft.nn.multiworker_loop.train_loop`, which writes the same
+run folder;
 every worker runs the same command and only the chief writes ``config.out``. Importing this module
 imports TensorFlow; ``import mssoft`` does not.
 """

@@ -1,19 +1,21 @@
 """Training slices: target source, lesion-slice loading, where the slices live, and the split.
 
 Per scan (:func:`load_scan_slices`): read the chosen modalities and the rater's binary mask
-(:func:`mssoft.files.scans.load_scan`), z-score each modality over the brain
-(a :class:`mssoft.arrays.intensity.Normaliser`, z-score by default; :func:`learn_normaliser`
-learns histogram landmarks on the training scans), get the target (the rater's binary mask, a soft mask from
-a ``build-masks`` folder, or a soft mask built on the fly: :class:`MaskSource`), cut both into
-axial slices and keep only the slices where **the rater's binary mask** has a lesion voxel
-(design.md §1.5); with several raters (``MaskConfig.raters``), where any of them has one. A soft ring can reach into a slice without rater lesion; such a slice is dropped
-all the same, so the binary baseline and every soft-mask variant train on exactly the same slices.
+(:func:`mssoft.files.scans.load_scan`), normalise each modality over the brain (a
+:class:`mssoft.arrays.intensity.Normaliser`, z-score by default; :func:`learn_normaliser` learns
+histogram landmarks on the training scans), get the target (the rater's binary mask, a soft mask
+from a ``build-masks`` folder, or a soft mask built on the fly: :class:`MaskSource`), cut both
+into axial slices and keep only the slices where **the rater's binary mask** has a lesion voxel
+(docs/design.md §4); with several raters (``MaskConfig.raters``), where any of them has one. A
+soft ring can reach into a slice without rater lesion; such a slice is dropped all the same, so
+the binary baseline and every soft-mask variant train on exactly the same slices.
 
-Only the kept slices are kept (:class:`SliceSet`, one array per scan, no concatenated copy): in
-memory, or in an on-disk slice cache (:mod:`mssoft.files.slice_cache`; :func:`slice_storage`
-states the rule that chooses). :func:`split_slices` draws the 80/20 train/validation split (by
-slice or by patient) from a seed. Pure NumPy: :mod:`mssoft.nn.dataset` turns a :class:`SliceSet`
-into ``tf.data`` pipelines.
+The kept slices live (:class:`mssoft.arrays.slices.SliceSet`, one array per scan, no
+concatenated copy) in memory, or in an on-disk slice cache (:mod:`mssoft.files.slice_cache`;
+:func:`slice_storage` states the rule that chooses).
+:func:`mssoft.arrays.slices.split_slices` draws the 80/20 train/validation split (by slice or by
+patient) from a seed, and :mod:`mssoft.nn.dataset` turns a :class:`SliceSet` into ``tf.data``
+pipelines.
 """
 
 from __future__ import annotations

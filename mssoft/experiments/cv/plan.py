@@ -3,7 +3,8 @@
 Pure bookkeeping, no training: :mod:`mssoft.experiments.cv.run` runs the cells this module lays
 out. Each *cell* is one (held-out patient, grid point, repeat) combination with a folder of its
 own (a grid point is ratio, gamma and the variants beyond the paper: raters, ring profile,
-test-time augmentation); a cell is finished when its ``result.json`` exists, so an interrupted sweep resumes by skipping finished
+test-time augmentation); a cell is finished when its ``result.json`` exists, so an interrupted
+sweep resumes by skipping finished
 cells, and several machines sharing the output folder can each run a shard of the cells.
 """
 

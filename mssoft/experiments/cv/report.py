@@ -298,7 +298,6 @@ def comparison_records(
             {
                 "ratio": c.point[0],
                 "gamma": c.point[1],
-                "variant": c.point[2],
                 "rater": c.rater,
                 "metric": c.metric,
                 "n_pairs": d.n,
@@ -310,6 +309,7 @@ def comparison_records(
                 "p_wilcoxon": d.p_value,
                 "models_learned": f"{state.learned}/{state.total}",
                 "binary_models_learned": f"{base.learned}/{base.total}",
+                "variant": c.point[2],  # last: the paper's columns keep their order
             }
         )
     return rows
@@ -407,10 +407,10 @@ def plot_sweep(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    summaries = [s for s in summaries if not s.variant]  # the paper's grid points
     raters = sorted({s.rater for s in summaries})
-    index = {(s.ratio, s.gamma, s.rater, s.metric): s for s in summaries}
-    points = sorted({(s.ratio, s.gamma) for s in summaries})
+    index = {(s.ratio, s.gamma, s.variant, s.rater, s.metric): s for s in summaries}
+    # the paper's grid points first, then the variants beyond it
+    points = sorted({(s.ratio, s.gamma, s.variant) for s in summaries}, key=lambda p: (p[2], p))
     xs = np.arange(len(points), dtype=float)
     labels = [_point_label(*p) for p in points]
     panels = len(_TABLE_METRICS) + (1 if comparisons else 0)
@@ -440,7 +440,7 @@ def plot_sweep(
         ax.set_title(f"{label}: mean ± sd over {n} {spread}", fontsize=9)
     if comparisons:
         ax = axes[0][-1]
-        where = {(*p, ""): i for i, p in enumerate(points)}  # the paper's points
+        where = {p: i for i, p in enumerate(points)}
         for k, rater in enumerate(raters):
             offset = (k - (len(raters) - 1) / 2) * width
             mine = [c for c in comparisons if c.rater == rater and c.metric == "dice"]
@@ -468,7 +468,7 @@ def plot_sweep(
     for ax in axes[0]:
         ax.set_xticks(xs, labels, rotation=30, fontsize=8)
         ax.set_xlim(-0.5, len(points) - 0.5)
-        ax.set_xlabel("mask size / gamma")
+        ax.set_xlabel("mask size / gamma (variant)")
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)

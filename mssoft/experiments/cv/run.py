@@ -128,7 +128,8 @@ class CVConfig:
     tta : tuple of str
         Grid axis: test-time augmentation of calibration and prediction (``none``, ``flip``).
     training : TrainingSettings
-        Every training option of ``mssoft fit`` (:class:`mssoft.workflows.settings.TrainingSettings`);
+        Every training option of ``mssoft fit``
+        (:class:`mssoft.workflows.settings.TrainingSettings`);
         its seed is the first repeat's.
     shard : (int, int)
         Run cells ``i`` with ``i % n == k`` for ``shard == (k, n)``.

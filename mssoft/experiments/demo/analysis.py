@@ -1,6 +1,7 @@
 """The file-reading half of ``mssoft demo``: data summary, scores against the truth, figures.
 
-:mod:`mssoft.experiments.demo.run` runs the commands' library functions; this module reads what they wrote (rater
+:mod:`mssoft.experiments.demo.run` runs the commands' library functions; this module reads what
+they wrote (rater
 masks, the synthetic truth, soft masks, probabilities and segmentations), scores the held-out
 segmentations against the true lesion fraction and picks the slices the figures of
 :mod:`mssoft.experiments.demo.figures` show.

@@ -1,7 +1,8 @@
 """The demo's comparison table, verdict and Markdown report (text only; no file reading).
 
 :func:`comparison_text` is what ``mssoft demo`` prints; :func:`render_report` is ``report.md``;
-:func:`write_comparison_csv` is ``comparison.csv``. All take the :class:`mssoft.experiments.demo.run.DemoResult`
+:func:`write_comparison_csv` is ``comparison.csv``. All take the
+:class:`mssoft.experiments.demo.run.DemoResult`
 (or its scores) and format numbers as percent with one decimal; an undefined mean is ``NaN``.
 """
 
@@ -379,12 +380,14 @@ def render_report(result: DemoResult) -> str:
         f"- **Soft masks** (rater 1): ratio {c.ratio:g}, gamma {c.gamma:g}, FLAIR threshold "
         f"{c.flair_threshold}; achieved (|M| + |D|) / |M| = {data.soft_ratio:.3f} over the "
         "training scans (grown voxels darker than the threshold are dropped).",
-        f"- **Model**: 2D U-Net, {c.training.base_filters} filters at the first level, depth {c.training.depth}, "
+        f"- **Model**: 2D U-Net, {c.training.base_filters} filters at the first level, "
+        f"depth {c.training.depth}, "
         f"{binary.parameters:,} weights; inputs FLAIR, T1, T2, PD normalised over the brain "
         f"(`--normalise {c.training.normalise}`).",
         f"- **Training** (both models, same seed {c.seed}, same slices and split): axial slices "
         f"with a rater-1 lesion only, {binary.train_slices} training and {binary.val_slices} "
-        f"validation slices; {c.training.epochs} epochs, batch {c.training.batch_size}, Adam {c.training.learning_rate:g}, "
+        f"validation slices; {c.training.epochs} epochs, batch {c.training.batch_size}, "
+        f"Adam {c.training.learning_rate:g}, "
         f"random rotations in [-{c.training.rotation_degrees:g}, {c.training.rotation_degrees:g}] "
         f"degrees (`--augment {c.training.augment}`); the saved model is the epoch with the best "
         f"validation loss (binary: epoch {binary.best_epoch}, soft: epoch {soft.best_epoch}).",

@@ -112,7 +112,8 @@ class DemoConfig:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready settings (the folder as an absolute path; training settings at the top level)."""
+        """JSON-ready settings (the folder as an absolute path; training settings at the top
+        level)."""
         own = {k: v for k, v in asdict(self).items() if k != "training"}
         return {
             **own,
