@@ -9,7 +9,7 @@ import click
 from mssoft.arrays.threshold_search import parse_min_sizes, threshold_grid
 from mssoft.workflows.calibrate import calibrate_run
 
-from ._common import DATA_ARGUMENT, echo_line, progress
+from ._common import DATA_ARGUMENT, echo_line, inference_options, progress
 
 RUN_ARGUMENT = click.argument(
     "runs",
@@ -47,25 +47,9 @@ RUN_ARGUMENT = click.argument(
     "several are searched together with the threshold.",
 )
 @click.option("--batch-size", default=16, type=click.IntRange(min=1), help="Slices per model call.")
-@click.option(
-    "--resample",
-    is_flag=True,
-    help="Resample each scan to the run's training voxel size for the model (trilinear) and the "
-    "probabilities back to the scan's grid. Without it, a voxel size more than 20% off warns.",
-)
-@click.option(
-    "--mixed-precision",
-    is_flag=True,
-    help="Run the model in bfloat16 on CPU / float16 on GPU (the output layer stays float32): "
-    "about 2x faster on CPUs with AVX512_BF16; probabilities differ slightly from float32.",
-)
-@click.option(
-    "--tta",
-    default="none",
-    type=click.Choice(["none", "flip"]),
-    show_default=True,
-    help="Test-time augmentation: flip = average each slice's probabilities with those of its "
-    "left-right mirror (give predict the same --tta).",
+@inference_options(
+    "Test-time augmentation: flip = average each slice's probabilities with those of its "
+    "left-right mirror (give predict the same --tta)."
 )
 @click.option(
     "--out",

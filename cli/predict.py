@@ -9,7 +9,7 @@ import click
 from mssoft.files.layout import CALIBRATION_NAME
 from mssoft.workflows.predict import predict_folder
 
-from ._common import DATA_ARGUMENT, echo_line, out_option, progress
+from ._common import DATA_ARGUMENT, echo_line, inference_options, out_option, progress
 
 
 @click.command("predict")
@@ -38,25 +38,9 @@ from ._common import DATA_ARGUMENT, echo_line, out_option, progress
     "--scans", default=None, metavar="IDS", help="Comma-separated scan ids  [default: all]"
 )
 @click.option("--batch-size", default=16, type=click.IntRange(min=1), help="Slices per model call.")
-@click.option(
-    "--resample",
-    is_flag=True,
-    help="Resample each scan to the run's training voxel size for the model (trilinear) and the "
-    "probabilities back to the scan's grid. Without it, a voxel size more than 20% off warns.",
-)
-@click.option(
-    "--mixed-precision",
-    is_flag=True,
-    help="Run the model in bfloat16 on CPU / float16 on GPU (the output layer stays float32): "
-    "about 2x faster on CPUs with AVX512_BF16; probabilities differ slightly from float32.",
-)
-@click.option(
-    "--tta",
-    default="none",
-    type=click.Choice(["none", "flip"]),
-    show_default=True,
-    help="Test-time augmentation: flip = average each slice's probabilities with those of its "
-    "left-right mirror.",
+@inference_options(
+    "Test-time augmentation: flip = average each slice's probabilities with those of its "
+    "left-right mirror."
 )
 @click.option(
     "--calibration",

@@ -290,8 +290,7 @@ def run_cluster(args, tmp_path, name, *, workers=2, timeout=TIMEOUT):
 
 
 # Every worker trains through mssoft.workflows.fit.fit, as `mssoft fit --strategy multiworker`
-# does, with
-# two callbacks: one saves the worker's weights after epoch 1 into a file of its own, the other
+# does, with two callbacks: one saves the worker's weights after epoch 1 into a file of its own, the other
 # stops the whole cluster at the start of epoch 2 (as a crash would).
 CRASHING_WORKER = textwrap.dedent(
     """

@@ -504,3 +504,4 @@ def ensemble_binarisation(
                 tta,
             )
     return resolve_binarisation(folder, threshold=threshold, min_size=min_size)
+

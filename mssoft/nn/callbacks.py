@@ -17,6 +17,7 @@ from pathlib import Path
 import keras
 
 from mssoft.files.atomic import atomic_path
+from mssoft.files.history import read_history
 from mssoft.files.layout import (
     BACKUP_DIR,
     HISTORY_NAME,
@@ -45,16 +46,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-def read_history(path: str | Path) -> list[dict[str, float]]:
-    """Rows of a ``history.csv`` (empty list if there is none); ``epoch`` is 1-based."""
-    path = Path(path)
-    if not path.is_file():
-        return []
-    with path.open(newline="") as handle:
-        return [
-            {k: float(v) for k, v in row.items() if v not in ("", None)}
-            for row in csv.DictReader(handle)
-        ]
 
 
 def best_epoch_row(history: Sequence[dict[str, float]], monitor: str) -> dict[str, float] | None:

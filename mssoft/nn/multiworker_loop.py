@@ -46,8 +46,9 @@ import keras
 import tensorflow as tf
 
 from mssoft.errors import ConfigError, DataError, MssoftError
+from mssoft.files.history import read_history
 from mssoft.files.layout import BACKUP_DIR, HISTORY_NAME, KERAS_BACKUP_MARKERS, LOGS_DIR, MODEL_NAME
-from mssoft.nn.callbacks import BestModelCheckpoint, EpochLog, FitResult, read_history
+from mssoft.nn.callbacks import BestModelCheckpoint, EpochLog, FitResult
 from mssoft.nn.distribute import WorkerRole, worker_role
 
 __all__ = ["LoopResult", "distribute_dataset", "train_loop"]

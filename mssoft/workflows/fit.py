@@ -62,6 +62,7 @@ from mssoft.files.folders import (
     write_config,
 )
 from mssoft.files.geometry import training_geometry
+from mssoft.files.history import read_history
 from mssoft.files.layout import (
     BACKUP_DIR,
     CONFIG_NAME,
@@ -72,7 +73,7 @@ from mssoft.files.layout import (
 )
 from mssoft.files.normalisation import normalise_record, write_landmarks
 from mssoft.files.scans import Scan, discover_scans, resolve_modalities
-from mssoft.nn.callbacks import FitResult, completed_epochs, read_history, run_callbacks
+from mssoft.nn.callbacks import FitResult, completed_epochs, run_callbacks
 from mssoft.nn.dataset import make_dataset
 from mssoft.nn.distribute import (
     describe_strategy,

@@ -69,6 +69,7 @@ from mssoft.files.folders import (
     read_config,
     write_config,
 )
+from mssoft.files.history import read_history
 from mssoft.files.layout import (
     CELL_RESULT_NAME,
     CONFIG_NAME,
@@ -481,20 +482,11 @@ def collect_cells(config: CVConfig, cells: Sequence[Cell] | None = None) -> list
         record.pop("scans", None)
         if "val_dice" not in record:
             record["val_dice"] = _saved_epoch_dice(
-                _read_history(path.parent / "run" / HISTORY_NAME), record.get("best_epoch")
+                read_history(path.parent / "run" / HISTORY_NAME), record.get("best_epoch")
             )
         records.append(record)
     return records
 
-
-def _read_history(path: Path) -> list[dict[str, float]]:
-    if not path.is_file():
-        return []
-    with path.open(newline="") as handle:
-        return [
-            {k: float(v) for k, v in row.items() if v not in ("", None)}
-            for row in csv.DictReader(handle)
-        ]
 
 
 def collect_rows(
