@@ -82,8 +82,9 @@ def _one_setting(
     import keras
     import tensorflow as tf
 
+    from mssoft.arrays.slices import pad_slices
     from mssoft.nn.dataset import make_dataset
-    from mssoft.nn.unet import build_unet
+    from mssoft.nn.unet import build_unet, input_multiple
     from mssoft.workflows.fit import build_model
     from mssoft.workflows.settings import TrainConfig
 
@@ -97,8 +98,10 @@ def _one_setting(
         seed=settings.seed,
     )
     steps = settings.timed_steps
+    multiple = input_multiple(settings.depth)  # both paths see slices padded as mssoft fit pads
     images, targets = slices.gather(np.arange(settings.batch_size) % len(slices))
-    images, targets = tf.constant(images), tf.constant(targets)
+    images = tf.constant(pad_slices(images, multiple))
+    targets = tf.constant(pad_slices(targets, multiple))
     with _dtype_policy(policy):
         keras.utils.set_random_seed(settings.seed)
         fit_model = build_model(config, channels)  # as mssoft fit compiles it
@@ -114,6 +117,7 @@ def _one_setting(
             training=True,
             seed=settings.seed,
             max_degrees=config.rotation_degrees,
+            multiple=multiple,
         ).repeat()
         clock = _epoch_clock()
 
