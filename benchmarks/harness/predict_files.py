@@ -77,6 +77,7 @@ def bench_predict_files(
     """
     from mssoft.files.folders import write_config
     from mssoft.files.layout import MODEL_NAME
+    from mssoft.nn.inference import model_input_multiple
     from mssoft.synthetic import write_isbi_dataset
     from mssoft.workflows.predict import predict_folder
 
@@ -93,7 +94,11 @@ def bench_predict_files(
     run = workdir / "predict_run"
     run.mkdir(parents=True, exist_ok=True)
     model.save(run / MODEL_NAME)
-    write_config(run, "fit", {"modalities": list(modalities), "rater": 1})
+    write_config(
+        run,
+        "fit",
+        {"modalities": list(modalities), "rater": 1, "input_multiple": model_input_multiple(model)},
+    )
     batch = settings.predict_batch_size
     scans = settings.predict_file_scans
     record: dict[str, Any] = {
