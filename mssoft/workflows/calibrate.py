@@ -186,7 +186,8 @@ def calibrate_run(
         Bad run folder, missing scans or masks, an existing calibration without ``overwrite``.
     """
     runs = as_runs(run)
-    info = read_ensemble(runs)[0]
+    infos = read_ensemble(runs)  # run folders or export folders, read once
+    info = infos[0]
     if tta not in TTA_MODES:
         raise ConfigError(
             f"Invalid value for `--tta`. Expected one of {', '.join(TTA_MODES)}. Received: {tta!r}"
@@ -216,7 +217,6 @@ def calibrate_run(
         raise ConfigError(f"{path} already exists; pass --overwrite to replace it")
     selected, scan_source = _calibration_scans(info, data, scans, rater)
     check_modalities(selected, info)
-    infos = read_ensemble(runs)
     normaliser = run_normaliser(runs[0], info.record.get("config", {}), info.modalities)
     multiple = max(input_multiple_of(i) for i in infos)
     metas = {s.scan_id: check_scan(s, modalities=info.modalities, rater=rater) for s in selected}

@@ -467,13 +467,13 @@ def plot_sweep(
         ax.set_title(f"paired Dice difference, 95 % CI (n = {pairs} pairs)", fontsize=9)
     for ax in axes[0]:
         ax.set_xticks(xs, labels, rotation=30, fontsize=8)
-        ax.set_xlim(-0.5, len(points) - 0.5)
+        ax.set_xlim(-0.5, max(len(points), 1) - 0.5)
         ax.set_xlabel("mask size / gamma (variant)")
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
         if not summaries:
-            ax.text(0.5, 0.5, "no grid point of the paper's kind (see table.md)", ha="center")
+            ax.text(0.5, 0.5, "no finished cell yet", ha="center")
     fig.tight_layout()
     path = Path(path)
     with atomic_path(path) as tmp:
