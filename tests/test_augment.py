@@ -1,13 +1,22 @@
 import numpy as np
 import pytest
 
-from mssoft.nn.augment import (
-    rotate,
-    rotate_pair,
-    rotate_targets,
-    rotation_transforms,
-    sample_angles,
-)
+from mssoft.arrays.rotation import rotate_pairs, rotate_slices, rotation_matrices
+from mssoft.nn.augment import sample_angles
+
+
+def rotate(batch, angles, *, interpolation="bilinear"):
+    return rotate_slices(batch, angles, interpolation=interpolation)
+
+
+def rotate_targets(targets, angles, *, interpolation="nearest"):
+    return rotate_pairs(
+        np.zeros_like(targets), targets, angles, target_interpolation=interpolation
+    )[1]
+
+
+def rotate_pair(images, targets, angles, *, target_interpolation="nearest"):
+    return rotate_pairs(images, targets, angles, target_interpolation=target_interpolation)
 
 
 def pattern(n=9):
@@ -39,7 +48,7 @@ def test_image_and_target_get_the_same_transform():
     np.testing.assert_allclose(images[..., 1:], -masks, atol=1e-5)
     # nearest targets (the default): the same transform, resampled at the nearest pixel
     _, nearest = rotate_pair(image, mask, angles)
-    same_map = rotate(mask, angles, interpolation="NEAREST")
+    same_map = rotate(mask, angles, interpolation="nearest")
     np.testing.assert_array_equal(np.asarray(nearest), np.asarray(same_map))
     square = mask[:1, :16, :16]
     _, quarter = rotate_pair(np.zeros_like(square), square, np.array([90.0], np.float32))
@@ -100,7 +109,63 @@ def test_sample_angles_are_seeded_and_bounded():
 
 
 def test_rotation_keeps_the_centre_fixed():
-    t = np.asarray(rotation_transforms(np.array([37.0], np.float32), 11, 15))[0]
+    t = rotation_matrices(np.array([37.0]), 11, 15)[0].ravel()
     cx, cy = 7.0, 5.0  # ((W - 1) / 2, (H - 1) / 2)
-    assert t[0] * cx + t[1] * cy + t[2] == pytest.approx(cx, abs=1e-5)
-    assert t[3] * cx + t[4] * cy + t[5] == pytest.approx(cy, abs=1e-5)
+    assert t[0] * cx + t[1] * cy + t[2] == pytest.approx(cx, abs=1e-9)
+    assert t[3] * cx + t[4] * cy + t[5] == pytest.approx(cy, abs=1e-9)
+
+
+def _bilinear_reference(image, matrix):
+    """Exact bilinear resampling of one (H, W) image at the output-to-input map, 0 outside."""
+    h, w = image.shape
+    rows, cols = np.indices((h, w), dtype=np.float64)
+    sx = matrix[0, 0] * cols + matrix[0, 1] * rows + matrix[0, 2]
+    sy = matrix[1, 0] * cols + matrix[1, 1] * rows + matrix[1, 2]
+    x0, y0 = np.floor(sx).astype(int), np.floor(sy).astype(int)
+    fx, fy = sx - x0, sy - y0
+    out = np.zeros((h, w))
+    for dy, wy in ((0, 1 - fy), (1, fy)):
+        for dx, wx in ((0, 1 - fx), (1, fx)):
+            y, x = y0 + dy, x0 + dx
+            inside = (y >= 0) & (y < h) & (x >= 0) & (x < w)
+            out += np.where(inside, wy * wx * image[y.clip(0, h - 1), x.clip(0, w - 1)], 0.0)
+    return out
+
+
+def test_bilinear_rotation_matches_exact_resampling_within_a_32nd_of_a_pixel():
+    """OpenCV's weights sit on a 1/32-pixel grid: on a smooth image the error is that small."""
+    rows, cols = np.indices((40, 52), dtype=np.float64)
+    smooth = np.sin(rows / 6.0) + np.cos(cols / 9.0) + 0.05 * rows  # slope <= ~0.23 per pixel
+    angles = np.array([4.7, -3.1, 0.0])
+    got = rotate(np.repeat(smooth[None, ..., None], 3, axis=0), angles)[..., 0]
+    for k, matrix in enumerate(rotation_matrices(angles, 40, 52)):
+        want = _bilinear_reference(smooth, matrix)
+        inner = (slice(3, -3), slice(3, -3))  # away from the border, where 0 is blended in
+        np.testing.assert_allclose(got[k][inner], want[inner], atol=0.25 / 32)
+
+
+@pytest.mark.parametrize("channels", [1, 3, 4, 6])
+def test_every_channel_gets_the_same_rotation(channels):
+    rng = np.random.default_rng(channels)
+    base = rng.standard_normal((2, 23, 31)).astype(np.float32)
+    stack = np.stack([base * (c + 1) for c in range(channels)], axis=-1)
+    angles = np.array([3.3, -4.9])
+    out = rotate(stack, angles)
+    assert out.shape == stack.shape and out.dtype == np.float32
+    for c in range(channels):
+        np.testing.assert_allclose(out[..., c], out[..., 0] * (c + 1), rtol=1e-5, atol=1e-5)
+
+
+def test_rotation_writes_into_a_zero_padded_batch():
+    rng = np.random.default_rng(1)
+    images = rng.standard_normal((3, 21, 19, 2)).astype(np.float32)
+    angles = np.array([2.0, -5.0, 0.5])
+    padded = np.full((3, 32, 32, 2), 7.0, np.float32)  # stale values must not survive
+    out = rotate_slices(images, angles, out=padded)
+    assert out is padded
+    np.testing.assert_array_equal(out[:, :21, :19], rotate_slices(images, angles))
+    assert not out[:, 21:].any() and not out[:, :, 19:].any()
+    with pytest.raises(ValueError, match="out"):
+        rotate_slices(images, angles, out=np.zeros((3, 20, 32, 2), np.float32))
+    with pytest.raises(ValueError, match="angles"):
+        rotate_slices(images, angles[:2])

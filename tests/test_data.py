@@ -257,3 +257,46 @@ def test_validation_pipeline_is_ordered_and_not_augmented(binary):
     images, targets = binary.gather(positions)
     np.testing.assert_array_equal(np.concatenate([b[0] for b in batches]), images)
     np.testing.assert_array_equal(np.concatenate([b[1] for b in batches]), targets)
+
+
+def test_training_batches_are_the_gathered_slices_rotated_and_padded(soft):
+    """One NumPy step gathers, rotates (angles drawn in the graph) and zero-pads each batch."""
+    import tensorflow as tf
+
+    from mssoft.arrays.rotation import rotate_pairs
+    from mssoft.nn.augment import sample_angles
+
+    positions = np.arange(len(soft))
+    n, seed = len(positions), 11
+    ((order_images, order_targets),) = epoch(  # same shuffle, no rotation: the batch's order
+        make_dataset(soft, positions, batch_size=n, training=True, seed=seed, max_degrees=0.0)
+    )
+    ((images, targets),) = epoch(
+        make_dataset(soft, positions, batch_size=n, training=True, seed=seed, multiple=16)
+    )
+    draw = next(iter(tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)))
+    angles = np.asarray(sample_angles(n, tf.stack([draw, tf.constant(seed, tf.int64)]), 5.0))
+    want_images, want_targets = rotate_pairs(order_images, order_targets, angles)
+    height, width = soft.slice_shape
+    assert images.shape[1:3] == (-(-height // 16) * 16, -(-width // 16) * 16)
+    np.testing.assert_array_equal(images[:, :height, :width], want_images)
+    np.testing.assert_array_equal(targets[:, :height, :width], want_targets)
+    assert not images[:, height:].any() and not targets[:, :, width:].any()
+
+
+def test_a_repeated_pipeline_gives_the_epochs_of_fresh_iterations(soft):
+    """`mssoft fit` repeats the training pipeline: epoch k is what the k-th iteration gives."""
+    positions = np.arange(len(soft))
+
+    def pipeline():
+        return make_dataset(soft, positions, batch_size=4, training=True, seed=5)
+
+    per_batch = -(-len(positions) // 4)
+    repeated = epoch(pipeline().repeat(3))
+    fresh = pipeline()  # (each pipeline's reshuffling advances with its own iterations)
+    iterated = [batch for _ in range(3) for batch in epoch(fresh)]
+    assert len(repeated) == 3 * per_batch == len(iterated)
+    for (xa, ya), (xb, yb) in zip(repeated, iterated, strict=True):
+        np.testing.assert_array_equal(xa, xb)
+        np.testing.assert_array_equal(ya, yb)
+    assert not np.array_equal(repeated[0][0], repeated[per_batch][0])  # reshuffled and re-rotated

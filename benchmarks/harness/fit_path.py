@@ -1,18 +1,21 @@
 """Training stage: the ``mssoft fit`` path beside a plain ``tf.function`` step of the same model.
 
-What users run is ``model.fit`` over the ``tf.data`` pipeline of
-:func:`mssoft.nn.dataset.make_dataset` (shuffle, gather, rotate, prefetch), with the model
-compiled by :func:`mssoft.workflows.fit.build_model` (Adam, SoftDiceLoss, the BinarisedDice
-metric, input ``(None, None, C)``). The reference is the least a training step can cost: the
-same U-Net, optimizer and loss in a hand-written ``tf.function`` (forward, loss, gradients,
-Adam update; no metric, no pipeline: one fixed batch of real slices).
+What users run is one ``model.fit`` call over the ``tf.data`` pipeline of
+:func:`mssoft.nn.dataset.make_dataset` (shuffle, gather, rotate with OpenCV, pad, prefetch),
+repeated, with ``steps_per_epoch`` one pass (as :func:`mssoft.workflows.fit.fit` runs it), the
+model compiled by :func:`mssoft.workflows.fit.build_model` (Adam, SoftDiceLoss, the
+BinarisedDice metric, input ``(None, None, C)``). The reference is the least a training step can
+cost: the same U-Net, optimizer and loss in a hand-written ``tf.function`` (forward, loss,
+gradients, Adam update; no metric, no pipeline: one fixed batch of real slices).
 
 For every dtype policy and U-Net width the two are timed in alternating rounds within one
-process (so that a busy machine slows both alike): each round trains ``timed_steps`` plain steps,
-then one ``fit`` epoch of ``timed_steps`` steps (timed from the epoch's start to its end, so the
-per-epoch overhead counts, spread over few steps: pessimistic for real epochs of ~150 steps).
-The ratio is the median over rounds of plain seconds per step over fit seconds per step; the
-process CPU seconds per step of both are recorded too (they stay comparable on a busy machine).
+process (so that a busy machine slows both alike): one ``fit`` call of ``1 + fit_path_rounds``
+epochs of ``timed_steps`` steps; epoch 0 (tracing, warm-up) is not timed; every later epoch is
+timed from its start to its end (so the per-epoch overhead counts, spread over few steps:
+pessimistic for real epochs of ~150 steps), and after it, outside that window, a callback trains
+``timed_steps`` plain steps. The ratio is the median over rounds of plain seconds per step over
+fit seconds per step; the process CPU seconds per step of both are recorded too (they stay
+comparable on a busy machine).
 
 TensorFlow is imported inside the functions.
 """
@@ -56,8 +59,11 @@ def _plain_step(model: Any, learning_rate: float, eps: float) -> Any:
     return step
 
 
-def _epoch_clock() -> Any:
-    """A Keras callback recording the wall and process CPU seconds of each epoch."""
+def _epoch_clock(after_epoch: Any) -> Any:
+    """A Keras callback recording the wall and process CPU seconds of each epoch.
+
+    ``after_epoch()`` runs after each epoch's clock has stopped (outside the timed window).
+    """
     import keras
 
     class EpochClock(keras.callbacks.Callback):
@@ -72,6 +78,8 @@ def _epoch_clock() -> Any:
         def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
             self.wall.append(time.perf_counter() - self._t0)
             self.cpu.append(time.process_time() - self._c0)
+            if epoch:  # after the warm-up epoch the plain step is warm already
+                after_epoch()
 
     return EpochClock()
 
@@ -110,38 +118,43 @@ def _one_setting(
             (None, None, channels), base_filters=base_filters, depth=settings.depth
         )
         step = _plain_step(plain_model, config.learning_rate, config.eps)
+
+        # as mssoft fit runs it: the pipeline repeated, one model.fit call, `steps` per epoch
         train = make_dataset(
             slices,
-            np.arange(len(slices), dtype=np.int64),
+            np.arange(steps * settings.batch_size, dtype=np.int64) % len(slices),
             batch_size=settings.batch_size,
             training=True,
             seed=settings.seed,
             max_degrees=config.rotation_degrees,
             multiple=multiple,
         ).repeat()
-        clock = _epoch_clock()
+        plain_wall: list[float] = []
+        plain_cpu: list[float] = []
 
-        def fit_epoch() -> None:
-            fit_model.fit(
-                train, epochs=1, steps_per_epoch=steps, verbose=0, shuffle=False, callbacks=[clock]
-            )
-
-        t0 = time.perf_counter()
-        for _ in range(1 + settings.warmup_steps):  # tracing, then warm-up
-            float(step(images, targets))
-        fit_model.fit(
-            train, epochs=1, steps_per_epoch=1 + settings.warmup_steps, verbose=0, shuffle=False
-        )
-        first = time.perf_counter() - t0
-        plain_wall, plain_cpu = [], []
-        for _ in range(settings.fit_path_rounds):
+        def plain_round() -> None:
             c0, w0 = time.process_time(), time.perf_counter()
             for _ in range(steps):
                 loss = step(images, targets)
             float(loss)
             plain_wall.append((time.perf_counter() - w0) / steps)
             plain_cpu.append((time.process_time() - c0) / steps)
-            fit_epoch()
+
+        t0 = time.perf_counter()
+        for _ in range(1 + settings.warmup_steps):  # tracing, then warm-up
+            float(step(images, targets))
+        plain_warmup = time.perf_counter() - t0
+        clock = _epoch_clock(after_epoch=plain_round)
+        fit_model.fit(
+            train,
+            epochs=1 + settings.fit_path_rounds,  # epoch 0: tracing and warm-up, not timed
+            steps_per_epoch=steps,
+            verbose=0,
+            shuffle=False,
+            callbacks=[clock],
+        )
+        first = plain_warmup + clock.wall.pop(0)  # tracing and warm-up of both
+        clock.cpu.pop(0)
     fit_wall = [w / steps for w in clock.wall]
     fit_cpu = [c / steps for c in clock.cpu]
     ratios = [p / f for p, f in zip(plain_wall, fit_wall, strict=True)]

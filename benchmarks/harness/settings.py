@@ -98,9 +98,9 @@ class BenchSettings:
     depth: int = 4
     batch_size: int = 8
     warmup_steps: int = 1
-    timed_steps: int = 4
+    timed_steps: int = 12
     fit_path_bases: tuple[int, ...] = (16, 32)
-    fit_path_rounds: int = 3
+    fit_path_rounds: int = 4
     pipeline_batches: int = 60
     predict_batch_size: int = 16
     predict_file_scans: int = 2

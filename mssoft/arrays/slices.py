@@ -139,6 +139,18 @@ class SliceSet:
         """Bytes of the slices (in memory, or on disk for a slice cache)."""
         return sum(a.nbytes for a in self.images) + sum(a.nbytes for a in self.targets)
 
+    def views(self, index: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """The slices ``index`` (positions into :attr:`rows`), one array each, not stacked.
+
+        Returns
+        -------
+        images : list of ndarray of float32, shape (X, Y, C)
+            Views of the stored arrays (copies read from disk for the on-disk cache).
+        targets : list of ndarray of float32, shape (X, Y, 1)
+        """
+        rows = self._rows[np.asarray(index, dtype=np.int64).reshape(-1)]
+        return [self.images[s][k] for s, k in rows], [self.targets[s][k] for s, k in rows]
+
     def gather(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Stack the slices ``index`` (positions into :attr:`rows`).
 
@@ -147,10 +159,8 @@ class SliceSet:
         images : ndarray of float32, shape (n, X, Y, C)
         targets : ndarray of float32, shape (n, X, Y, 1)
         """
-        rows = self._rows[np.asarray(index, dtype=np.int64).reshape(-1)]
-        images = np.stack([self.images[s][k] for s, k in rows])
-        targets = np.stack([self.targets[s][k] for s, k in rows])
-        return images, targets
+        images, targets = self.views(index)
+        return np.stack(images), np.stack(targets)
 
 
 @dataclass(frozen=True)

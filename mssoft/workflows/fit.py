@@ -104,6 +104,7 @@ __all__ = [
     "resolve_inputs",
     "prepare_data",
     "make_datasets",
+    "steps_per_epoch",
     "build_model",
     "lesion_prior",
     "MODEL_NAME",
@@ -257,7 +258,7 @@ def lesion_prior(data: TrainingData) -> float:
 def _model_builder(config: TrainConfig, data: TrainingData) -> Callable[[], keras.Model]:
     """``build_model`` bound to the run's channels, lesion prior and steps per epoch."""
     prior = lesion_prior(data) if config.output_bias == "prior" else None
-    steps = max(1, -(-len(data.split.train) // config.batch_size))
+    steps = steps_per_epoch(config, data)
     if prior is not None:
         logger.info(
             "lesion prior of the training targets %.4f: head bias %.2f", prior, prior_logit(prior)
@@ -265,6 +266,11 @@ def _model_builder(config: TrainConfig, data: TrainingData) -> Callable[[], kera
     return lambda: build_model(
         config, len(data.modalities), lesion_prior=prior, steps_per_epoch=steps
     )
+
+
+def steps_per_epoch(config: TrainConfig, data: TrainingData) -> int:
+    """Batches in one pass over the training slices (the last one may be smaller), at least 1."""
+    return max(1, -(-len(data.split.train) // config.batch_size))
 
 
 def make_datasets(config: TrainConfig, data: TrainingData) -> tuple[Any, Any]:
@@ -573,8 +579,13 @@ def _fit_keras(
     done = completed_epochs(out / BACKUP_DIR)
     if done >= config.epochs:
         logger.info("%s holds %d trained epochs: nothing to do (raise --epochs)", out, done)
+    # One iterator for the whole run: `train` repeated, one pass per epoch. Over a finite dataset
+    # Keras makes a new iterator every epoch (and another, discarded, at each epoch's end); that
+    # cost start-up time every epoch and, on a 2-core CPU, made some epochs run far slower
+    # (benchmarks/epoch_iterators.py). The repeated pipeline gives the same batches.
     model.fit(
-        train,
+        train.repeat(),
+        steps_per_epoch=steps_per_epoch(config, data),
         validation_data=val,
         epochs=config.epochs,
         verbose=0,
