@@ -129,8 +129,8 @@ print(f"U-Net with {model.count_params():,} parameters")
 
 Repeat the training pipeline and give `steps_per_epoch` one pass over it, as `mssoft fit` does:
 over a finite dataset Keras builds new iterators every epoch, which costs time at every epoch
-start (on a 2-core CPU the median epoch took 31 % longer: benchmarks/epoch_iterators.py). The repeated pipeline reshuffles and draws
-new angles every pass, exactly as new iterations of it would.
+start (on a 2-core CPU the median epoch took 31 % longer: benchmarks/epoch_iterators.py). The
+repeated pipeline reshuffles and draws new angles every pass, exactly as new iterations would.
 """
 
 history = model.fit(
