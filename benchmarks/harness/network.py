@@ -71,15 +71,7 @@ def bench_pipeline(slices: Any, settings: BenchSettings) -> dict[str, Any]:
             seed=settings.seed,
             max_degrees=degrees,
         ).repeat()
-        batches = iter(dataset)
-        for _ in range(3):
-            next(batches)
-        count = 0
-        t0 = time.perf_counter()
-        for _ in range(settings.pipeline_batches):
-            images, _ = next(batches)
-            count += int(images.shape[0])
-        record[key] = count / (time.perf_counter() - t0)
+        record[key] = _drain_rate(dataset, settings.pipeline_batches)
     record["slices_per_second_disk"] = _disk_pipeline_rate(slices, settings)
     return record
 
@@ -109,23 +101,30 @@ def _disk_pipeline_rate(slices: Any, settings: BenchSettings) -> float:
             slices.modalities,
             slices.source,
         )
-        batches = iter(
-            make_dataset(
-                disk,
-                np.arange(len(disk), dtype=np.int64),
-                batch_size=settings.batch_size,
-                training=True,
-                seed=settings.seed,
-            ).repeat()
-        )
-        for _ in range(3):
-            next(batches)
-        count = 0
-        t0 = time.perf_counter()
-        for _ in range(settings.pipeline_batches):
-            images, _ = next(batches)
-            count += int(images.shape[0])
-        return count / (time.perf_counter() - t0)
+        dataset = make_dataset(
+            disk,
+            np.arange(len(disk), dtype=np.int64),
+            batch_size=settings.batch_size,
+            training=True,
+            seed=settings.seed,
+        ).repeat()
+        return _drain_rate(dataset, settings.pipeline_batches)
+
+
+def _drain_rate(dataset: Any, batches: int) -> float:
+    """Slices per second of a repeated pipeline drained as fast as possible.
+
+    3 warm-up batches, then ``batches`` timed.
+    """
+    iterator = iter(dataset)
+    for _ in range(3):
+        next(iterator)
+    count = 0
+    t0 = time.perf_counter()
+    for _ in range(batches):
+        images, _ = next(iterator)
+        count += int(images.shape[0])
+    return count / (time.perf_counter() - t0)
 
 
 def unet_macs(model: Any) -> dict[str, Any]:
