@@ -25,6 +25,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from mssoft.arrays.slices import zero_padding
+
 __all__ = [
     "TARGET_INTERPOLATIONS",
     "rotation_matrices",
@@ -96,8 +98,7 @@ def _output(shape: tuple[int, ...], out: np.ndarray | None, name: str) -> np.nda
             f"`{name}` must be float32 of shape ({batch}, >= {height}, >= {width}, {channels}); "
             f"got {out.dtype} {out.shape}"
         )
-    out[:, height:] = 0.0
-    out[:, :, width:] = 0.0
+    zero_padding(out, height, width)
     return out
 
 

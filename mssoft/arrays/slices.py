@@ -21,6 +21,7 @@ __all__ = [
     "Split",
     "split_slices",
     "pad_slices",
+    "zero_padding",
 ]
 
 
@@ -285,3 +286,17 @@ def pad_slices(slices: np.ndarray, multiple: int) -> np.ndarray:
     if not (pad_x or pad_y):
         return slices
     return np.pad(slices, [(0, 0), (0, pad_x), (0, pad_y), (0, 0)])
+
+
+def zero_padding(out: np.ndarray, height: int, width: int) -> None:
+    """Set ``out`` to 0 outside ``out[:, :height, :width]`` (padding at the end of both axes).
+
+    Parameters
+    ----------
+    out : ndarray of shape (N, X', Y', C)
+        A batch of padded slices, written in place; ``X' >= height`` and ``Y' >= width``.
+    height, width : int
+        Size of the slices it holds.
+    """
+    out[:, height:] = 0.0
+    out[:, :, width:] = 0.0

@@ -12,9 +12,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from mssoft.arrays.rotation import TARGET_INTERPOLATIONS
-
-__all__ = ["TARGET_INTERPOLATIONS", "sample_angles"]
+__all__ = ["sample_angles"]
 
 
 def sample_angles(batch_size: Any, seed: Any, max_degrees: float = 5.0) -> tf.Tensor:

@@ -27,7 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from mssoft.arrays.rotation import TARGET_INTERPOLATIONS, rotate_pairs
-from mssoft.arrays.slices import SliceSet
+from mssoft.arrays.slices import SliceSet, zero_padding
 from mssoft.errors import ConfigError
 from mssoft.nn.augment import sample_angles
 from mssoft.nn.strong_augment import strong_augment_pair
@@ -117,13 +117,13 @@ def make_dataset(
     padded = (height + (-height) % multiple, width + (-width) % multiple)
     rotating = training and max_degrees > 0
     pad_in_gather = not (training and strong)  # strong transforms see the unpadded slices
+    batch_shape = padded if pad_in_gather else (height, width)  # what `gather` returns
 
     def gather(index: np.ndarray, angles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The batch's slices, rotated by ``angles`` when rotating, zero-padded unless strong."""
         images, targets = slices.views(positions[index])
-        shape = padded if pad_in_gather else (height, width)
-        images_out = _aligned_empty((len(index), *shape, channels))
-        targets_out = _aligned_empty((len(index), *shape, 1))
+        images_out = _aligned_empty((len(index), *batch_shape, channels))
+        targets_out = _aligned_empty((len(index), *batch_shape, 1))
         if rotating:
             return rotate_pairs(
                 images,
@@ -134,13 +134,12 @@ def make_dataset(
                 targets_out=targets_out,
             )
         for out, parts in ((images_out, images), (targets_out, targets)):
-            out[:, height:] = 0.0
-            out[:, :, width:] = 0.0
+            zero_padding(out, height, width)
             for k, part in enumerate(parts):
                 out[k, :height, :width] = part
         return images_out, targets_out
 
-    def load(index: tf.Tensor, draw: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    def load(index: tf.Tensor, draw: tf.Tensor | None = None) -> tuple[tf.Tensor, tf.Tensor]:
         angles = (
             sample_angles(
                 tf.shape(index)[0], tf.stack([draw, tf.constant(seed, tf.int64)]), max_degrees
@@ -151,9 +150,8 @@ def make_dataset(
         images, targets = tf.numpy_function(
             gather, [index, angles], [tf.float32, tf.float32], stateful=False
         )
-        shape = padded if pad_in_gather else (height, width)
-        images.set_shape([None, *shape, channels])
-        targets.set_shape([None, *shape, 1])
+        images.set_shape([None, *batch_shape, channels])
+        targets.set_shape([None, *batch_shape, 1])
         if training and strong:
             strong_seed = tf.stack([draw, tf.constant(seed, tf.int64) + 1])  # not the angles'
             images, targets = strong_augment_pair(images, targets, strong_seed)
@@ -166,9 +164,9 @@ def make_dataset(
     if training:
         dataset = dataset.shuffle(max(len(positions), 1), seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size)
-    # one random draw per batch: the seeds of its angles and of its strong transforms
-    draws = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
-    dataset = tf.data.Dataset.zip(dataset, draws).map(
-        load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
-    )
+    if rotating or (training and strong):
+        # one random draw per batch: the seeds of its angles and of its strong transforms
+        draws = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+        dataset = tf.data.Dataset.zip(dataset, draws)
+    dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return dataset.prefetch(tf.data.AUTOTUNE)
