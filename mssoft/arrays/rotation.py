@@ -13,8 +13,8 @@ and target stay aligned exactly; only the resampling differs.
 Points that come from outside the slice get 0 (background of a z-scored image; no lesion).
 
 The resampling is OpenCV's ``warpAffine`` (bilinear weights on a 1/32-pixel grid): about 7 times
-less CPU than TensorFlow's ``ImageProjectiveTransformV3`` for a batch of 8 slices of 224 x 192 x 4
-(3 ms against 23 ms), which matters because on a CPU the training pipeline shares the cores with
+less CPU than TensorFlow's ``ImageProjectiveTransformV3`` for a batch of 8 slices of 181 x 217 x 4
+(3.1 ms against 21.1 ms, ``benchmarks/rotation_speed.py``), which matters because on a CPU the training pipeline shares the cores with
 the training step. :func:`rotate_pairs` can write straight into a zero-padded batch, so the padding
 that the U-Net needs costs no extra copy.
 """

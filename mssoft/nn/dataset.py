@@ -13,8 +13,8 @@ target by default so that a binary target stays binary and a soft one keeps its 
 prefetch. No array is embedded in the TensorFlow graph, and the pipeline is deterministic given
 its seed.
 
-On a CPU the pipeline shares the cores with the training step, so it is kept cheap: about 7 ms
-of CPU per batch of 8 slices of 181 x 217 x 4 (``make bench``). With ``model.fit``, repeat the
+On a CPU the pipeline shares the cores with the training step, so it is kept cheap: about 6 ms
+of CPU per batch of 8 slices of 181 x 217 x 4 (``benchmarks/rotation_speed.py``). With ``model.fit``, repeat the
 training dataset and pass ``steps_per_epoch`` (as :func:`mssoft.workflows.fit.fit` does): over a
 finite dataset Keras builds new iterators every epoch, which costs time at every epoch start.
 
