@@ -23,15 +23,28 @@ from scipy import ndimage
 
 from mssoft.synthetic.anatomy import TISSUES, Anatomy
 from mssoft.synthetic.fields import smooth_noise
+from mssoft.synthetic.mimics import Mimics
 
 __all__ = ["MODALITIES", "TISSUE_INTENSITY", "render_image", "modality_names"]
 
 MODALITIES = ("flair", "t1", "t2", "pd")
 TISSUE_INTENSITY: dict[str, dict[str, float]] = {
-    "flair": {"csf": 70.0, "gm": 600.0, "deep_gm": 540.0, "wm": 430.0, "lesion": 900.0},
-    "t1": {"csf": 180.0, "gm": 560.0, "deep_gm": 640.0, "wm": 820.0, "lesion": 520.0},
-    "t2": {"csf": 1000.0, "gm": 600.0, "deep_gm": 540.0, "wm": 430.0, "lesion": 820.0},
-    "pd": {"csf": 880.0, "gm": 760.0, "deep_gm": 720.0, "wm": 620.0, "lesion": 860.0},
+    "flair": {
+        "csf": 70.0, "gm": 600.0, "deep_gm": 540.0, "wm": 430.0, "lesion": 760.0,
+        "mimic": 860.0, "flow": 820.0,
+    },
+    "t1": {
+        "csf": 180.0, "gm": 560.0, "deep_gm": 640.0, "wm": 820.0, "lesion": 520.0,
+        "mimic": 790.0, "flow": 180.0,
+    },
+    "t2": {
+        "csf": 1000.0, "gm": 600.0, "deep_gm": 540.0, "wm": 430.0, "lesion": 820.0,
+        "mimic": 560.0, "flow": 1000.0,
+    },
+    "pd": {
+        "csf": 880.0, "gm": 760.0, "deep_gm": 720.0, "wm": 620.0, "lesion": 860.0,
+        "mimic": 690.0, "flow": 880.0,
+    },
 }
 
 
@@ -47,6 +60,7 @@ def render_image(
     jitter: float = 0.02,
     intensities: Mapping[str, Mapping[str, float]] = TISSUE_INTENSITY,
     slice_sigma: float = 0.0,
+    mimics: Mimics | None = None,
 ) -> np.ndarray:
     """One modality of one scan.
 
@@ -74,6 +88,9 @@ def render_image(
     slice_sigma : float, optional
         Through-plane (third axis) sigma in voxels of the slice profile when it is wider than the
         point spread function's 0.5 voxel: thick slices average the tissue along that axis.
+    mimics : Mimics, optional
+        Bright non-lesion tissue (:mod:`mssoft.synthetic.mimics`): its voxels take the table's
+        ``mimic`` and ``flow`` intensities (default: the lesion's and CSF's).
 
     Returns
     -------
@@ -87,12 +104,18 @@ def render_image(
         )
     table = intensities[modality]
     gain = rng.uniform(0.95, 1.05)
+    fallback = {"mimic": "lesion", "flow": "csf"}
     level = {
-        name: table[name] * gain * (1.0 + jitter * rng.standard_normal())
-        for name in (*TISSUES, "lesion")
+        name: table.get(name, table[fallback.get(name, name)])
+        * gain
+        * (1.0 + jitter * rng.standard_normal())
+        for name in (*TISSUES, "lesion", "mimic", "flow")
     }
     shape = anatomy.shape
     tissue = sum(np.float32(level[name]) * getattr(anatomy, name) for name in TISSUES)
+    if mimics is not None:
+        tissue = tissue + mimics.flow * np.float32(level["flow"] - level["csf"])
+        tissue = tissue + mimics.bright * (np.float32(level["mimic"]) - tissue)
     # Mild texture inside tissues, so that flat regions are not perfectly flat before noise.
     tissue = tissue * (1.0 + np.float32(0.015) * smooth_noise(shape, rng, 2.0))
     lesion = np.float32(level["wm"]) + lesion_contrast * np.float32(level["lesion"] - level["wm"])

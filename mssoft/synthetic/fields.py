@@ -38,6 +38,7 @@ _STREAMS = {
     "noise": 6,
     "rater": 7,
     "roughness": 8,
+    "mimics": 9,
 }
 
 
@@ -50,7 +51,7 @@ def stream(seed: Seed, name: str, *extra: int) -> np.random.Generator:
         The patient's seed (non-negative integers).
     name : str
         Which part: ``anatomy``, ``lesions``, ``evolution``, ``new_lesions``, ``contrast``,
-        ``noise``, ``rater`` or ``roughness``.
+        ``noise``, ``rater``, ``roughness`` or ``mimics``.
     *extra : int
         Further keys, e.g. the time point or the rater number.
 

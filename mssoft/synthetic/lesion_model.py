@@ -41,9 +41,16 @@ __all__ = [
     "lesion_roughness",
 ]
 
-LESION_KINDS = {"periventricular": 0.45, "juxtacortical": 0.20, "deep": 0.35}
+LESION_KINDS = {"periventricular": 0.36, "confluent": 0.06, "juxtacortical": 0.20, "deep": 0.38}
 # Median semi-axis (ISBI mm) and log-normal spread of each kind.
-_SIZE_MM = {"periventricular": (3.2, 0.5), "juxtacortical": (2.6, 0.4), "deep": (2.0, 0.35)}
+_SIZE_MM = {
+    "periventricular": (2.8, 0.5),
+    "confluent": (4.5, 0.3),
+    "juxtacortical": (2.2, 0.45),
+    "deep": (1.7, 0.45),
+}
+# Share of faint lesions (FLAIR contrast 0.25-0.6 of the typical lesion's).
+_FAINT_SHARE = 0.35
 # Lesions are not shrunk below this fraction of their ISBI size on coarse grids, so that small
 # grids still hold lesions larger than the 18-voxel post-processing minimum.
 _MIN_LESION_SCALE = 0.55
@@ -165,21 +172,27 @@ def _draw_lesion(
 ) -> Lesion:
     scale = max(anatomy.scale, _MIN_LESION_SCALE) * size
     median, spread = _SIZE_MM[kind]
-    radius = float(np.clip(median * np.exp(rng.normal(0.0, spread)), 1.2, 9.0)) * scale
+    radius = float(np.clip(median * np.exp(rng.normal(0.0, spread)), 1.0, 10.0)) * scale
     radius = max(radius, 1.0)
-    pool = candidates[kind]
+    pool = candidates["periventricular" if kind == "confluent" else kind]
     point = pool[rng.integers(len(pool))].astype(np.float64)
     if kind == "periventricular":
         normal = _outward_normal(anatomy.ventricles, point.astype(int))
         rotation = _frame_along(normal, rng)
         axes = radius * np.array([rng.uniform(1.3, 2.0), 1.0, rng.uniform(0.7, 1.0)])
         centre = point + normal * axes[0] * 0.45
+    elif kind == "confluent":
+        # a band along the ventricle wall: thin along the normal, long along the wall
+        normal = _outward_normal(anatomy.ventricles, point.astype(int))
+        rotation = _frame_along(normal, rng)
+        axes = radius * np.array([rng.uniform(0.5, 0.8), rng.uniform(1.5, 2.5), 1.0])
+        centre = point + normal * axes[0] * 0.8
     else:
         rotation = rotation_matrix(rng)
         axes = radius * rng.uniform(0.7, 1.3, 3)
         centre = point
     lobes = []
-    for _ in range(rng.integers(0, 3)):
+    for _ in range(rng.integers(2, 5) if kind == "confluent" else rng.integers(0, 3)):
         direction = rng.normal(size=3)
         direction /= np.linalg.norm(direction)
         lobes.append((direction * rng.uniform(0.6, 0.95), rng.uniform(0.4, 0.7, 3)))
@@ -191,7 +204,9 @@ def _draw_lesion(
         rotation=rotation,
         lobes=tuple(lobes),
         border=float(rng.uniform(1.1, 2.5)),
-        contrast=float(rng.uniform(0.75, 1.2)),
+        contrast=float(
+            rng.uniform(0.25, 0.6) if rng.random() < _FAINT_SHARE else rng.uniform(0.6, 1.25)
+        ),
         t1_contrast=float(t1),
         onset=onset,
     )

@@ -1,11 +1,12 @@
 """Simulated human raters: binary masks drawn from the true partial-volume lesion map.
 
 Each rater marks the voxels whose lesion fraction, perturbed by a smooth rater-specific field,
-reaches the rater's threshold, and overlooks some small lesions. As in ISBI 2015, rater 2 has a
-lower threshold and so marks more volume; the two raters disagree mainly on lesion borders (the
-partial-volume ramp) and on small lesions. The default models are tuned so that the
-rater-vs-rater Dice is about 0.6-0.8 (mean about 0.7 on grids from 32 x 40 x 24 to 96 x 112 x 64)
-and rater 2 marks more volume on almost every scan.
+reaches a threshold that the rater sets lesion by lesion (around the rater's own level: one
+border drawn generously, the next tightly), and overlooks some lesions: small and faint ones
+most often. As in ISBI 2015, rater 2 has a lower threshold and so marks more volume on average;
+the two raters disagree on lesion borders (the partial-volume ramp), lesion by lesion, and on
+small faint lesions, each marking some the other misses. The default models are tuned so that
+the rater-vs-rater Dice is about 0.6-0.75 on the demo's grid.
 """
 
 from __future__ import annotations
@@ -37,6 +38,13 @@ class RaterModel:
         Probability of overlooking a lesion of (almost) no volume; it decays with the volume.
     miss_volume : float
         Volume (voxels) at which the probability of overlooking a lesion has dropped by e.
+    border_spread : float
+        Standard deviation of the per-lesion change of ``threshold`` (border placement varies
+        lesion by lesion).
+    faint_miss : float
+        Extra probability of overlooking a faint lesion: the miss probability is multiplied by
+        ``1 + faint_miss * (1 - contrast)`` (``contrast`` as in
+        :attr:`mssoft.synthetic.lesion_model.Lesion.contrast`), then capped at 1.
     """
 
     threshold: float
@@ -44,6 +52,8 @@ class RaterModel:
     noise_scale: float = 1.2
     miss_rate: float = 0.3
     miss_volume: float = 30.0
+    border_spread: float = 0.0
+    faint_miss: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.0 < self.threshold <= 1.0:
@@ -56,21 +66,32 @@ class RaterModel:
                 "Invalid value for `miss_rate`. Expected a number in [0, 1]. "
                 f"Received: {self.miss_rate}"
             )
-        if self.boundary_noise < 0 or self.noise_scale <= 0 or self.miss_volume <= 0:
+        if (
+            self.boundary_noise < 0
+            or self.noise_scale <= 0
+            or self.miss_volume <= 0
+            or self.border_spread < 0
+            or self.faint_miss < 0
+        ):
             raise ValueError(
                 "Invalid rater model: expected boundary_noise >= 0, noise_scale > 0, "
-                "miss_volume > 0. "
+                "miss_volume > 0, border_spread >= 0, faint_miss >= 0. "
                 f"Received: {self}"
             )
 
 
 DEFAULT_RATERS: dict[int, RaterModel] = {
-    1: RaterModel(threshold=0.55, miss_rate=0.35),
-    2: RaterModel(threshold=0.30, miss_rate=0.2),
+    1: RaterModel(threshold=0.5, miss_rate=0.4, border_spread=0.2, faint_miss=1.5),
+    2: RaterModel(threshold=0.35, miss_rate=0.3, border_spread=0.2, faint_miss=1.5),
 }
 
 
-def simulate_rater(truth: np.ndarray, model: RaterModel, rng: np.random.Generator) -> np.ndarray:
+def simulate_rater(
+    truth: np.ndarray,
+    model: RaterModel,
+    rng: np.random.Generator,
+    contrast: np.ndarray | None = None,
+) -> np.ndarray:
     """One rater's binary lesion mask.
 
     Parameters
@@ -81,6 +102,9 @@ def simulate_rater(truth: np.ndarray, model: RaterModel, rng: np.random.Generato
         The rater's threshold, border noise and tendency to miss small lesions.
     rng : numpy.random.Generator
         The rater's random stream for this scan.
+    contrast : ndarray of float, shape (X, Y, Z), optional
+        Per-voxel lesion contrast (1 typical, lower fainter); faint lesions are overlooked more
+        often (:attr:`RaterModel.faint_miss`). Default: every lesion typical.
 
     Returns
     -------
@@ -97,11 +121,23 @@ def simulate_rater(truth: np.ndarray, model: RaterModel, rng: np.random.Generato
     box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
     local = truth[box]
     noise = smooth_noise(local.shape, rng, model.noise_scale) if min(local.shape) > 1 else 0.0
-    marked = (local + np.float32(model.boundary_noise) * noise >= model.threshold) & (local > 0)
+    perceived = local + np.float32(model.boundary_noise) * noise
+    # Each lesion (component of the true support) gets its own threshold.
+    support_labels, n_support = label_lesions(local > 0)
+    offsets = np.clip(
+        model.threshold + model.border_spread * rng.standard_normal(n_support + 1), 0.05, 0.95
+    ).astype(np.float32)
+    offsets[0] = 2.0  # never marked outside the support
+    marked = (perceived >= offsets[support_labels]) & (local > 0)
     labels, count = label_lesions(marked)
     if count:
-        volumes = np.bincount(labels.ravel(), minlength=count + 1)[1:]
+        flat = labels.ravel()
+        volumes = np.bincount(flat, minlength=count + 1)[1:]
         p_miss = model.miss_rate * np.exp(-volumes / model.miss_volume)
+        if contrast is not None:
+            sums = np.bincount(flat, weights=contrast[box].ravel(), minlength=count + 1)[1:]
+            faint = np.clip(1.0 - sums / np.maximum(volumes, 1), 0.0, 1.0)
+            p_miss = np.minimum(p_miss * (1.0 + model.faint_miss * faint), 1.0)
         missed = np.flatnonzero(rng.random(count) < p_miss) + 1
         if missed.size:
             marked &= ~np.isin(labels, missed)

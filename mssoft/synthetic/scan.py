@@ -18,6 +18,7 @@ from mssoft.synthetic.lesion_model import (
     render_lesions,
     sample_lesions,
 )
+from mssoft.synthetic.mimics import make_mimics
 from mssoft.synthetic.raters import DEFAULT_RATERS, RaterModel, simulate_rater
 
 __all__ = ["SyntheticScan", "make_patient", "make_scan", "DEFAULT_SHAPE"]
@@ -82,6 +83,7 @@ class _Patient:
         raters: Mapping[int, RaterModel] | None,
         intensities: Mapping[str, Mapping[str, float]] | None = None,
         slice_thickness: float | None = None,
+        mimics: float = 1.0,
     ) -> None:
         if int(timepoints) != timepoints or timepoints < 1:
             raise ValueError(
@@ -120,6 +122,7 @@ class _Patient:
             lesion_size=lesion_size,
         )
         self.roughness = lesion_roughness(self.anatomy.shape, seed)
+        self.mimics = make_mimics(self.anatomy, seed, amount=mimics)
 
     def render(self, t: int) -> SyntheticScan:
         """Images, truth and masks of time point ``t`` (depends only on the seed and ``t``)."""
@@ -132,9 +135,12 @@ class _Patient:
             roughness = np.float32(0.9) * roughness + np.float32(0.436) * drift
         truth, contrast, t1_contrast = render_lesions(anatomy, present, roughness)
         images = {}
+        # T2 and PD show faint FLAIR lesions less faint (the lesion is there, FLAIR hides it).
+        factors = {"t1": t1_contrast, "flair": contrast}
+        compressed = np.float32(0.5) + np.float32(0.5) * contrast
         for index, name in enumerate(self.modalities):
             rng = stream(self.seed, "contrast", t, index)
-            factor = t1_contrast if name == "t1" else contrast
+            factor = factors.get(name, compressed)
             images[name] = render_image(
                 name,
                 anatomy,
@@ -145,9 +151,10 @@ class _Patient:
                 bias=self.bias,
                 intensities=self.intensities,
                 slice_sigma=self.slice_sigma,
+                mimics=self.mimics,
             )
         masks = {
-            r: simulate_rater(truth, m, stream(self.seed, "rater", t, r))
+            r: simulate_rater(truth, m, stream(self.seed, "rater", t, r), contrast)
             for r, m in self.raters.items()
         }
         logger.debug(
@@ -174,11 +181,11 @@ def make_patient(
     seed: Seed = 0,
     timepoints: int = 2,
     spacing: Sequence[float] = (1.0, 1.0, 1.0),
-    n_lesions: float = 16,
+    n_lesions: float = 60,
     new_lesions: float = 1.0,
     lesion_size: float = 1.0,
     noise: float = 0.03,
-    bias: float = 0.05,
+    bias: float = 0.08,
     modalities: Sequence[str] | None = None,
     raters: Mapping[int, RaterModel] | None = None,
     intensities: Mapping[str, Mapping[str, float]] | None = None,
@@ -251,11 +258,11 @@ def make_scan(
     seed: Seed = 0,
     timepoint: int = 0,
     spacing: Sequence[float] = (1.0, 1.0, 1.0),
-    n_lesions: float = 16,
+    n_lesions: float = 60,
     new_lesions: float = 1.0,
     lesion_size: float = 1.0,
     noise: float = 0.03,
-    bias: float = 0.05,
+    bias: float = 0.08,
     modalities: Sequence[str] | None = None,
     raters: Mapping[int, RaterModel] | None = None,
     intensities: Mapping[str, Mapping[str, float]] | None = None,

@@ -62,10 +62,10 @@ class Site:
     contrast: Mapping[str, float] = field(default_factory=_ones)
     intensity_scale: Mapping[str, float] = field(default_factory=_ones)
     noise: float = 0.03
-    bias: float = 0.05
+    bias: float = 0.08
     spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
     slice_thickness: float = 1.0
-    n_lesions: float = 16.0
+    n_lesions: float = 60.0
     lesion_size: float = 1.0
     new_lesions: float = 1.0
 
@@ -128,7 +128,7 @@ SITE_B = Site(
     bias=0.15,
     spacing=(1.2, 1.2, 2.0),
     slice_thickness=3.0,
-    n_lesions=22.0,
+    n_lesions=76.0,
     lesion_size=0.8,
 )
 #: The preset sites by name.
