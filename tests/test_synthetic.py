@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mssoft.arrays.realism import rater_agreement
 from mssoft.errors import ConfigError, DataError
 from mssoft.files.nifti import read_header, read_volume
 from mssoft.files.scans import (
@@ -18,6 +19,7 @@ from mssoft.files.scans import (
     raters_of,
     resolve_modalities,
 )
+from mssoft.synthetic.lesion_model import LESION_KINDS
 from mssoft.synthetic import (
     DEFAULT_RATERS,
     MODALITIES,
@@ -77,8 +79,9 @@ def test_tissue_fractions_fill_the_brain_and_background_is_zero(scan):
         assert np.all(image[anatomy.brain] > 0), f"{name}: zero voxel inside the brain"
 
 
-# Typical lesion / white-matter ratios: about 2 on FLAIR and T2, 1.3-1.4 on PD.
-@pytest.mark.parametrize(("modality", "factor"), [("flair", 1.6), ("t2", 1.5), ("pd", 1.15)])
+# Typical lesion / white-matter ratios: about 1.35 on FLAIR (faint lesions exist, as on real
+# scans), 1.5 on T2, 1.2 on PD.
+@pytest.mark.parametrize(("modality", "factor"), [("flair", 1.25), ("t2", 1.4), ("pd", 1.12)])
 def test_lesions_are_hyperintense_on_flair_t2_pd(scan, regions, modality, factor):
     image = scan.images[modality]
     assert image[regions["lesion"]].mean() > factor * image[regions["wm"]].mean()
@@ -117,12 +120,12 @@ def test_lesion_borders_are_partial_volume(scan):
 
 
 def test_lesion_kinds_and_periventricular_placement():
-    scan = make_scan(MODEST, seed=0, n_lesions=24)
+    scan = make_scan(MODEST, seed=0)
     kinds = {lesion.kind for lesion, _ in scan.lesions}
-    assert kinds == {"periventricular", "juxtacortical", "deep"}
+    assert kinds == set(LESION_KINDS)
     vent = scan.anatomy.ventricles > 0.2
     for lesion, _ in scan.lesions:
-        if lesion.kind == "periventricular":
+        if lesion.kind in ("periventricular", "confluent"):
             centre = np.round(lesion.centre).astype(int)
             lo, hi = np.maximum(centre - 5, 0), centre + 6
             assert vent[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))].any(), (
@@ -142,18 +145,24 @@ def test_tiny_grid_still_has_every_tissue_and_lesions():
 # --- Raters -----------------------------------------------------------------------------------
 
 
-def test_raters_disagree_like_isbi_2015():
-    scores, more = [], 0
+def test_raters_disagree_like_real_raters():
+    scores, volumes, touched = [], np.zeros(2), []
     for seed in range(3):
         for s in make_patient((64, 80, 48), seed=seed, timepoints=2):
             m1, m2 = s.masks[1], s.masks[2]
             assert m1.dtype == bool and m1.any() and m2.any()
             assert not (m1 & (s.truth == 0)).any() and not (m2 & (s.truth == 0)).any()
             scores.append(dice(m1, m2))
-            more += np.count_nonzero(m2) >= np.count_nonzero(m1)
+            volumes += [np.count_nonzero(m1), np.count_nonzero(m2)]
+            agreement = rater_agreement(m1, m2)
+            touched.append((agreement.touched_a, agreement.touched_b))
     assert 0.6 <= np.mean(scores) <= 0.8, scores
     assert min(scores) > 0.45, scores
-    assert more >= 5, f"rater 2 marked more volume on only {more} of 6 scans"
+    assert volumes[1] > volumes[0], "rater 2 should mark more volume overall"
+    # Not a mere volume bias: each rater marks lesions the other does not touch.
+    touched = np.array(touched)
+    assert (touched[:, 0] < 1).sum() >= 3, touched  # rater 1's lesions rater 2 left out
+    assert (touched[:, 1] < 1).sum() >= 3, touched  # and the other way round
 
 
 def test_rater_models_are_configurable_and_validated():
