@@ -8,6 +8,7 @@ nnU-Net v2 raw dataset, which it reads too.
 
 The phantom is procedural: see :mod:`mssoft.synthetic.anatomy` (tissues),
 :mod:`~mssoft.synthetic.lesion_model` (lesions and their evolution),
+:mod:`~mssoft.synthetic.mimics` (bright non-lesion FLAIR tissue),
 :mod:`~mssoft.synthetic.contrast` (FLAIR/T1/T2/PD), :mod:`~mssoft.synthetic.raters` (rater masks)
 and :mod:`~mssoft.synthetic.writer` (files); :mod:`~mssoft.synthetic.sites` gives scanner sites
 (contrast, intensity units, noise, bias field, voxel size, slice thickness, lesion load) and two

@@ -6,8 +6,9 @@ spread function (Gaussian, 0.5 voxel), a smooth multiplicative bias field and Ri
 0 (skull-stripped). Tissue intensities (:data:`TISSUE_INTENSITY`, arbitrary units) follow 3T
 behaviour:
 
-* FLAIR: CSF dark (fluid suppressed), grey matter brighter than white matter, lesions the
-  brightest tissue;
+* FLAIR: CSF dark (fluid suppressed), grey matter brighter than white matter, lesions bright
+  (typically 1.3-1.4 x the brain's median; faint ones barely above grey matter), and bright
+  non-lesion ``mimic`` tissue and ``flow`` artefacts (:mod:`mssoft.synthetic.mimics`);
 * T1 (MPRAGE): CSF dark, white matter brighter than grey matter, lesions dark; about a quarter of
   the lesions are much darker ("black holes");
 * T2: CSF the brightest, grey matter brighter than white matter, lesions bright;
@@ -23,7 +24,6 @@ from scipy import ndimage
 
 from mssoft.synthetic.anatomy import TISSUES, Anatomy
 from mssoft.synthetic.fields import smooth_noise
-from mssoft.synthetic.mimics import Mimics
 
 __all__ = ["MODALITIES", "TISSUE_INTENSITY", "render_image", "modality_names"]
 
@@ -60,7 +60,8 @@ def render_image(
     jitter: float = 0.02,
     intensities: Mapping[str, Mapping[str, float]] = TISSUE_INTENSITY,
     slice_sigma: float = 0.0,
-    mimics: Mimics | None = None,
+    mimic: np.ndarray | None = None,
+    flow: np.ndarray | None = None,
 ) -> np.ndarray:
     """One modality of one scan.
 
@@ -88,8 +89,9 @@ def render_image(
     slice_sigma : float, optional
         Through-plane (third axis) sigma in voxels of the slice profile when it is wider than the
         point spread function's 0.5 voxel: thick slices average the tissue along that axis.
-    mimics : Mimics, optional
-        Bright non-lesion tissue (:mod:`mssoft.synthetic.mimics`): its voxels take the table's
+    mimic, flow : ndarray of float32, shape (X, Y, Z), optional
+        Fractions of bright non-lesion tissue and of CSF flow artefact
+        (:class:`mssoft.synthetic.mimics.Mimics`): those fractions of a voxel take the table's
         ``mimic`` and ``flow`` intensities (default: the lesion's and CSF's).
 
     Returns
@@ -113,9 +115,10 @@ def render_image(
     }
     shape = anatomy.shape
     tissue = sum(np.float32(level[name]) * getattr(anatomy, name) for name in TISSUES)
-    if mimics is not None:
-        tissue = tissue + mimics.flow * np.float32(level["flow"] - level["csf"])
-        tissue = tissue + mimics.bright * (np.float32(level["mimic"]) - tissue)
+    if flow is not None:
+        tissue = tissue + flow * np.float32(level["flow"] - level["csf"])
+    if mimic is not None:
+        tissue = tissue + mimic * (np.float32(level["mimic"]) - tissue)
     # Mild texture inside tissues, so that flat regions are not perfectly flat before noise.
     tissue = tissue * (1.0 + np.float32(0.015) * smooth_noise(shape, rng, 2.0))
     lesion = np.float32(level["wm"]) + lesion_contrast * np.float32(level["lesion"] - level["wm"])

@@ -2,12 +2,16 @@
 
 Lesions are ovoid and lobulated (a main ellipsoid, up to two satellite ellipsoids and a rough
 border), with a blurred border whose width varies between lesions: the partial-volume ramp is
-where human raters disagree. Three kinds are drawn, as in relapsing-remitting MS:
+where human raters disagree. Their FLAIR contrast varies widely: about a third are faint (25-60 %
+of a typical lesion's contrast), as on real scans, where a single FLAIR threshold misses them.
+Four kinds are drawn, as in relapsing-remitting MS:
 
-* ``periventricular`` (about 45 %): on the wall of a lateral ventricle, the long axis pointing
-  away from it (Dawson's fingers), often the largest;
+* ``periventricular`` (about 36 %): on the wall of a lateral ventricle, the long axis pointing
+  away from it (Dawson's fingers);
+* ``confluent`` (about 6 %): large bands along a ventricle wall, made of several lobes (the
+  heavy tail of the size distribution);
 * ``juxtacortical`` (about 20 %): in white matter touching the cortex;
-* ``deep`` (about 35 %): small lesions in deep white matter.
+* ``deep`` (about 38 %): small lesions in deep white matter.
 
 Across time points of a patient each lesion keeps its place and shape; its size follows a slow
 random walk (some grow, some shrink) and new lesions appear at follow-up time points.
@@ -65,7 +69,7 @@ class Lesion:
     Attributes
     ----------
     kind : str
-        ``periventricular``, ``juxtacortical`` or ``deep``.
+        ``periventricular``, ``confluent``, ``juxtacortical`` or ``deep``.
     centre : ndarray of shape (3,)
         Centre in voxel coordinates (RAS array axes).
     axes : ndarray of shape (3,)

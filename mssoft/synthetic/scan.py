@@ -83,7 +83,6 @@ class _Patient:
         raters: Mapping[int, RaterModel] | None,
         intensities: Mapping[str, Mapping[str, float]] | None = None,
         slice_thickness: float | None = None,
-        mimics: float = 1.0,
     ) -> None:
         if int(timepoints) != timepoints or timepoints < 1:
             raise ValueError(
@@ -122,7 +121,7 @@ class _Patient:
             lesion_size=lesion_size,
         )
         self.roughness = lesion_roughness(self.anatomy.shape, seed)
-        self.mimics = make_mimics(self.anatomy, seed, amount=mimics)
+        self.mimics = make_mimics(self.anatomy, seed)
 
     def render(self, t: int) -> SyntheticScan:
         """Images, truth and masks of time point ``t`` (depends only on the seed and ``t``)."""
@@ -151,7 +150,8 @@ class _Patient:
                 bias=self.bias,
                 intensities=self.intensities,
                 slice_sigma=self.slice_sigma,
-                mimics=self.mimics,
+                mimic=self.mimics.bright,
+                flow=self.mimics.flow,
             )
         masks = {
             r: simulate_rater(truth, m, stream(self.seed, "rater", t, r), contrast)
