@@ -27,6 +27,7 @@ __all__ = [
     "parse_shard",
     "leave_one_patient_out",
     "grid_points",
+    "with_binary_point",
     "plan_cells",
 ]
 
@@ -222,6 +223,24 @@ def grid_points(
                         if point not in points:
                             points.append(point)
     return points
+
+
+def with_binary_point(points: Sequence[GridPoint]) -> tuple[list[GridPoint], bool]:
+    """``points`` with the binary point of one rater (ratio 1, no variant) first if it is missing.
+
+    Every grid point is compared with that binary model (same folds, scans and seeds), so a grid
+    without it (e.g. only ``--raters 1,2``, or only ``--tta flip``) would pair nothing.
+
+    Returns
+    -------
+    points : list of GridPoint
+    added : bool
+        True when the binary point was added.
+    """
+    binary = GridPoint(1.0, 0.0)
+    if binary in points:
+        return list(points), False
+    return [binary, *points], True
 
 
 def plan_cells(
