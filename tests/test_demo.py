@@ -69,7 +69,8 @@ def test_demo_quick_writes_report_figures_table_and_config(tmp_path):
     report = (out / "report.md").read_text()
     for text in (
         "## Result",
-        "| Reference | Metric (%) | Binary masks | Soft masks | Soft − binary | FLAIR threshold |",
+        "| Reference | Metric (%) | Binary masks | Soft masks | Soft − binary "
+        "| FLAIR threshold |",
         "### Against the FLAIR-threshold baseline",
         "| soft − FLAIR threshold | rater 1 |",
         "grid 0.01 to 0.99 by 0.01",
@@ -268,7 +269,8 @@ def test_comparison_rows_in_percent_with_differences_and_nan():
         ("rater 1", "Recall", "50.0", "50.0", "+0.0", "n/a"),
     ]
     flair = _score("flair-threshold", "rater 1", 0.6, {})
-    assert comparison_rows([*scores, flair])[0] == ("rater 1", "Dice", "72.3", "75.0", "+2.7", "60.0")
+    first = comparison_rows([*scores, flair])[0]
+    assert first == ("rater 1", "Dice", "72.3", "75.0", "+2.7", "60.0")
 
 
 def test_focus_window_centres_on_the_lesion_mass():

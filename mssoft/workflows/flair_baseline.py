@@ -50,6 +50,7 @@ __all__ = [
     "overlap_counts",
     "validation_slices",
     "validation_dice",
+    "run_validation_dice",
 ]
 
 logger = logging.getLogger(__name__)
@@ -76,7 +77,9 @@ def read_flair(scan: Scan) -> tuple[np.ndarray, tuple[float, float, float]]:
 
 
 def calibrate_on_scans(
-    scans: Sequence[Scan], rater: int, thresholds: Sequence[float] | np.ndarray = FLAIR_THRESHOLD_GRID
+    scans: Sequence[Scan],
+    rater: int,
+    thresholds: Sequence[float] | np.ndarray = FLAIR_THRESHOLD_GRID,
 ) -> FlairThreshold:
     """Choose the baseline's threshold on ``scans`` by mean per-scan Dice against ``rater``.
 
@@ -140,7 +143,8 @@ def score_against_raters(
         segmentation, spacing = segmentations[scan.scan_id]
         for rater in sorted(scan.masks):
             reference = read_mask(scan.mask_path(rater), scan.label_map)
-            rows.append((scan.scan_id, rater, scan_metrics(segmentation, reference, spacing_mm=spacing)))
+            metrics = scan_metrics(segmentation, reference, spacing_mm=spacing)
+            rows.append((scan.scan_id, rater, metrics))
     return rows
 
 
@@ -205,3 +209,26 @@ def validation_dice(counts: Mapping[str, np.ndarray], run_dir: str | Path) -> fl
     if slices is None or any(scan not in counts for scan in slices):
         return math.nan
     return pooled_dice(counts, slices)
+
+
+def run_validation_dice(
+    segmentations: Mapping[str, tuple[np.ndarray, Any]],
+    scans: Sequence[Scan],
+    run_dir: str | Path,
+    raters: Sequence[int] = (1,),
+) -> float:
+    """The baseline's Dice on a run's validation slices against the target of ``raters``.
+
+    Parameters
+    ----------
+    segmentations : mapping
+        :func:`segment_scans` of (at least) the run's training scans.
+    scans : sequence of Scan
+        The run's training scans (those with a mask of every rater in ``raters``).
+    run_dir : path
+        The ``mssoft fit`` run folder (its ``split.json``).
+    raters : sequence of int
+        The raters the run was trained on (:func:`rater_targets`).
+    """
+    usable = [s for s in scans if s.scan_id in segmentations and all(r in s.masks for r in raters)]
+    return validation_dice(overlap_counts(segmentations, rater_targets(usable, raters)), run_dir)

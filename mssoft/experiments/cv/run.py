@@ -552,7 +552,9 @@ def _not_learned_note(learned: dict[tuple[float, float, str], Learning]) -> str:
     """The table's line on grid points whose models did not all learn ("" when all did)."""
     from mssoft.experiments.cv.report import point_label
 
-    failing = [f"{point_label(*p)}: {c.describe()}" for p, c in learned.items() if not c.all_learned]
+    failing = [
+        f"{point_label(*p)}: {c.describe()}" for p, c in learned.items() if not c.all_learned
+    ]
     if not failing:
         return ""
     return (

@@ -6,9 +6,9 @@ on the soft masks (same seed, same slices, same split), calibrates each on its t
 segments held-out patients that neither model saw, evaluates both against rater 1, rater 2 and the
 synthetic truth beside the FLAIR-threshold baseline (:mod:`mssoft.experiments.demo.baseline`), and
 writes a Markdown report with figures. A model whose validation Dice does not beat the baseline's
-on the same validation slices did not learn, and the comparison is void. Every step calls the library function
-behind the matching command (``build-masks``, ``fit``, ``calibrate``, ``predict``, ``evaluate``),
-so each subfolder is the output that command would have written::
+on the same validation slices did not learn, and the comparison is void. Every step calls the
+library function behind the matching command (``build-masks``, ``fit``, ``calibrate``,
+``predict``, ``evaluate``), so each subfolder is the output that command would have written::
 
     DIR/config.json          command "demo", the settings, then the result and the wall time
     DIR/report.md            the report (table, verdict, figures, settings, commands)

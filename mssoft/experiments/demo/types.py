@@ -356,7 +356,12 @@ class SiteScore:
 
 @dataclass(frozen=True)
 class CrossSiteResult:
-    """What :func:`mssoft.experiments.demo.cross_site.run_cross_site` produced."""
+    """What :func:`mssoft.experiments.demo.cross_site.run_cross_site` produced.
+
+    ``baseline_scores`` are the FLAIR-threshold baseline's per site (calibrated at the training
+    site); ``baseline`` its rule, the model's validation Dice, the baseline's on the same slices
+    and whether the model beat it (``learned``).
+    """
 
     config: CrossSiteConfig
     out: Path
@@ -365,6 +370,8 @@ class CrossSiteResult:
     threshold: float
     wall_seconds: float
     report: Path
+    baseline_scores: list[SiteScore] = field(default_factory=list)
+    baseline: dict[str, Any] = field(default_factory=dict)
 
     def score(self, role: str) -> SiteScore:
         """The ``within-site`` or ``cross-site`` score (KeyError if absent)."""
