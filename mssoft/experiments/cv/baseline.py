@@ -29,7 +29,7 @@ import numpy as np
 
 from mssoft.arrays.flair_baseline import FLAIR_THRESHOLD_GRID
 from mssoft.arrays.metrics import MEAN_FIELDS
-from mssoft.experiments.cv.plan import Cell, Fold, GridPoint
+from mssoft.experiments.cv.plan import FLAIR_POINT, FLAIR_VARIANT, Cell, Fold, GridPoint
 from mssoft.files.atomic import write_json
 from mssoft.files.layout import cv_fold_baseline_path
 from mssoft.files.scans import Scan
@@ -57,11 +57,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-#: Variant of the baseline's pseudo grid point in the sweep's rows.
-FLAIR_VARIANT = "flair-threshold"
-#: The baseline's pseudo grid point (ratio, gamma, variant); no real point has ratio 0.
-FLAIR_POINT = (0.0, 0.0, FLAIR_VARIANT)
 
 
 def point_target(point: GridPoint, rater: int) -> tuple[int, ...]:

@@ -20,6 +20,8 @@ from mssoft.errors import ConfigError
 from mssoft.files.scans import Scan, patients_of
 
 __all__ = [
+    "FLAIR_VARIANT",
+    "FLAIR_POINT",
     "Fold",
     "GridPoint",
     "Cell",
@@ -30,6 +32,13 @@ __all__ = [
     "with_binary_point",
     "plan_cells",
 ]
+
+
+#: Variant of the FLAIR-threshold baseline's pseudo grid point in the sweep's rows
+#: (:mod:`mssoft.experiments.cv.baseline`).
+FLAIR_VARIANT = "flair-threshold"
+#: The baseline's pseudo grid point (ratio, gamma, variant); no real point has ratio 0.
+FLAIR_POINT = (0.0, 0.0, FLAIR_VARIANT)
 
 
 @dataclass(frozen=True)

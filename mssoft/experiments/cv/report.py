@@ -31,7 +31,7 @@ import numpy as np
 from mssoft.arrays.metrics import nanmean
 from mssoft.arrays.paired_stats import GridComparison, compare_grid
 from mssoft.arrays.soft_masks import is_binary_setting
-from mssoft.experiments.cv.baseline import FLAIR_POINT, FLAIR_VARIANT
+from mssoft.experiments.cv.plan import FLAIR_POINT, FLAIR_VARIANT
 from mssoft.files.atomic import atomic_path
 
 __all__ = [
