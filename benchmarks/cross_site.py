@@ -9,11 +9,18 @@ runs) for every seed x ``--augment`` x ``--normalise`` cell: one soft-mask model
 A's patients, segmenting held-out patients of site A and of site B. The cells of one seed share
 one generated data set (the first cell's ``data/``) and the same training seed, so within a seed
 only the augmentation and the normalisation differ. A finished cell (its ``config.json`` says
-``done``) is read, not rerun, so an interrupted sweep continues where it stopped.
+``done``) is read, not rerun, so an interrupted sweep continues where it stopped (a cell written
+before the FLAIR-threshold baseline existed is run again).
 
-Writes ``OUT/cells.csv`` (one row per cell and site), ``OUT/summary.md`` (mean and standard
-error over the seeds, and each option's difference from the paper/zscore cell paired by seed) and
-prints the summary. Defaults are sized to finish in about 20-30 minutes on a busy 2-core machine.
+Every cell also holds the FLAIR-threshold baseline calibrated on the same site-A training scans
+(``result.flair_baseline`` of its ``config.json``): the summary gives its Dice per site beside the
+model's, the model's Dice minus the baseline's paired by seed and site, and in how many seeds the
+model learned (beat the baseline on its validation slices).
+
+Writes ``OUT/cells.csv`` (one row per cell, model and site; ``model`` is ``model`` or
+``flair-threshold``), ``OUT/summary.md`` (mean and standard error over the seeds, and each
+option's difference from the paper/zscore cell paired by seed) and prints the summary. Defaults
+are sized to finish in about 20-30 minutes on a busy 2-core machine.
 """
 
 from __future__ import annotations
@@ -59,8 +66,8 @@ def _cell(args: argparse.Namespace, seed: int, augment: str, normalise: str, dat
     record = out / "config.json"
     if record.is_file():
         stored = json.loads(record.read_text())
-        if stored.get("status") == "done":
-            return out, stored["result"]["scores"]
+        if stored.get("status") == "done" and "flair_baseline" in stored["result"]:
+            return out, _scores(stored["result"])
     training = replace(
         DEMO_TRAINING,
         epochs=args.epochs,
@@ -81,8 +88,18 @@ def _cell(args: argparse.Namespace, seed: int, augment: str, normalise: str, dat
         training=training,
         overwrite=True,
     )
-    result = run_cross_site(config, data=data)
-    return out, [s.to_dict() for s in result.scores]
+    run_cross_site(config, data=data)
+    return out, _scores(json.loads(record.read_text())["result"])
+
+
+def _scores(result: dict) -> list[dict]:
+    """The model's and the baseline's site scores of a cell's ``config.json`` result, each
+    with ``model`` and whether the model learned (beat the baseline on its validation slices)."""
+    baseline = result["flair_baseline"]
+    learned = {"learned": bool(baseline["learned"])}
+    return [{"model": "model", **s, **learned} for s in result["scores"]] + [
+        {"model": "flair-threshold", **s, **learned} for s in baseline["scores"]
+    ]
 
 
 def _stats(values: list[float]) -> tuple[float, float]:
@@ -95,20 +112,27 @@ def _stats(values: list[float]) -> tuple[float, float]:
 
 
 def _summary(rows: list[dict], seeds: list[int], cells: list[tuple[str, str]]) -> str:
-    def values(augment: str, normalise: str, role: str, key: str) -> dict[int, float]:
+    def values(
+        augment: str, normalise: str, role: str, key: str, model: str = "model"
+    ) -> dict[int, float]:
         return {
             r["seed"]: r[key]
             for r in rows
-            if (r["augment"], r["normalise"], r["role"]) == (augment, normalise, role)
+            if (r["augment"], r["normalise"], r["role"], r.get("model", "model"))
+            == (augment, normalise, role, model)
         }
 
     lines = [
         f"{len(seeds)} seeds ({', '.join(map(str, seeds))}); mean +- standard error over seeds; "
-        "Dice in %, against rater 1; delta = paired difference from paper/zscore.",
+        "Dice in %, against rater 1; delta = paired difference from paper/zscore; FLAIR thr. = "
+        "the FLAIR-threshold baseline calibrated on the same training scans; - FLAIR = model "
+        "minus baseline, paired by seed; learned = seeds where the model beat the baseline on "
+        "its validation slices.",
         "",
         "| augment | normalise | Dice A->A | Dice A->B | delta Dice A->B | pred/true vol. A->A "
-        "| pred/true vol. A->B |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| pred/true vol. A->B | FLAIR thr. A->A | FLAIR thr. A->B | A->A - FLAIR "
+        "| A->B - FLAIR | learned |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     base = values("paper", "zscore", "cross-site", "dice")
     for augment, normalise in cells:
@@ -120,10 +144,26 @@ def _summary(rows: list[dict], seeds: list[int], cells: list[tuple[str, str]]) -
         delta = _stats([100 * (b[s] - base[s]) for s in b if s in base])
         a_vol = _stats(list(values(augment, normalise, "within-site", "volume_ratio").values()))
         b_vol = _stats(list(values(augment, normalise, "cross-site", "volume_ratio").values()))
+        flair = {
+            role: values(augment, normalise, role, "dice", "flair-threshold")
+            for role in ROLES
+        }
+        model = {role: values(augment, normalise, role, "dice") for role in ROLES}
+        flair_dice = {role: _stats([100 * v for v in flair[role].values()]) for role in ROLES}
+        above = {
+            role: _stats(
+                [100 * (model[role][s] - flair[role][s]) for s in model[role] if s in flair[role]]
+            )
+            for role in ROLES
+        }
+        learned = values(augment, normalise, "within-site", "learned")
         lines.append(
             f"| {augment} | {normalise} | {a_dice[0]:.1f} +- {a_dice[1]:.1f} "
             f"| {b_dice[0]:.1f} +- {b_dice[1]:.1f} | {delta[0]:+.1f} +- {delta[1]:.1f} "
-            f"| {a_vol[0]:.2f} +- {a_vol[1]:.2f} | {b_vol[0]:.2f} +- {b_vol[1]:.2f} |"
+            f"| {a_vol[0]:.2f} +- {a_vol[1]:.2f} | {b_vol[0]:.2f} +- {b_vol[1]:.2f} "
+            + "".join(f"| {flair_dice[r][0]:.1f} +- {flair_dice[r][1]:.1f} " for r in ROLES)
+            + "".join(f"| {above[r][0]:+.1f} +- {above[r][1]:.1f} " for r in ROLES)
+            + f"| {sum(map(bool, learned.values()))}/{len(learned)} |"
         )
     return "\n".join(lines)
 
@@ -149,12 +189,14 @@ def main(argv: list[str] | None = None) -> int:
         "seed",
         "augment",
         "normalise",
+        "model",
         "site",
         "role",
         "dice",
         "pred_volume_ml",
         "true_volume_ml",
         "volume_ratio",
+        "learned",
     ]
     with open(args.out / "cells.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=keys, extrasaction="ignore")

@@ -110,11 +110,15 @@ def cv(
     For each held-out patient, grid point (ratio x gamma) and repeat: fit on the other patients,
     calibrate the threshold on them, predict the held-out patient and evaluate it against every
     rater. --raters, --rings and --tta add grid axes beyond the paper (soft labels from several
-    raters, graded rings, test-time augmentation). Writes OUT/cv_results.csv, OUT/cv_scans.csv,
-    OUT/comparison.csv (every grid point against the binary baseline on the same scans and
-    seeds: mean difference, 95 % bootstrap CI, Wilcoxon p), OUT/table.md and OUT/sweep.png, and
-    prints the table, the comparison and the best of the paper's grid points among those whose
-    models learned (none when no model learned).
+    raters, graded rings, test-time augmentation); a grid without the binary point gets it
+    added. Beside the models, the FLAIR-threshold baseline (one z-score threshold on the FLAIR,
+    calibrated per fold on the training scans; OUT/cells/PATIENT/flair_baseline.json). Writes
+    OUT/cv_results.csv, OUT/cv_scans.csv, OUT/comparison.csv (every grid point against the binary
+    model and against the FLAIR-threshold baseline on the same scans and seeds: mean difference,
+    95 % bootstrap CI, Wilcoxon p), OUT/table.md and OUT/sweep.png, and prints the table, the
+    comparisons and the best of the paper's grid points among those whose models learned (beat
+    the baseline on their validation slices). Re-running the command on an existing sweep adds
+    the baseline without retraining finished cells.
     """
     from mssoft.experiments.cv.run import CVConfig, run_cv
     from mssoft.workflows.settings import MaskConfig

@@ -80,10 +80,16 @@ def test_cross_site_demo_reports_both_sites_with_histogram_and_strong(tmp_path):
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert lines[0].startswith("trained at site A (augment=strong, normalise=histogram")
-    assert lines[2].startswith("A\twithin-site\t2\t") and lines[3].startswith("B\tcross-site\t2\t")
+    assert lines[2].startswith("model\tA\twithin-site\t2\t")
+    assert lines[3].startswith("model\tB\tcross-site\t2\t")
+    assert lines[4].startswith("flair-threshold\tA\twithin-site\t2\t")
+    assert lines[5].startswith("flair-threshold\tB\tcross-site\t2\t")
     record = json.loads((out / "config.json").read_text())
     assert record["status"] == "done" and record["config"]["cross_site"] is True
     assert [s["site"] for s in record["result"]["scores"]] == ["A", "B"]
+    baseline = record["result"]["flair_baseline"]
+    assert [s["site"] for s in baseline["scores"]] == ["A", "B"]
+    assert 0.0 <= baseline["baseline_validation_dice"] <= 1.0 and "learned" in baseline
     run = out / "runs" / "model"
     config = json.loads((run / "config.json").read_text())["config"]
     assert config["normalise"]["method"] == "histogram"
@@ -92,4 +98,5 @@ def test_cross_site_demo_reports_both_sites_with_histogram_and_strong(tmp_path):
     assert (run / LANDMARKS_NAME).is_file()
     predict = json.loads((out / "predictions" / "model" / "config.json").read_text())
     assert predict["config"]["normalise"] == "histogram"
-    assert "| B | cross-site |" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "| B | cross-site |" in report and "| B | cross-site, FLAIR threshold |" in report

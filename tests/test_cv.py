@@ -55,31 +55,35 @@ def test_sweep_resumes_without_redoing_cells_and_keeps_patients_apart(tmp_path, 
     assert {p: p.stat().st_mtime_ns for p in done} == stamps  # finished cells were not redone
     assert "best: " in second.stdout
     assert f"paired comparison: {out / 'comparison.csv'}" in second.stdout
-    assert "## Against the binary baseline" in second.stdout
+    assert "## Against the binary model" in second.stdout
+    assert "## Against the FLAIR-threshold baseline" in second.stdout
     # each cell's log line names its held-out scans and estimates the time left
     assert "(held out: training01_01, training01_02)" in second.stderr
     assert "training02_01 R1 " in second.stderr and "left for 1 cell" in second.stderr
     comparison = (out / "comparison.csv").read_text().splitlines()
     assert comparison[0].startswith(
-        "ratio,gamma,rater,metric,n_pairs,binary_mean,soft_mean,mean_difference,ci95_low,"
+        "ratio,gamma,rater,metric,n_pairs,baseline_mean,model_mean,mean_difference,ci95_low,"
         "ci95_high,p_wilcoxon,models_learned"
     )
-    assert len(comparison) == 1 + 2 * 4  # header + 2 raters x (Dice, precision, recall, ECE)
-    assert all(line.split(",")[4] == "4" for line in comparison[1:])  # 4 scans x 1 repeat
-    records = [json.loads(p.read_text()) for p in out.glob("cells/*/*/*/result.json")]
-    learned = [r["val_dice"] >= 0.1 for r in records]
-    if not all(learned):  # one-epoch models of 4 filters: usually not learned
-        assert "best: none named" in second.stdout
+    # against binary: 2 raters x (Dice, precision, recall, ECE); against the FLAIR threshold:
+    # 2 grid points x 2 raters x (Dice, precision, recall)
+    assert len(comparison) == 1 + 2 * 4 + 2 * 2 * 3
+    pairs = [line.split(",") for line in comparison[1:]]
+    assert all(p[4] == "4" for p in pairs if p[3] == "dice")  # 4 scans x 1 repeat
+    assert all(1 <= int(p[4]) <= 4 for p in pairs)  # a precision is NaN with no lesion found
+    assert sum(line.endswith(",flair-threshold,binary") for line in comparison) == 6
+    if "best: none named" not in second.stdout:  # one-epoch models rarely beat the baseline
+        assert "against the FLAIR threshold" in second.stdout
 
     table = (out / "table.md").read_text()
-    assert "| 100% (binary) | 0 |" in table and "| 120% | 0.3 |" in table
+    assert "| binary |" in table and "| 120% / 0.3 |" in table and "| FLAIR threshold |" in table
     assert "Incomplete" not in table
     assert (out / "sweep.png").read_bytes()[:4] == b"\x89PNG"
     lines = (out / "cv_results.csv").read_text().splitlines()
     assert lines[0].startswith(
         "fold,ratio,gamma,repeat,seed,rater,threshold,min_size,n_scans,dice,ppv,tpr"
     )
-    assert len(lines) == 1 + 2 * 2 * 2  # folds x grid points x raters (1 repeat)
+    assert len(lines) == 1 + 2 * 3 * 2  # folds x (grid points + FLAIR) x raters (1 repeat)
     for result in out.glob("cells/*/*/*/result.json"):
         record = json.loads(result.read_text())
         held_out = record["fold"]
@@ -130,4 +134,9 @@ def test_sweep_over_raters_rings_and_tta(tmp_path, data):
     assert record["variant"] == "raters1-2_ring-linear_tta-flip"
     assert all(0.0 <= row["ece"] <= 1.0 and "ece_truth" in row for row in record["scans"])
     table = (out / "table.md").read_text()
-    assert "| 120% raters1-2_ring-linear_tta-flip | 0.3 |" in table and "ECE R1" in table
+    assert "| 120% / 0.3 raters1-2_ring-linear_tta-flip |" in table and "ECE R1" in table
+    # the binary point every point is compared with was added (the grid had none)
+    assert "has no binary point" in result.stderr
+    assert len(sorted(out.glob("cells/*/binary/repeat0/result.json"))) == 2
+    baseline = json.loads((out / "cells" / "training01" / "flair_baseline.json").read_text())
+    assert set(baseline["slice_counts"]) == {"rater1", "raters1-2"}

@@ -10,8 +10,15 @@ from mssoft.experiments.cv.plan import (
     parse_float_list,
     parse_shard,
     plan_cells,
+    with_binary_point,
 )
-from mssoft.experiments.cv.report import best_point, format_table, plot_sweep, summarise
+from mssoft.experiments.cv.report import (
+    best_point,
+    format_table,
+    plot_sweep,
+    point_label,
+    summarise,
+)
 from mssoft.files.scans import Scan
 
 
@@ -85,9 +92,9 @@ def test_summary_table_and_best_point(tmp_path):
     assert dice[(1.0, 1)].spread_over == "repeats" and dice[(1.0, 1)].n == 2
     assert best_point(summaries)[:2] == (1.2, 0.3)
     table = format_table(summaries)
-    assert "| mask size | gamma | Dice R1 | Dice R2 | Precision R1" in table
-    assert "| 120% | 0.3 | 60.5 ± 0.7 | 50.5 ± 0.7 |" in table
-    assert "| 100% (binary) | 0 |" in table
+    assert "| grid point (mask size / gamma) | Dice R1 | Dice R2 | Precision R1" in table
+    assert "| 120% / 0.3 | 60.5 ± 0.7 | 50.5 ± 0.7 |" in table
+    assert "| binary |" in table
     one_repeat = summarise([r for r in rows() if r["repeat"] == 0])
     assert one_repeat[0].spread_over == "patients"
     png = plot_sweep(summaries, tmp_path / "sweep.png")
@@ -110,6 +117,16 @@ def test_grid_axes_beyond_the_paper():
     assert points[0].is_binary and not points[3].is_binary  # two raters' share is soft
     flips = grid_points([1.0], [0.3], ttas=["none", "flip"])
     assert [p.name for p in flips] == ["binary", "binary_tta-flip"]
+    # every grid has the binary point every other point is compared with
+    assert with_binary_point(flips) == (flips, False)
+    shared, added = with_binary_point(grid_points([1.0, 1.2], [0.3], raters=[(1, 2)]))
+    assert added and [p.name for p in shared] == [
+        "binary",
+        "share_raters1-2",
+        "ratio1.20_gamma0.30_raters1-2",
+    ]
+    flip_only, added = with_binary_point(grid_points([1.2], [0.3], ttas=["flip"]))
+    assert added and flip_only[0].is_binary and flip_only[0].tta == "none"
     with pytest.raises(ConfigError, match="--rings"):
         grid_points([1.2], [0.3], rings=["cubic"])
     with pytest.raises(ConfigError, match="--tta"):
@@ -123,7 +140,17 @@ def test_table_keeps_variants_apart():
     ]
     summaries = summarise(base + linear)
     table = format_table(summaries)
-    assert "| 120% ring-linear | 0.3 |" in table and "| 120% | 0.3 |" in table
+    assert "| 120% / 0.3 ring-linear |" in table and "| 120% / 0.3 |" in table
     ratio, gamma, _ = best_point(summaries)  # among the paper's points
     assert (ratio, gamma) == (1.2, 0.3)
     assert "ECE" not in table.splitlines()[0]  # no ECE in these rows: no column
+
+
+def test_every_grid_point_has_one_label():
+    assert point_label(1.0, 0.0) == "binary"
+    assert point_label(1.0, 0.0, "raters1-2") == "raters' share raters1-2"
+    assert point_label(1.2, 0.3, "ring-linear") == "120% / 0.3 ring-linear"
+    assert point_label(0.0, 0.0, "flair-threshold") == "FLAIR threshold"
+    share = [{**r, "ratio": 1.0, "gamma": 0.0, "variant": "raters1-2"} for r in rows()]
+    table = format_table(summarise(share))
+    assert "| raters' share raters1-2 |" in table

@@ -44,12 +44,14 @@ def test_demo_quick_writes_report_figures_table_and_config(tmp_path):
     rows = {}
     for line in result.stdout.splitlines():
         parts = line.split()
-        if len(parts) == 6 and parts[0] == "rater" and parts[2] in ("Dice", "Recall"):
+        if len(parts) == 7 and parts[0] == "rater" and parts[2] in ("Dice", "Recall"):
             rows[(f"rater {parts[1]}", parts[2])] = [float(v) for v in parts[3:]]
     assert set(rows) == {(f"rater {r}", m) for r in (1, 2) for m in ("Dice", "Recall")}
-    for (reference, metric), (binary, soft, delta) in rows.items():
+    for (reference, metric), (binary, soft, delta, flair) in rows.items():
         assert 0.0 <= binary <= 100.0 and 0.0 <= soft <= 100.0, (reference, metric)
+        assert 0.0 <= flair <= 100.0, (reference, metric)  # the FLAIR-threshold baseline
         assert delta == pytest.approx(soft - binary, abs=0.11)
+    assert "soft minus FLAIR threshold, Dice against rater 1: " in result.stdout
     assert f"report={out.resolve() / 'report.md'}" in result.stdout
     verdicts = (
         "No fair comparison",
@@ -60,14 +62,18 @@ def test_demo_quick_writes_report_figures_table_and_config(tmp_path):
         "masks tie",
     )
     assert sum(v in result.stdout for v in verdicts) == 1
-    assert "[1/10] generating the synthetic data" in result.stderr  # progress on stderr
-    assert "[1/10]" not in result.stdout
+    assert "[1/11] generating the synthetic data" in result.stderr  # progress on stderr
+    assert "[1/11]" not in result.stdout
 
     # the report: verdict, table, figures, settings, wall time, commands
     report = (out / "report.md").read_text()
     for text in (
         "## Result",
-        "| Reference | Metric (%) | Binary masks | Soft masks | Soft − binary |",
+        "| Reference | Metric (%) | Binary masks | Soft masks | Soft − binary "
+        "| FLAIR threshold |",
+        "### Against the FLAIR-threshold baseline",
+        "| soft − FLAIR threshold | rater 1 |",
+        "grid 0.01 to 0.99 by 0.01",
         "| rater 1 | Dice |",
         "| rater 2 | Recall |",
         "| truth > 0.5 | Dice |",
@@ -89,7 +95,7 @@ def test_demo_quick_writes_report_figures_table_and_config(tmp_path):
     # comparison.csv: a finite Dice and recall for each model and rater
     with (out / "comparison.csv").open() as handle:
         table = {(r["model"], r["reference"]): r for r in csv.DictReader(handle)}
-    for model in ("binary", "soft"):
+    for model in ("binary", "soft", "flair-threshold"):
         for reference in ("rater 1", "rater 2", "truth"):
             row = table[(model, reference)]
             assert row["scans"] == "2"
@@ -104,6 +110,13 @@ def test_demo_quick_writes_report_figures_table_and_config(tmp_path):
     assert record["config"]["shape"] == [48, 56, 32]
     assert record["result"]["wall_seconds"] > 0
     assert set(record["result"]["thresholds"]) == {"binary", "soft"}
+    baseline = json.loads((out / "flair_baseline.json").read_text())
+    assert record["result"]["flair_baseline"] == baseline
+    assert 1.0 <= baseline["threshold"] <= 6.0 and set(baseline["validation_dice"]) == {
+        "binary",
+        "soft",
+    }
+    assert all(0.0 <= v <= 1.0 for v in baseline["validation_dice"].values())
     for name in ("binary", "soft"):
         assert (out / "runs" / name / "model.keras").is_file()
         assert (out / "runs" / name / "calibration.json").is_file()
@@ -197,7 +210,8 @@ def _result(binary, soft, runs=None):
             scores.append(_score(model, f"rater {rater}", (a + b) / 2, {"s1": a, "s2": b}))
     data = SimpleNamespace(heldout_scans=["s1", "s2"], patients=lambda part: ["p7"])
     runs = runs or {"binary": _run(0.3, 0.7), "soft": _run(0.3, 0.72)}
-    return SimpleNamespace(scores=scores, data=data, runs=runs)
+    baseline = SimpleNamespace(validation_dice={"binary": 0.3, "soft": 0.3})
+    return SimpleNamespace(scores=scores, data=data, runs=runs, baseline=baseline)
 
 
 def test_verdict_says_which_model_won_with_its_interval():
@@ -221,15 +235,25 @@ def test_verdict_says_which_model_won_with_its_interval():
 def test_verdict_voids_the_comparison_when_a_model_did_not_learn():
     collapsed = {"binary": _run(0.05, 0.0, 0.0, best=1), "soft": _run(0.4, 0.8)}
     text = verdict(_result(binary=[(0.6, 0.6)] * 2, soft=[(0.8, 0.8)] * 2, runs=collapsed))
-    assert text.startswith("**No fair comparison in this run**: the binary-mask model did not")
-    assert "(the binary-mask model 5.0 %)" in text and "soft-mask model" not in text
-    assert "beat" not in text and "another `--seed`" in text
+    assert text.startswith(
+        "**No fair comparison in this run**: the binary-mask model did not beat the "
+        "FLAIR-threshold baseline on its validation slices"
+    )
+    assert "the binary-mask model 5.0 % against the baseline's 30.0 %" in text
+    assert "soft-mask model" not in text and "another `--seed`" in text
     both = {"binary": _run(0.05), "soft": _run(0.02)}
     text = verdict(_result(binary=[(0.6, 0.6)] * 2, soft=[(0.8, 0.8)] * 2, runs=both))
-    assert "**: neither model learned." in text and "soft-mask model 2.0 %" in text
-    assert failed_models(SimpleNamespace(runs=collapsed)) == ["binary"]
+    assert "**: neither model beat the FLAIR-threshold baseline" in text
+    assert "soft-mask model 2.0 %" in text
+    flair = SimpleNamespace(validation_dice={"binary": 0.3, "soft": 0.3})
+    assert failed_models(SimpleNamespace(runs=collapsed, baseline=flair)) == ["binary"]
+    # a validation Dice well above the old 10 % floor fails when the baseline scores higher
+    high = SimpleNamespace(validation_dice={"binary": 0.75, "soft": 0.75})
+    assert failed_models(SimpleNamespace(runs={"binary": _run(0.7)}, baseline=high)) == ["binary"]
+    # without a baseline only a missing validation Dice fails a model
+    assert failed_models(SimpleNamespace(runs=collapsed, baseline=None)) == []
     no_epoch = {"binary": _run(0.7), "soft": SimpleNamespace(history=[], best_epoch=None)}
-    assert failed_models(SimpleNamespace(runs=no_epoch)) == ["soft"]
+    assert failed_models(SimpleNamespace(runs=no_epoch, baseline=flair)) == ["soft"]
     assert saved_epoch_dice([{"epoch": 1, "dice": 0.4}], 1) == 0.4  # no validation slices
 
 
@@ -240,10 +264,13 @@ def test_comparison_rows_in_percent_with_differences_and_nan():
         _score("binary", "truth", 0.5, {}),  # no soft score: left out
     ]
     assert comparison_rows(scores) == [
-        ("rater 1", "Dice", "72.3", "75.0", "+2.7"),
-        ("rater 1", "Precision", "NaN", "80.0", "NaN"),
-        ("rater 1", "Recall", "50.0", "50.0", "+0.0"),
+        ("rater 1", "Dice", "72.3", "75.0", "+2.7", "n/a"),
+        ("rater 1", "Precision", "NaN", "80.0", "NaN", "n/a"),
+        ("rater 1", "Recall", "50.0", "50.0", "+0.0", "n/a"),
     ]
+    flair = _score("flair-threshold", "rater 1", 0.6, {})
+    first = comparison_rows([*scores, flair])[0]
+    assert first == ("rater 1", "Dice", "72.3", "75.0", "+2.7", "60.0")
 
 
 def test_focus_window_centres_on_the_lesion_mass():

@@ -58,8 +58,11 @@ def test_paired_difference_noise_and_edge_cases():
     assert paired_difference(a + 0.01, a, seed=3) == paired_difference(a + 0.01, a, seed=3)
 
 
-def sweep(effect_r1=0.06, effect_r2=0.0, scans=6, repeats=2, soft_val_dice=0.5, base_val=0.5):
-    """Per-scan rows of a constructed sweep: ratio 1.2 adds ``effect_rK`` Dice for rater K."""
+def sweep(
+    effect_r1=0.06, effect_r2=0.0, scans=6, repeats=2, soft_val_dice=0.5, base_val=0.5, flair=0.1
+):
+    """Per-scan rows of a constructed sweep: ratio 1.2 adds ``effect_rK`` Dice for rater K; the
+    FLAIR-threshold baseline scores ``flair`` on every model's validation slices."""
     rng = np.random.default_rng(0)
     rows, cells = [], []
     for s in range(scans):
@@ -86,7 +89,13 @@ def sweep(effect_r1=0.06, effect_r2=0.0, scans=6, repeats=2, soft_val_dice=0.5, 
         for _repeat in range(repeats):
             for ratio, gamma, val in ((1.0, 0.0, base_val), (1.2, 0.3, soft_val_dice)):
                 cells.append(
-                    {"ratio": ratio, "gamma": gamma, "val_dice": val, "collapsed_epoch": None}
+                    {
+                        "ratio": ratio,
+                        "gamma": gamma,
+                        "val_dice": val,
+                        "baseline_val_dice": flair,
+                        "collapsed_epoch": None,
+                    }
                 )
     return rows, cells
 
@@ -121,7 +130,7 @@ def test_best_setting_needs_learned_models_and_states_its_interval(tmp_path):
     best = choose_best(summaries, comparisons, learned)
     assert (best.ratio, best.gamma) == (1.2, 0.3)
     line = describe_best(best, learned)
-    assert line.startswith("best: ratio 1.2, gamma 0.3")
+    assert line.startswith("best: 120% / 0.3 (")
     assert "R1 +6.1 points [95 % CI +5.8, +6.3], p<0.001, n=12" in line
     assert "R2 +0.2 points [95 % CI -0.0, +0.5], p=0.092, n=12" in line
     table = format_comparison(comparisons, learned)
@@ -137,25 +146,33 @@ def test_best_setting_needs_learned_models_and_states_its_interval(tmp_path):
 
 
 def test_no_best_when_nothing_learned():
-    rows, cells = sweep(soft_val_dice=0.06, base_val=0.06)  # the issue's "6 % Dice" models
+    rows, cells = sweep(soft_val_dice=0.06, base_val=0.06)  # below the baseline's 10 %
     learned = learning(cells)
+    assert learned[(1.0, 0.0, "")] == Learning(0, 6, 0, below_baseline=6)
     best = choose_best(summarise(rows), compare(rows), learned)
     assert best is None
     line = describe_best(best, learned)
-    assert line.startswith("best: none named") and "did not learn" in line
+    assert line.startswith("best: none named: binary models: 6 of 6 models failed: 6 did not beat")
+    assert "FLAIR-threshold baseline" in line
+    # high validation Dice does not count when the baseline scores higher still
+    rows, cells = sweep(flair=0.7)
+    assert not any(c.all_learned for c in learning(cells).values())
+    # without a baseline (no FLAIR) a finite validation Dice counts, and is marked unjudged
+    rows, cells = sweep(flair=float("nan"))
+    assert learning(cells)[(1.0, 0.0, "")] == Learning(6, 6, 0, 0, unjudged=6)
     # the soft point did not learn but binary did: binary is the only candidate
     rows, cells = sweep(soft_val_dice=0.06)
     collapsed = dict(cells[0], collapsed_epoch=5, val_dice=0.0)  # saved model predicts nothing
     learned = learning([collapsed, *cells[1:]])
     assert learned[(1.0, 0.0, "")] == Learning(5, 6, 1) and not learned[(1.0, 0.0, "")].all_learned
     assert choose_best(summarise(rows), compare(rows), learned) is None  # no baseline to beat
-    assert "1 of 6 binary-baseline models did not learn" in describe_best(None, learned)
+    assert "binary models: 1 of 6 models failed: 1 collapsed" in describe_best(None, learned)
     # a run that ended collapsed did not learn, even if its saved (earlier) epoch looked fine
     collapsed_late = dict(cells[0], collapsed_epoch=7, val_dice=0.4)
     assert learning([collapsed_late, *cells[1:]])[(1.0, 0.0, "")] == Learning(5, 6, 1)
     learned = learning(cells)
     best = choose_best(summarise(rows), compare(rows), learned)
-    assert best.is_binary and describe_best(best, learned).startswith("best: binary baseline")
+    assert best.is_binary and describe_best(best, learned).startswith("best: binary (")
     assert "(not all learned)" in format_comparison(compare(rows), learned)
 
 

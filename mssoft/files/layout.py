@@ -66,6 +66,9 @@ __all__ = [
     "CV_TABLE_NAME",
     "CV_FIGURE_NAME",
     "CV_COMPARISON_NAME",
+    "CV_BASELINE_NAME",
+    "cv_fold_baseline_path",
+    "DEMO_BASELINE_NAME",
     "DEMO_REPORT_NAME",
     "DEMO_TABLE_NAME",
     "DEMO_FIGURE_NAMES",
@@ -121,10 +124,15 @@ CV_RESULTS_NAME = "cv_results.csv"
 CV_TABLE_NAME = "table.md"
 CV_FIGURE_NAME = "sweep.png"
 CV_COMPARISON_NAME = "comparison.csv"
+#: Per fold (``cells/<held-out patient>/``): the FLAIR-threshold baseline of that fold (its
+#: threshold, held-out scores and per-slice overlap counts on the training scans).
+CV_BASELINE_NAME = "flair_baseline.json"
 
 # --- mssoft demo -------------------------------------------------------------------------------
 DEMO_REPORT_NAME = "report.md"
 DEMO_TABLE_NAME = "comparison.csv"
+#: The demo's FLAIR-threshold baseline: threshold, validation Dice per model, held-out scores.
+DEMO_BASELINE_NAME = "flair_baseline.json"
 #: figure key -> file name
 DEMO_FIGURE_NAMES = {
     "data": "data.png",
@@ -142,6 +150,11 @@ TRUTH_SUFFIX = "_truth.nii.gz"
 def soft_mask_path(folder: str | Path, scan_id: str) -> Path:
     """``folder/<scan_id>_softmask.nii.gz``."""
     return Path(folder) / f"{scan_id}{SOFTMASK_SUFFIX}"
+
+
+def cv_fold_baseline_path(out: str | Path, held_out: str) -> Path:
+    """``out/cells/<held_out>/flair_baseline.json``: a cv fold's FLAIR-threshold baseline."""
+    return Path(out) / "cells" / held_out / CV_BASELINE_NAME
 
 
 def prob_path(folder: str | Path, scan_id: str) -> Path:

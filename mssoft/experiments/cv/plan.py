@@ -20,6 +20,8 @@ from mssoft.errors import ConfigError
 from mssoft.files.scans import Scan, patients_of
 
 __all__ = [
+    "FLAIR_VARIANT",
+    "FLAIR_POINT",
     "Fold",
     "GridPoint",
     "Cell",
@@ -27,8 +29,16 @@ __all__ = [
     "parse_shard",
     "leave_one_patient_out",
     "grid_points",
+    "with_binary_point",
     "plan_cells",
 ]
+
+
+#: Variant of the FLAIR-threshold baseline's pseudo grid point in the sweep's rows
+#: (:mod:`mssoft.experiments.cv.baseline`).
+FLAIR_VARIANT = "flair-threshold"
+#: The baseline's pseudo grid point (ratio, gamma, variant); no real point has ratio 0.
+FLAIR_POINT = (0.0, 0.0, FLAIR_VARIANT)
 
 
 @dataclass(frozen=True)
@@ -222,6 +232,24 @@ def grid_points(
                         if point not in points:
                             points.append(point)
     return points
+
+
+def with_binary_point(points: Sequence[GridPoint]) -> tuple[list[GridPoint], bool]:
+    """``points`` with the binary point of one rater (ratio 1, no variant) first if it is missing.
+
+    Every grid point is compared with that binary model (same folds, scans and seeds), so a grid
+    without it (e.g. only ``--raters 1,2``, or only ``--tta flip``) would pair nothing.
+
+    Returns
+    -------
+    points : list of GridPoint
+    added : bool
+        True when the binary point was added.
+    """
+    binary = GridPoint(1.0, 0.0)
+    if binary in points:
+        return list(points), False
+    return [binary, *points], True
 
 
 def plan_cells(

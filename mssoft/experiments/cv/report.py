@@ -2,15 +2,19 @@
 
 Input is the list of per-scan rows of every finished cell (one row per cell × held-out scan ×
 rater, holding at least ``ratio``, ``gamma``, ``repeat``, ``fold``, ``rater``, ``dice``, ``ppv`` and
-``tpr``). For each grid point and rater, a repeat's score is the mean over all held-out scans (each
-scan is held out exactly once per repeat); the table shows the mean ± standard deviation of that
-score over repeats. With a single repeat the spread is over patients (folds) instead, and the
-table says so.
+``tpr``), plus the FLAIR-threshold baseline's rows (the pseudo grid point :data:`FLAIR_POINT`, see
+:mod:`mssoft.experiments.cv.baseline`). For each grid point and rater, a repeat's score is the mean
+over all held-out scans (each scan is held out exactly once per repeat); the table shows the
+mean ± standard deviation of that score over repeats. With a single repeat the spread is over
+patients (folds) instead, and the table says so.
 
 The evidence is paired (:func:`mssoft.arrays.paired_stats.compare_grid`): every grid point against
-the binary baseline on the same held-out scans, folds and seeds, per rater and metric, with a 95 %
-bootstrap interval and a Wilcoxon p-value. A best setting is named only among grid points whose
-every model learned (validation Dice at the saved epoch >= :data:`LEARNED_DICE`).
+the binary model and against the FLAIR-threshold baseline on the same held-out scans, folds and
+seeds, per rater and metric, with a 95 % bootstrap interval and a Wilcoxon p-value. A model
+*learned* when its validation Dice at the saved epoch beats the FLAIR-threshold baseline's Dice on
+the same validation slices (and its run did not end collapsed); a best setting is named only among
+grid points whose every model learned. Every grid point has one label everywhere
+(:func:`point_label`).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +31,14 @@ import numpy as np
 from mssoft.arrays.metrics import nanmean
 from mssoft.arrays.paired_stats import GridComparison, compare_grid
 from mssoft.arrays.soft_masks import is_binary_setting
-from mssoft.experiments.demo.report import LEARNED_DICE
+from mssoft.experiments.cv.plan import FLAIR_POINT, FLAIR_VARIANT
 from mssoft.files.atomic import atomic_path
 
 __all__ = [
-    "LEARNED_DICE",
     "BASELINE",
+    "FLAIR_POINT",
+    "point_label",
+    "compare_with_flair",
     "CellSummary",
     "Learning",
     "BestSetting",
@@ -112,10 +118,14 @@ def summarise(
     return out
 
 
+def _is_flair(row: dict[str, Any]) -> bool:
+    return (row.get("variant") or "") == FLAIR_VARIANT
+
+
 def compare(rows: Sequence[dict[str, Any]], *, seed: int = 0) -> list[GridComparison]:
-    """Every grid point against the binary baseline: paired per held-out scan and repeat."""
+    """Every grid point against the binary model: paired per held-out scan and repeat."""
     return compare_grid(
-        [{**row, "variant": row.get("variant") or ""} for row in rows],
+        [{**row, "variant": row.get("variant") or ""} for row in rows if not _is_flair(row)],
         baseline=BASELINE,
         point_fields=("ratio", "gamma", "variant"),
         pair_fields=("scan", "repeat"),
@@ -124,45 +134,91 @@ def compare(rows: Sequence[dict[str, Any]], *, seed: int = 0) -> list[GridCompar
     )
 
 
+def compare_with_flair(rows: Sequence[dict[str, Any]], *, seed: int = 0) -> list[GridComparison]:
+    """Every grid point (binary included) against the FLAIR-threshold baseline, paired per
+    held-out scan and repeat (no ECE: the baseline has no probabilities)."""
+    return compare_grid(
+        [{**row, "variant": row.get("variant") or ""} for row in rows],
+        baseline=FLAIR_POINT,
+        point_fields=("ratio", "gamma", "variant"),
+        pair_fields=("scan", "repeat"),
+        metrics=tuple(m for m, _ in _TABLE_METRICS if m != "ece"),
+        seed=seed,
+    )
+
+
 @dataclass(frozen=True)
 class Learning:
-    """How many models of a grid point learned (see :func:`learning`), of how many, and how many
-    ended collapsed."""
+    """How many models of a grid point learned (see :func:`learning`), of how many; how many
+    ended collapsed, did not beat the FLAIR-threshold baseline, or could not be judged (no
+    baseline or no validation Dice: counted as learned when their validation Dice is finite)."""
 
     learned: int
     total: int
     collapsed: int = 0
+    below_baseline: int = 0
+    unjudged: int = 0
 
     @property
     def all_learned(self) -> bool:
         return self.total > 0 and self.learned == self.total
 
+    def describe(self) -> str:
+        """``2 of 3 models did not beat the FLAIR-threshold baseline (1 collapsed)``."""
+        failed = self.total - self.learned
+        if not failed:
+            return f"all {self.total} models beat the FLAIR-threshold baseline"
+        parts = []
+        if self.below_baseline:
+            parts.append(
+                f"{self.below_baseline} did not beat the FLAIR-threshold baseline on their "
+                "validation slices"
+            )
+        if self.collapsed:
+            parts.append(f"{self.collapsed} collapsed")
+        other = failed - self.below_baseline - self.collapsed
+        if other > 0:
+            parts.append(f"{other} have no validation Dice")
+        return f"{failed} of {self.total} models failed: " + ", ".join(parts)
 
-def learning(
-    cells: Sequence[dict[str, Any]], floor: float = LEARNED_DICE
-) -> dict[tuple[float, float, str], Learning]:
-    """Per grid point: models that learned, models in all, and models that ended collapsed.
 
-    ``cells`` are cell records (``ratio``, ``gamma``, ``val_dice``, ``collapsed_epoch``). A model
-    learned when the validation Dice of its saved epoch is at least ``floor`` and its run did not
-    end collapsed (even a saved epoch from before the collapse had its training cut short); a
-    missing or NaN ``val_dice`` counts as not learned.
+def learning(cells: Sequence[dict[str, Any]]) -> dict[tuple[float, float, str], Learning]:
+    """Per grid point: models that learned, models in all, and why the others did not.
+
+    ``cells`` are cell records (``ratio``, ``gamma``, ``variant``, ``val_dice``,
+    ``baseline_val_dice``, ``collapsed_epoch``). A model learned when the validation Dice of its
+    saved epoch is above the FLAIR-threshold baseline's Dice on the same validation slices
+    (``baseline_val_dice``) and its run did not end collapsed (even a saved epoch from before the
+    collapse had its training cut short). A missing or NaN ``val_dice`` counts as not learned; a
+    missing or NaN ``baseline_val_dice`` (no FLAIR) cannot be judged: the model counts as learned
+    and as ``unjudged``.
     """
-    counts: dict[tuple[float, float, str], list[int]] = defaultdict(lambda: [0, 0, 0])
+    counts: dict[tuple[float, float, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0])
     for cell in cells:
         entry = counts[(float(cell["ratio"]), float(cell["gamma"]), cell.get("variant") or "")]
-        value = cell.get("val_dice")
+        value = _finite(cell.get("val_dice"))
+        base = _finite(cell.get("baseline_val_dice"))
         collapsed = cell.get("collapsed_epoch") is not None
-        good = value is not None and math.isfinite(float(value)) and float(value) >= floor
-        entry[0] += good and not collapsed
+        below = value is not None and base is not None and value <= base
+        good = value is not None and not below and not collapsed
+        entry[0] += good
         entry[1] += 1
         entry[2] += collapsed
+        entry[3] += below and not collapsed
+        entry[4] += good and base is None
     return {point: Learning(*c) for point, c in sorted(counts.items())}
+
+
+def _finite(value: Any) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
 
 
 @dataclass(frozen=True)
 class BestSetting:
-    """The best grid point among those whose models learned, with its evidence against binary.
+    """The best grid point among those whose models learned, with its paired evidence.
 
     Attributes
     ----------
@@ -170,13 +226,16 @@ class BestSetting:
     dice : float
         Mean Dice over raters (fraction).
     against_binary : list of GridComparison
-        Its Dice difference to the binary baseline per rater (empty when it is the baseline).
+        Its Dice difference to the binary model per rater (empty when it is binary).
+    against_flair : list of GridComparison
+        Its Dice difference to the FLAIR-threshold baseline per rater.
     """
 
     ratio: float
     gamma: float
     dice: float
     against_binary: list[GridComparison]
+    against_flair: list[GridComparison] = field(default_factory=list)
 
     @property
     def is_binary(self) -> bool:
@@ -187,11 +246,12 @@ def choose_best(
     summaries: Sequence[CellSummary],
     comparisons: Sequence[GridComparison],
     learned: dict[tuple[float, float, str], Learning],
+    flair: Sequence[GridComparison] = (),
 ) -> BestSetting | None:
     """The best grid point by mean Dice among those whose every model learned; None if none did.
 
-    The binary baseline competes too; when it has not learned, no soft point can be compared
-    with it and None is returned.
+    The binary model competes too; when it has not learned, no soft point can be compared
+    with it and None is returned (:func:`describe_best` says why).
     """
     eligible = {p for p, c in learned.items() if c.all_learned}
     if BASELINE not in eligible:
@@ -199,8 +259,10 @@ def choose_best(
     ratio, gamma, dice = best_point(summaries, eligible=eligible)
     if not math.isfinite(dice):
         return None
-    evidence = [c for c in comparisons if c.point == (ratio, gamma, "") and c.metric == "dice"]
-    return BestSetting(ratio, gamma, dice, evidence)
+    point = (ratio, gamma, "")
+    evidence = [c for c in comparisons if c.point == point and c.metric == "dice"]
+    against_flair = [c for c in flair if c.point == point and c.metric == "dice"]
+    return BestSetting(ratio, gamma, dice, evidence, against_flair)
 
 
 def best_point(
@@ -218,7 +280,7 @@ def best_point(
     scores: dict[tuple[float, float], list[float]] = defaultdict(list)
     for s in summaries:
         if s.variant or (eligible is not None and (s.ratio, s.gamma, "") not in eligible):
-            continue
+            continue  # the FLAIR baseline has a variant too: it never competes
         if s.metric == metric and math.isfinite(s.mean):
             scores[(s.ratio, s.gamma)].append(s.mean)
     if not scores:
@@ -235,44 +297,56 @@ def _cell(s: CellSummary | None) -> str:
     return f"{100 * s.mean:.1f} ± {100 * s.std:.1f}"
 
 
+def point_label(ratio: float, gamma: float, variant: str = "") -> str:
+    """The one label of a grid point in the table, the comparison, the figure and the best line.
+
+    ``FLAIR threshold`` (the baseline), ``binary``, ``raters' share raters1-2`` (ratio 1 of
+    several raters), ``120% / 0.3`` (mask size / gamma), each followed by its variant.
+    """
+    if variant == FLAIR_VARIANT:
+        return "FLAIR threshold"
+    if is_binary_setting(ratio, gamma):
+        label = "raters' share" if "raters" in variant else "binary"
+    else:
+        label = f"{100 * ratio:.0f}% / {gamma:g}"
+    return f"{label} {variant}" if variant else label
+
+
+def _ordered_points(summaries: Sequence[CellSummary]) -> list[tuple[float, float, str]]:
+    """The FLAIR baseline first, then the paper's grid points, then the variants beyond it."""
+    points = {(s.ratio, s.gamma, s.variant) for s in summaries}
+    return sorted(points, key=lambda p: (p[2] != FLAIR_VARIANT, p[2], p[0], p[1]))
+
+
 def format_table(summaries: Sequence[CellSummary]) -> str:
     """Markdown table laid out like the paper's: rows grid points, columns metric × rater (%)."""
     raters = sorted({s.rater for s in summaries})
-    points = sorted({(s.ratio, s.gamma, s.variant) for s in summaries})
+    points = _ordered_points(summaries)
     index = {(s.ratio, s.gamma, s.variant, s.rater, s.metric): s for s in summaries}
     metrics = [
         (m, label)
         for m, label in _TABLE_METRICS
         if any(s.metric == m and math.isfinite(s.mean) for s in summaries)
     ]
-    header = ["mask size", "gamma"] + [f"{label} R{r}" for _, label in metrics for r in raters]
+    header = ["grid point (mask size / gamma)"] + [
+        f"{label} R{r}" for _, label in metrics for r in raters
+    ]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for ratio, gamma, variant in points:
-        if is_binary_setting(ratio, gamma):
-            size = "100% (binary)" if "raters" not in variant else "100% (raters' share)"
-        else:
-            size = f"{100 * ratio:.0f}%"
-        if variant:
-            size += f" {variant}"
-        cells = [
-            _cell(index.get((ratio, gamma, variant, r, m))) for m, _ in metrics for r in raters
-        ]
-        lines.append("| " + " | ".join([size, f"{gamma:g}", *cells]) + " |")
+    for point in points:
+        cells = [_cell(index.get((*point, r, m))) for m, _ in metrics for r in raters]
+        lines.append("| " + " | ".join([point_label(*point), *cells]) + " |")
     spread = {s.spread_over for s in summaries}
     n = max((s.n for s in summaries), default=0)
     note = (
         f"Values in %, mean ± standard deviation over {n} {'/'.join(sorted(spread))}; "
         "a repeat's value is the mean over all held-out scans (leave-one-patient-out). "
-        "ECE: expected calibration error of the probabilities against the rater's mask (15 "
-        "bins, brain voxels). Variants: raters<K-K> = share of several raters, ring-<profile>, "
-        "tta-flip."
+        "FLAIR threshold: the trivial baseline (brain-z-scored FLAIR >= one threshold calibrated "
+        "per fold on the training scans, the models' post-processing; the same for every "
+        "repeat). ECE: expected calibration error of the probabilities against the rater's mask "
+        "(15 bins, brain voxels). Variants: raters<K-K> = share of several raters, "
+        "ring-<profile>, tta-flip."
     )
     return "\n".join(lines) + "\n\n" + note + "\n"
-
-
-def _point_label(ratio: float, gamma: float, variant: str = "") -> str:
-    label = "binary" if is_binary_setting(ratio, gamma) else f"{100 * ratio:.0f}% / {gamma:g}"
-    return f"{label} {variant}" if variant else label
 
 
 def _signed(value: float) -> str:
@@ -286,14 +360,22 @@ def _p(value: float) -> str:
 
 
 def comparison_records(
-    comparisons: Sequence[GridComparison], learned: dict[tuple[float, float, str], Learning]
+    comparisons: Sequence[GridComparison],
+    learned: dict[tuple[float, float, str], Learning],
+    *,
+    against: str = "binary",
 ) -> list[dict[str, Any]]:
-    """Rows of ``comparison.csv`` (fractions; ``p_wilcoxon`` two-sided)."""
+    """Rows of ``comparison.csv`` (fractions; ``p_wilcoxon`` two-sided).
+
+    ``against`` names the reference of ``comparisons``: ``binary`` (the binary model) or
+    ``flair-threshold`` (the FLAIR-threshold baseline, which has no models to learn).
+    """
     rows = []
+    reference = BASELINE if against == "binary" else FLAIR_POINT
     for c in comparisons:
         d = c.difference
         state = learned.get(c.point, Learning(0, 0))
-        base = learned.get(BASELINE, Learning(0, 0))
+        base = learned.get(reference)
         rows.append(
             {
                 "ratio": c.point[0],
@@ -301,25 +383,32 @@ def comparison_records(
                 "rater": c.rater,
                 "metric": c.metric,
                 "n_pairs": d.n,
-                "binary_mean": d.baseline_mean,
-                "soft_mean": d.treatment_mean,
+                "baseline_mean": d.baseline_mean,
+                "model_mean": d.treatment_mean,
                 "mean_difference": d.mean_difference,
                 "ci95_low": d.ci_low,
                 "ci95_high": d.ci_high,
                 "p_wilcoxon": d.p_value,
                 "models_learned": f"{state.learned}/{state.total}",
-                "binary_models_learned": f"{base.learned}/{base.total}",
-                "variant": c.point[2],  # last: the paper's columns keep their order
+                "baseline_models_learned": "" if base is None else f"{base.learned}/{base.total}",
+                "variant": c.point[2],  # after the paper's columns
+                "against": against,
+                "label": point_label(*c.point),
             }
         )
     return rows
 
 
 def format_comparison(
-    comparisons: Sequence[GridComparison], learned: dict[tuple[float, float, str], Learning]
+    comparisons: Sequence[GridComparison],
+    learned: dict[tuple[float, float, str], Learning],
+    *,
+    against: str = "binary",
 ) -> str:
-    """Markdown table of the paired differences (percentage points) against the binary baseline."""
-    header = ["mask size / gamma", "rater", "metric", "pairs", "soft - binary", "95 % CI", "p"]
+    """Markdown table of the paired differences (percentage points) against ``against``:
+    ``binary`` (the binary model) or ``flair-threshold`` (the FLAIR-threshold baseline)."""
+    name = "binary" if against == "binary" else "FLAIR threshold"
+    header = ["grid point", "rater", "metric", "pairs", f"model - {name}", "95 % CI", "p"]
     lines = ["| " + " | ".join(header) + " |", "|---|---|---|---:|---:|---|---:|"]
     labels = dict(_TABLE_METRICS)
     for c in comparisons:
@@ -333,7 +422,7 @@ def format_comparison(
             "| "
             + " | ".join(
                 [
-                    _point_label(*c.point) + flag,
+                    point_label(*c.point) + flag,
                     f"R{c.rater}",
                     labels.get(c.metric, c.metric),
                     str(d.n),
@@ -344,9 +433,14 @@ def format_comparison(
             )
             + " |"
         )
+    reference = (
+        "by the binary model of the same fold and seed"
+        if against == "binary"
+        else "by the fold's FLAIR-threshold baseline"
+    )
     note = (
         "Paired differences in percentage points: each pair is one held-out scan scored against "
-        "one rater by the grid point's model and by the binary model of the same fold and seed. "
+        f"one rater by the grid point's model and {reference}. "
         "95 % CI: paired bootstrap (BCa, 9999 resamples) of the mean difference; p: two-sided "
         "Wilcoxon signed-rank test. Scans of one patient are not independent, so with few "
         "patients the intervals are optimistic."
@@ -354,39 +448,59 @@ def format_comparison(
     return "\n".join(lines) + "\n\n" + note + "\n"
 
 
-def describe_best(
-    best: BestSetting | None, learned: dict[tuple[float, float, str], Learning]
-) -> str:
-    """One line: the best setting with its interval, or why none is named."""
-    floor = f"validation Dice >= {100 * LEARNED_DICE:.0f} %"
-    if best is None:
-        base = learned.get(BASELINE)
-        if base is not None and not base.all_learned:
-            why = f"{base.total - base.learned} of {base.total} binary-baseline models"
-        else:
-            failing = sum(1 for c in learned.values() if not c.all_learned)
-            why = f"models of {failing} of {len(learned)} grid points"
-        return (
-            f"best: none named: {why} did not learn ({floor} at the saved epoch); "
-            "train longer (--epochs), check for collapse (history.csv column `collapsed`) or "
-            "change --learning-rate"
-        )
-    if best.is_binary:
-        return (
-            f"best: binary baseline (mean Dice over raters {100 * best.dice:.1f} %; among grid "
-            f"points whose models all learned, {floor}); no soft setting beat it"
-        )
-    evidence = "; ".join(
+_LEARNED = (
+    "validation Dice at the saved epoch above the FLAIR-threshold baseline's on the same slices"
+)
+_REMEDY = (
+    "train longer (--epochs), check for collapse (history.csv column `collapsed`) or change "
+    "--learning-rate"
+)
+
+
+def _evidence(comparisons: Sequence[GridComparison]) -> str:
+    return "; ".join(
         f"R{c.rater} {_signed(c.difference.mean_difference)} points "
         f"[95 % CI {_signed(c.difference.ci_low)}, {_signed(c.difference.ci_high)}], "
         f"p{'' if _p(c.difference.p_value).startswith('<') else '='}{_p(c.difference.p_value)}, "
         f"n={c.difference.n}"
-        for c in best.against_binary
+        for c in comparisons
     )
+
+
+def _why_none(learned: dict[tuple[float, float, str], Learning]) -> str:
+    """The true reason :func:`choose_best` named no setting."""
+    base = learned.get(BASELINE)
+    if base is None:
+        return "best: none named: the binary grid point has no finished cell yet"
+    if not base.all_learned:
+        return (
+            f"best: none named: binary models: {base.describe()} ({_LEARNED}), so no setting "
+            f"can be compared with binary; {_REMEDY}"
+        )
     return (
-        f"best: ratio {best.ratio:g}, gamma {best.gamma:g} (mean Dice over raters "
-        f"{100 * best.dice:.1f} %, among grid points whose models all learned, {floor}); "
-        f"Dice against binary: {evidence}"
+        "best: none named: no grid point of the paper's grid (one rater, constant ring, no TTA) "
+        "has a finite held-out Dice"
+    )
+
+
+def describe_best(
+    best: BestSetting | None, learned: dict[tuple[float, float, str], Learning]
+) -> str:
+    """One line: the best setting with its intervals, or the true reason none is named."""
+    if best is None:
+        return _why_none(learned)
+    flair = f"; Dice against the FLAIR threshold: {_evidence(best.against_flair)}" if (
+        best.against_flair
+    ) else ""
+    if best.is_binary:
+        return (
+            f"best: binary (mean Dice over raters {100 * best.dice:.1f} %; among grid points "
+            f"whose models all learned: {_LEARNED}); no soft setting beat it{flair}"
+        )
+    return (
+        f"best: {point_label(best.ratio, best.gamma)} (mean Dice over raters "
+        f"{100 * best.dice:.1f} %, among grid points whose models all learned: {_LEARNED}); "
+        f"Dice against binary: {_evidence(best.against_binary)}{flair}"
     )
 
 
@@ -409,10 +523,9 @@ def plot_sweep(
 
     raters = sorted({s.rater for s in summaries})
     index = {(s.ratio, s.gamma, s.variant, s.rater, s.metric): s for s in summaries}
-    # the paper's grid points first, then the variants beyond it
-    points = sorted({(s.ratio, s.gamma, s.variant) for s in summaries}, key=lambda p: (p[2], p))
+    points = _ordered_points(summaries)
     xs = np.arange(len(points), dtype=float)
-    labels = [_point_label(*p) for p in points]
+    labels = [point_label(*p) for p in points]
     panels = len(_TABLE_METRICS) + (1 if comparisons else 0)
     fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels, 4.2), squeeze=False)
     markers = "osD^v"

@@ -15,13 +15,22 @@ Output folder::
     config.json         the sweep (written first; a re-run must match it)
     masks/<grid point>/ soft masks (build-masks output)
     cells/...           one folder per cell: run/, pred/, eval/, result.json
+    cells/<patient>/flair_baseline.json
+                        the fold's FLAIR-threshold baseline (computed once, reused on re-runs)
     cv_results.csv      a row per fold × grid point × repeat × rater (means over the fold's scans)
     cv_scans.csv        a row per held-out scan × grid point × repeat × rater
-    comparison.csv      every grid point against binary, per rater and metric: pairs, mean
+    comparison.csv      every grid point against binary and against the FLAIR-threshold
+                        baseline (column ``against``), per rater and metric: pairs, mean
                         difference, 95 % bootstrap CI, Wilcoxon p, models that learned
-    table.md            the paper's table (mean ± std), the paired comparison and the best
+    table.md            the paper's table (mean ± std), the paired comparisons and the best
                         setting (marked incomplete while cells are missing)
     sweep.png           one panel per metric (raters offset) and the paired Dice difference
+
+The FLAIR-threshold baseline is the pseudo grid point ``FLAIR threshold`` in every output (ratio 0,
+gamma 0, variant ``flair-threshold`` in the CSV files; :mod:`mssoft.experiments.cv.baseline`). A
+grid without the binary point gets it added (an info line says so): every point is compared with
+it. Re-running a sweep written before the baseline existed computes the baseline files and the new
+rows without retraining any finished cell.
 """
 
 from __future__ import annotations
@@ -40,18 +49,26 @@ from typing import Any
 
 from mssoft.arrays.metrics import MEAN_FIELDS, nanmean
 from mssoft.errors import ConfigError, MssoftError
+from mssoft.experiments.cv.baseline import (
+    baseline_rows,
+    ensure_fold_baselines,
+    read_fold_baselines,
+    validation_dice_of_cell,
+)
 from mssoft.experiments.cv.plan import (
     Cell,
     GridPoint,
     grid_points,
     leave_one_patient_out,
     plan_cells,
+    with_binary_point,
 )
 from mssoft.experiments.cv.report import (
     BestSetting,
     Learning,
     choose_best,
     compare,
+    compare_with_flair,
     comparison_records,
     describe_best,
     format_comparison,
@@ -206,9 +223,17 @@ def _plan(config: CVConfig) -> _PlanT:
         )
     modalities = resolve_modalities(scans, config.training.modalities)
     folds = leave_one_patient_out(scans)
-    points = grid_points(
-        config.ratios, config.gammas, raters=config.raters, rings=config.rings, ttas=config.tta
+    points, added = with_binary_point(
+        grid_points(
+            config.ratios, config.gammas, raters=config.raters, rings=config.rings, ttas=config.tta
+        )
     )
+    if added:
+        logger.info(
+            "the grid has no binary point (ratio 1 of rater %d): added, since every grid point is "
+            "compared with it",
+            config.rater,
+        )
     return (
         scans,
         modalities,
@@ -469,24 +494,36 @@ def _finished(config: CVConfig, cells: Sequence[Cell]) -> list[Path]:
     return [p for p in paths if p.is_file()]
 
 
-def collect_cells(config: CVConfig, cells: Sequence[Cell] | None = None) -> list[dict[str, Any]]:
+def collect_cells(
+    config: CVConfig,
+    cells: Sequence[Cell] | None = None,
+    baselines: dict[str, dict[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
     """The ``result.json`` record of every finished cell (without its per-scan rows).
 
-    Cells written before ``val_dice`` was recorded get it from their run's ``history.csv``.
+    Cells written before ``val_dice`` was recorded get it from their run's ``history.csv``. Each
+    record gets ``baseline_val_dice``: the FLAIR-threshold baseline's Dice on the cell's
+    validation slices (NaN without the fold's baseline in ``baselines``).
     """
     if cells is None:
         cells = _plan(config)[3]
+    baselines = baselines or {}
     records = []
-    for path in _finished(config, cells):
+    for cell in cells:
+        path = cell.folder(config.out) / CELL_RESULT_NAME
+        if not path.is_file():
+            continue
         record = json.loads(path.read_text())
         record.pop("scans", None)
         if "val_dice" not in record:
             record["val_dice"] = _saved_epoch_dice(
                 read_history(path.parent / "run" / HISTORY_NAME), record.get("best_epoch")
             )
+        record["baseline_val_dice"] = validation_dice_of_cell(
+            cell, Path(config.out), baselines, config.rater
+        )
         records.append(record)
     return records
-
 
 
 def collect_rows(
@@ -511,14 +548,36 @@ def _write_csv(rows: Sequence[dict[str, Any]], path: Path) -> None:
         writer.writerows(rows)
 
 
+def _not_learned_note(learned: dict[tuple[float, float, str], Learning]) -> str:
+    """The table's line on grid points whose models did not all learn ("" when all did)."""
+    from mssoft.experiments.cv.report import point_label
+
+    failing = [
+        f"{point_label(*p)}: {c.describe()}" for p, c in learned.items() if not c.all_learned
+    ]
+    if not failing:
+        return ""
+    return (
+        "\nModels that did not learn (a model learned when its validation Dice at the saved "
+        "epoch beats the FLAIR-threshold baseline's on the same validation slices, and its run "
+        "did not collapse): " + "; ".join(failing) + ".\n"
+    )
+
+
 def write_reports(config: CVConfig, cells: Sequence[Cell] | None = None) -> CVResult:
     """Write ``cv_results.csv``, ``cv_scans.csv``, ``comparison.csv``, ``table.md`` (marked
-    incomplete while cells are missing) and ``sweep.png``."""
+    incomplete while cells are missing) and ``sweep.png``, with the FLAIR-threshold baseline of
+    every fold whose ``flair_baseline.json`` exists."""
     out = Path(config.out)
+    if cells is None:
+        cells = _plan(config)[3]
     rows, done, total = collect_rows(config, cells)
     result = CVResult(out=out, cells_total=total, cells_done=done, cells_run=0, rows=rows)
     if not rows:
         return result
+    baselines = read_fold_baselines(out, list({c.fold.held_out: c.fold for c in cells}.values()))
+    rows = rows + baseline_rows(baselines, rows)
+    result.rows = rows
     _write_csv(rows, out / CV_SCANS_NAME)
     by_cell: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for row in rows:
@@ -527,26 +586,25 @@ def write_reports(config: CVConfig, cells: Sequence[Cell] | None = None) -> CVRe
     fold_rows = [row for key in sorted(by_cell) for row in _fold_rows(by_cell[key])]
     _write_csv(fold_rows, out / CV_RESULTS_NAME)
     summaries = summarise(rows)
-    learned = learning(collect_cells(config, cells))
+    learned = learning(collect_cells(config, cells, baselines))
     comparisons = compare(rows, seed=config.training.seed)
-    records = comparison_records(comparisons, learned)
+    against_flair = compare_with_flair(rows, seed=config.training.seed)
+    records = comparison_records(comparisons, learned) + comparison_records(
+        against_flair, learned, against="flair-threshold"
+    )
     _write_csv(records, out / CV_COMPARISON_NAME)
-    best = choose_best(summaries, comparisons, learned)
+    best = choose_best(summaries, comparisons, learned, against_flair)
     best_line = describe_best(best, learned)
     if done < total:
         best_line = f"provisional ({done} of {total} cells finished): {best_line}"
-    not_learned = [
-        f"{'binary' if p == (1.0, 0.0) else f'ratio {p[0]:g}, gamma {p[1]:g}'}: "
-        f"{c.total - c.learned} of {c.total} models did not learn"
-        + (f" ({c.collapsed} collapsed)" if c.collapsed else "")
-        for p, c in learned.items()
-        if not c.all_learned
-    ]
-    table = format_table(summaries)
-    if not_learned:
-        table += "\nModels that did not learn (saved-epoch validation Dice below the floor): "
-        table += "; ".join(not_learned) + ".\n"
-    table += "\n## Against the binary baseline\n\n" + format_comparison(comparisons, learned)
+    table = format_table(summaries) + _not_learned_note(learned)
+    if not baselines:
+        table += "\nNo FLAIR-threshold baseline: the data has no FLAIR image.\n"
+    table += "\n## Against the binary model\n\n" + format_comparison(comparisons, learned)
+    if against_flair:
+        table += "\n## Against the FLAIR-threshold baseline\n\n" + format_comparison(
+            against_flair, learned, against="flair-threshold"
+        )
     table += "\n" + best_line + "\n"
     if done < total:
         table += (
@@ -570,6 +628,9 @@ def run_cv(config: CVConfig) -> CVResult:
     """
     plan = _plan(config)
     _prepare_out(config, plan[1])
+    scans, _, points, cells = plan
+    folds = list({c.fold.held_out: c.fold for c in cells}.values())
+    ensure_fold_baselines(Path(config.out), scans, folds, points, config.rater)
     before = len(_finished(config, plan[3]))
     if config.jobs == 1:
         run_cells(config, plan=plan)

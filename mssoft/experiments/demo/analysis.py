@@ -24,7 +24,7 @@ from mssoft.experiments.demo.figures import (
     plot_predictions,
     plot_training_curves,
 )
-from mssoft.experiments.demo.types import DataSummary, DemoConfig, ModelRun, Score
+from mssoft.experiments.demo.types import DataSummary, DemoBaseline, DemoConfig, ModelRun, Score
 from mssoft.files import layout
 from mssoft.files.layout import DEMO_FIGURE_NAMES, prob_path, seg_path, soft_mask_path
 from mssoft.files.nifti import read_header, read_volume
@@ -137,11 +137,14 @@ def draw_figures(
     runs: Mapping[str, ModelRun],
     scores: Sequence[Score],
     config: DemoConfig,
+    baseline: DemoBaseline | None = None,
 ) -> dict[str, Path]:
     """Write ``data.png``, ``predictions.png``, ``training.png`` and ``calibration.png``.
 
     The data figure shows the training scan with the most rater-1 lesion voxels, the prediction
     figure the held-out scan with the most, each at its axial slice with the most rater-1 voxels.
+    The training curves show the FLAIR-threshold ``baseline``'s Dice on each model's validation
+    slices when it is given.
 
     Returns
     -------
@@ -203,6 +206,7 @@ def draw_figures(
         {n: r.history for n, r in runs.items()},
         folder / DEMO_FIGURE_NAMES["training"],
         best_epochs={n: r.best_epoch for n, r in runs.items()},
+        baseline_dice=baseline.validation_dice if baseline is not None else None,
     )
     figures["calibration"] = plot_calibration_curves(
         {n: r.calibration for n, r in runs.items()}, folder / DEMO_FIGURE_NAMES["calibration"]

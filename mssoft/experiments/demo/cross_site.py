@@ -5,11 +5,15 @@
 training site's), trains one soft-mask model (rater 1, on the fly) on the training site's
 patients with the given training options (``--augment``, ``--normalise``, ...), calibrates it on
 its training scans, segments the held-out patients of both sites and evaluates them against
-rater 1. The report gives, per site, the mean Dice and the predicted over true lesion volume::
+rater 1, beside the FLAIR-threshold baseline calibrated on the same training scans
+(:mod:`mssoft.workflows.flair_baseline`). The report gives, per site, the mean Dice and the
+predicted over true lesion volume of both, and whether the model beat the baseline on its
+validation slices::
 
     DIR/config.json          command "demo", the settings, then the result
     DIR/report.md            the within-site and cross-site table
-    DIR/comparison.csv       site, role, scans, dice, pred_volume_ml, true_volume_ml, volume_ratio
+    DIR/comparison.csv       model (``model`` or ``flair-threshold``), site, role, scans, dice,
+                             pred_volume_ml, true_volume_ml, volume_ratio
     DIR/data/                both sites' generated patients (ISBI layout)
     DIR/runs/model/          the fit run with calibration.json
     DIR/predictions/model/, DIR/evaluation/model/
@@ -38,13 +42,20 @@ from mssoft.experiments.demo.folder import (
     TABLE_NAME,
     prepare_demo_folder,
 )
-from mssoft.experiments.demo.types import CrossSiteConfig, CrossSiteResult, SiteScore
+from mssoft.experiments.demo.report import saved_epoch_dice
+from mssoft.experiments.demo.types import FLAIR_MODEL, CrossSiteConfig, CrossSiteResult, SiteScore
 from mssoft.files.atomic import atomic_path
 from mssoft.files.folders import write_config
-from mssoft.files.scans import discover_scans
+from mssoft.files.scans import Scan, discover_scans
 from mssoft.synthetic.sites import SITES
 from mssoft.synthetic.writer import write_site_dataset
 from mssoft.workflows.evaluate import PRED_SOURCE, Evaluation
+from mssoft.workflows.flair_baseline import (
+    calibrate_on_scans,
+    run_validation_dice,
+    score_against_raters,
+    segment_scans,
+)
 from mssoft.workflows.pipeline import run_pipeline
 from mssoft.workflows.progress import Progress, no_progress
 from mssoft.workflows.settings import TrainConfig
@@ -94,20 +105,87 @@ def site_scores(
     return scores
 
 
+def baseline_site_scores(
+    scans: Sequence[Scan],
+    train_scans: Sequence[str],
+    sites: dict[str, Sequence[str]],
+    roles: dict[str, str],
+    run_dir: Path,
+    history: Sequence[dict[str, float]],
+    best_epoch: int | None,
+) -> tuple[list[SiteScore], dict[str, object]]:
+    """The FLAIR-threshold baseline per site, calibrated on ``train_scans`` against rater 1.
+
+    Returns
+    -------
+    list of SiteScore
+        The baseline against rater 1 on each site's held-out scans.
+    dict
+        Its rule, the model's validation Dice at the saved epoch, the baseline's on the same
+        validation slices, and ``learned`` (the model beat it).
+    """
+    train = [s for s in scans if s.scan_id in set(train_scans)]
+    rule = calibrate_on_scans(train, rater=1)
+    scores = []
+    for site, patients in sites.items():
+        mine = [s for s in scans if s.patient_id in set(patients)]
+        scored = score_against_raters(segment_scans(rule, mine), mine)
+        rows = [(sid, m) for sid, r, m in scored if r == 1]
+        dice = {sid: float(m.dice) for sid, m in rows}
+        values = [d for d in dice.values() if not math.isnan(d)]
+        scores.append(
+            SiteScore(
+                site=site,
+                role=roles[site],
+                scans=tuple(sid for sid, _ in rows),
+                dice=float(np.mean(values)) if values else float("nan"),
+                pred_volume_ml=float(sum(m.pred_volume_ml for _, m in rows)),
+                true_volume_ml=float(sum(m.ref_volume_ml for _, m in rows)),
+                scan_dice=dice,
+            )
+        )
+    model_dice = saved_epoch_dice(history, best_epoch)
+    level = run_validation_dice(segment_scans(rule, train), train, run_dir)
+    learned = bool(math.isfinite(model_dice) and not (math.isfinite(level) and model_dice <= level))
+    record = {
+        **rule.to_dict(),
+        "model_validation_dice": model_dice,
+        "baseline_validation_dice": level,
+        "learned": learned,
+    }
+    return scores, record
+
+
 def cross_site_text(result: CrossSiteResult) -> str:
     """The result table as tab-separated text (what ``mssoft demo --cross-site`` prints)."""
     training = result.config.training
     lines = [
         f"trained at site {result.config.train_site} "
         f"(augment={training.augment}, normalise={training.normalise}, seed={training.seed})",
-        "site\trole\tscans\tdice_%\tpred_ml\ttrue_ml\tpred/true",
+        "model\tsite\trole\tscans\tdice_%\tpred_ml\ttrue_ml\tpred/true",
     ]
-    for s in result.scores:
-        lines.append(
-            f"{s.site}\t{s.role}\t{len(s.scans)}\t{100 * s.dice:.1f}\t{s.pred_volume_ml:.2f}\t"
-            f"{s.true_volume_ml:.2f}\t{s.volume_ratio:.2f}"
-        )
+    for model, scores in ((MODEL_NAME, result.scores), (FLAIR_MODEL, result.baseline_scores)):
+        for s in scores:
+            lines.append(
+                f"{model}\t{s.site}\t{s.role}\t{len(s.scans)}\t{100 * s.dice:.1f}\t"
+                f"{s.pred_volume_ml:.2f}\t{s.true_volume_ml:.2f}\t{s.volume_ratio:.2f}"
+            )
+    if result.baseline and not result.baseline.get("learned", True):
+        lines.append("the model did not beat the FLAIR-threshold baseline on its validation slices")
     return "\n".join(lines)
+
+
+def _baseline_paragraph(result: CrossSiteResult) -> str:
+    b = result.baseline
+    if not b:
+        return ""
+    verdict = "beat" if b["learned"] else "did **not** beat"
+    return (
+        f"FLAIR threshold: the trivial baseline, brain-z-scored FLAIR >= {b['threshold']:g} "
+        f"chosen on the same training scans, then the model's post-processing. The model "
+        f"{verdict} it on its validation slices (Dice {100 * b['model_validation_dice']:.1f} % "
+        f"against {100 * b['baseline_validation_dice']:.1f} %)."
+    )
 
 
 def _report(result: CrossSiteResult) -> str:
@@ -116,6 +194,11 @@ def _report(result: CrossSiteResult) -> str:
         f"| {s.site} | {s.role} | {len(s.scans)} | {100 * s.dice:.1f} | {s.pred_volume_ml:.2f} "
         f"| {s.true_volume_ml:.2f} | {s.volume_ratio:.2f} |"
         for s in result.scores
+    )
+    rows += "".join(
+        f"\n| {s.site} | {s.role}, FLAIR threshold | {len(s.scans)} | {100 * s.dice:.1f} "
+        f"| {s.pred_volume_ml:.2f} | {s.true_volume_ml:.2f} | {s.volume_ratio:.2f} |"
+        for s in result.baseline_scores
     )
     sites = "\n".join(
         f"- site {name}: `{SITES[name].to_dict()}`"
@@ -131,6 +214,8 @@ each site. Scores against rater 1; volumes are totals over the scans.
 | site | role | scans | Dice % | predicted mL | true mL | predicted / true |
 |---|---|---:|---:|---:|---:|---:|
 {rows}
+
+{_baseline_paragraph(result)}
 
 Threshold chosen at site {config.train_site}: {result.threshold:.2f}. Wall time
 {result.wall_seconds:.0f} s. One seed: run several (e.g. `benchmarks/cross_site.py`) before
@@ -243,6 +328,15 @@ def run_cross_site(
     )
     assert result.evaluation is not None
     scores = site_scores(result.evaluation, sites, roles)
+    baseline_scores, baseline = baseline_site_scores(
+        scans,
+        train_scans,
+        sites,
+        roles,
+        run_dir,
+        result.fit.history,
+        result.fit.best_epoch,
+    )
     outcome = CrossSiteResult(
         config=config,
         out=out,
@@ -251,17 +345,31 @@ def run_cross_site(
         threshold=float(result.calibration.binarisation.threshold),
         wall_seconds=time.perf_counter() - start,
         report=out / REPORT_NAME,
+        baseline_scores=baseline_scores,
+        baseline=baseline,
     )
     with atomic_path(outcome.report) as tmp:
         tmp.write_text(_report(outcome))
     with atomic_path(out / TABLE_NAME) as tmp, open(tmp, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(
-            ["site", "role", "scans", "dice", "pred_volume_ml", "true_volume_ml", "volume_ratio"]
+            [
+                "model",
+                "site",
+                "role",
+                "scans",
+                "dice",
+                "pred_volume_ml",
+                "true_volume_ml",
+                "volume_ratio",
+            ]
         )
-        for s in scores:
+        for model, s in [(MODEL_NAME, s) for s in scores] + [
+            (FLAIR_MODEL, s) for s in baseline_scores
+        ]:
             writer.writerow(
                 [
+                    model,
                     s.site,
                     s.role,
                     len(s.scans),
@@ -279,6 +387,10 @@ def run_cross_site(
         result={
             "scores": [s.to_dict() for s in scores],
             "threshold": outcome.threshold,
+            "flair_baseline": {
+                **baseline,
+                "scores": [s.to_dict() for s in baseline_scores],
+            },
             "wall_seconds": outcome.wall_seconds,
             "report": REPORT_NAME,
         },

@@ -413,8 +413,13 @@ def plot_training_curves(
     path: str | Path,
     *,
     best_epochs: Mapping[str, int | None] | None = None,
+    baseline_dice: Mapping[str, float] | None = None,
 ) -> Path:
     """Loss and binarised Dice per epoch, training (dashed) and validation (solid), per model.
+
+    With ``baseline_dice``, the Dice panel also shows, per model, the FLAIR-threshold baseline's
+    Dice on that model's validation slices (dotted line): the level a model must beat to count
+    as learned.
 
     Parameters
     ----------
@@ -424,6 +429,8 @@ def plot_training_curves(
     path : path-like
     best_epochs : mapping of str to int, optional
         Epoch of each model's saved weights (marked with a dot).
+    baseline_dice : mapping of str to float, optional
+        Per model, the baseline's Dice on its validation slices (fraction; NaN is not drawn).
 
     Returns
     -------
@@ -447,6 +454,11 @@ def plot_training_curves(
                 row = rows[epochs.index(best)]
                 value = row.get(f"val_{key}", row.get(key, math.nan))
                 ax.plot([best], [value], "o", ms=10, mfc="none", mec=colour, mew=2)
+        level = (baseline_dice or {}).get(model, math.nan)
+        if math.isfinite(level):
+            right.axhline(
+                level, linestyle=":", color=colour, label=f"FLAIR threshold, {model}'s val. slices"
+            )
     left.set(
         xlabel="epoch",
         ylabel="soft Dice loss (lower is better)",

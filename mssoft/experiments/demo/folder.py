@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 
 from mssoft.files.folders import prepare_output_folder
-from mssoft.files.layout import DEMO_REPORT_NAME, DEMO_TABLE_NAME
+from mssoft.files.layout import DEMO_BASELINE_NAME, DEMO_REPORT_NAME, DEMO_TABLE_NAME
 
 __all__ = [
     "DATA_DIR",
@@ -28,7 +28,17 @@ DATA_DIR, MASKS_DIR, RUNS_DIR = "data", "softmasks", "runs"
 PRED_DIR, EVAL_DIR, FIGURES_DIR = "predictions", "evaluation", "figures"
 REPORT_NAME, TABLE_NAME = DEMO_REPORT_NAME, DEMO_TABLE_NAME
 #: What a demo writes in its folder; only these are removed by ``overwrite``.
-_ENTRIES = (DATA_DIR, MASKS_DIR, RUNS_DIR, PRED_DIR, EVAL_DIR, FIGURES_DIR, REPORT_NAME, TABLE_NAME)
+_ENTRIES = (
+    DATA_DIR,
+    MASKS_DIR,
+    RUNS_DIR,
+    PRED_DIR,
+    EVAL_DIR,
+    FIGURES_DIR,
+    REPORT_NAME,
+    TABLE_NAME,
+    DEMO_BASELINE_NAME,
+)
 
 
 def prepare_demo_folder(out: str | Path, *, overwrite: bool = False) -> Path:

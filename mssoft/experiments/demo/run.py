@@ -4,14 +4,18 @@
 (:mod:`mssoft.synthetic`), builds soft masks, trains a U-Net on rater 1's binary masks and another
 on the soft masks (same seed, same slices, same split), calibrates each on its training scans,
 segments held-out patients that neither model saw, evaluates both against rater 1, rater 2 and the
-synthetic truth, and writes a Markdown report with figures. Every step calls the library function
-behind the matching command (``build-masks``, ``fit``, ``calibrate``, ``predict``, ``evaluate``),
-so each subfolder is the output that command would have written::
+synthetic truth beside the FLAIR-threshold baseline (:mod:`mssoft.experiments.demo.baseline`), and
+writes a Markdown report with figures. A model whose validation Dice does not beat the baseline's
+on the same validation slices did not learn, and the comparison is void. Every step calls the
+library function behind the matching command (``build-masks``, ``fit``, ``calibrate``,
+``predict``, ``evaluate``), so each subfolder is the output that command would have written::
 
     DIR/config.json          command "demo", the settings, then the result and the wall time
     DIR/report.md            the report (table, verdict, figures, settings, commands)
     DIR/comparison.csv       model, reference, scans, mean dice, ppv, tpr, ltpr, lfpr and
-                             rel_volume_diff (fractions)
+                             rel_volume_diff (fractions); model ``flair-threshold`` is the
+                             FLAIR-threshold baseline
+    DIR/flair_baseline.json  the baseline: threshold, grid, Dice on each model's validation slices
     DIR/figures/*.png        data.png, predictions.png, training.png, calibration.png
     DIR/data/                the generated ISBI-layout data (with trainingNN/truth/)
     DIR/softmasks/           build-masks output (every scan; training uses its patients only)
@@ -31,6 +35,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from mssoft.experiments.demo import analysis
+from mssoft.experiments.demo.baseline import run_baseline
 from mssoft.experiments.demo.folder import (
     DATA_DIR,
     EVAL_DIR,
@@ -43,12 +48,13 @@ from mssoft.experiments.demo.folder import (
     prepare_demo_folder,
 )
 from mssoft.experiments.demo.report import (
-    LEARNED_DICE,
     failed_models,
     render_report,
+    saved_epoch_dice,
     write_comparison_csv,
 )
 from mssoft.experiments.demo.types import (
+    FLAIR_MODEL,
     MODELS,
     DataSummary,
     DemoConfig,
@@ -56,9 +62,9 @@ from mssoft.experiments.demo.types import (
     ModelRun,
     Score,
 )
-from mssoft.files.atomic import atomic_path
+from mssoft.files.atomic import atomic_path, write_json
 from mssoft.files.folders import package_versions, prepare_output_folder, read_config, write_config
-from mssoft.files.layout import CALIBRATION_NAME
+from mssoft.files.layout import CALIBRATION_NAME, DEMO_BASELINE_NAME
 from mssoft.files.scans import Scan, discover_scans
 from mssoft.workflows.build_masks import build_soft_masks
 from mssoft.workflows.evaluate import PRED_SOURCE, Evaluation
@@ -194,7 +200,7 @@ def run_demo(config: DemoConfig, *, progress: Progress = no_progress) -> DemoRes
     start = time.perf_counter()
     out = prepare_demo_folder(config.out, overwrite=config.overwrite)
     write_config(out, "demo", config.to_dict(), status="running")
-    stage = _Stages(total=4 + 3 * len(MODELS))
+    stage = _Stages(total=5 + 3 * len(MODELS))
     root = out / DATA_DIR
 
     with stage("generating the synthetic data"):
@@ -224,10 +230,18 @@ def run_demo(config: DemoConfig, *, progress: Progress = no_progress) -> DemoRes
         truth_models, truth_raters = analysis.truth_scores(
             heldout, {name: run.pred_dir for name, run in runs.items()}
         )
-        scores = sorted(scores + truth_models, key=lambda s: (s.reference, MODELS.index(s.model)))
         human += truth_raters
+    with stage("the FLAIR-threshold baseline"):
+        baseline, baseline_scores = run_baseline(train, heldout, runs, masks_dir)
+        write_json(baseline.to_dict(), out / DEMO_BASELINE_NAME)
+    order = (*MODELS, FLAIR_MODEL)
+    scores = sorted(
+        scores + truth_models + baseline_scores, key=lambda s: (s.reference, order.index(s.model))
+    )
     with stage("drawing the figures"):
-        figures = analysis.draw_figures(out / FIGURES_DIR, data, masks_dir, runs, scores, config)
+        figures = analysis.draw_figures(
+            out / FIGURES_DIR, data, masks_dir, runs, scores, config, baseline
+        )
     write_comparison_csv(scores + human, out / TABLE_NAME)
     result = DemoResult(
         config=config,
@@ -241,6 +255,7 @@ def run_demo(config: DemoConfig, *, progress: Progress = no_progress) -> DemoRes
         wall_seconds=time.perf_counter() - start,
         versions=package_versions(),
         report=out / REPORT_NAME,
+        baseline=baseline,
     )
     with atomic_path(result.report) as tmp:
         tmp.write_text(render_report(result))
@@ -255,6 +270,7 @@ def run_demo(config: DemoConfig, *, progress: Progress = no_progress) -> DemoRes
                 for s in scores + human
             ],
             "thresholds": {n: r.calibration["threshold"] for n, r in runs.items()},
+            "flair_baseline": baseline.to_dict(),
             "failed_models": failed_models(result),
             "wall_seconds": result.wall_seconds,
             "timings_seconds": result.timings,
@@ -263,10 +279,12 @@ def run_demo(config: DemoConfig, *, progress: Progress = no_progress) -> DemoRes
     )
     for name in failed_models(result):
         logger.warning(
-            "the %s-mask model did not learn (validation Dice below %.0f %% at the saved epoch): "
-            "the comparison is void; train longer (--epochs) or try another --seed",
+            "the %s-mask model did not beat the FLAIR-threshold baseline on its validation slices "
+            "(Dice %.3f against the baseline's %.3f at the saved epoch): the comparison is void; "
+            "train longer (--epochs) or try another --seed",
             name,
-            100 * LEARNED_DICE,
+            saved_epoch_dice(runs[name].history, runs[name].best_epoch),
+            baseline.validation_dice.get(name, float("nan")),
         )
     logger.info("demo finished in %.0f s: %s", result.wall_seconds, result.report)
     return result

@@ -17,6 +17,8 @@ from mssoft.workflows.settings import MaskConfig, TrainingSettings
 
 __all__ = [
     "MODELS",
+    "FLAIR_MODEL",
+    "DemoBaseline",
     "DEMO_TRAINING",
     "QUICK",
     "QUICK_TRAINING",
@@ -34,6 +36,9 @@ __all__ = [
 
 #: The two models the demo compares, in table order.
 MODELS = ("binary", "soft")
+
+#: Name of the FLAIR-threshold baseline among the scores (``comparison.csv``'s ``model``).
+FLAIR_MODEL = "flair-threshold"
 
 #: Training of the demo's models: smaller and faster than ``mssoft fit``'s defaults.
 DEMO_TRAINING = TrainingSettings(epochs=20, learning_rate=2e-4, base_filters=16, depth=3)
@@ -175,6 +180,36 @@ class ModelRun:
 
 
 @dataclass(frozen=True)
+class DemoBaseline:
+    """The FLAIR-threshold baseline of a demo run.
+
+    Attributes
+    ----------
+    rule : dict
+        :meth:`mssoft.arrays.flair_baseline.FlairThreshold.to_dict`: ``threshold`` (z-score),
+        ``mean_dice`` on the training scans against rater 1, ``min_size``, ``connectivity``,
+        ``rule`` (one line).
+    grid : tuple of float
+        The z-score thresholds searched.
+    validation_dice : dict of str to float
+        Per model: the baseline's Dice pooled over that model's validation slices against the
+        model's binarised target (what the model's validation Dice must beat).
+    """
+
+    rule: dict[str, Any]
+    grid: tuple[float, ...]
+    validation_dice: dict[str, float]
+
+    @property
+    def threshold(self) -> float:
+        return float(self.rule["threshold"])
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready record."""
+        return {**self.rule, "grid": list(self.grid), "validation_dice": self.validation_dice}
+
+
+@dataclass(frozen=True)
 class DemoResult:
     """Everything :func:`run_demo` produced (the report is rendered from it)."""
 
@@ -189,6 +224,7 @@ class DemoResult:
     wall_seconds: float
     versions: dict[str, str | None]
     report: Path
+    baseline: DemoBaseline | None = None
 
     def score(self, model: str, reference: str) -> Score:
         """The score of ``model`` against ``reference`` (KeyError if absent)."""
@@ -205,7 +241,8 @@ class Score:
     Attributes
     ----------
     model : str
-        ``binary``, ``soft``, or a rater (``rater 1``) for the human rows.
+        ``binary``, ``soft``, :data:`FLAIR_MODEL` (the baseline), or a rater (``rater 1``) for
+        the human rows.
     reference : str
         ``rater 1``, ``rater 2`` or ``truth`` (true lesion fraction > 0.5).
     summary : SetSummary
@@ -319,7 +356,12 @@ class SiteScore:
 
 @dataclass(frozen=True)
 class CrossSiteResult:
-    """What :func:`mssoft.experiments.demo.cross_site.run_cross_site` produced."""
+    """What :func:`mssoft.experiments.demo.cross_site.run_cross_site` produced.
+
+    ``baseline_scores`` are the FLAIR-threshold baseline's per site (calibrated at the training
+    site); ``baseline`` its rule, the model's validation Dice, the baseline's on the same slices
+    and whether the model beat it (``learned``).
+    """
 
     config: CrossSiteConfig
     out: Path
@@ -328,6 +370,8 @@ class CrossSiteResult:
     threshold: float
     wall_seconds: float
     report: Path
+    baseline_scores: list[SiteScore] = field(default_factory=list)
+    baseline: dict[str, Any] = field(default_factory=dict)
 
     def score(self, role: str) -> SiteScore:
         """The ``within-site`` or ``cross-site`` score (KeyError if absent)."""
