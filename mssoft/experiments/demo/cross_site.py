@@ -228,7 +228,7 @@ def run_cross_site(
         config.training,
         data=root,
         out=run_dir,
-        mask=config.mask_config(),
+        mask=config.mask,
         rater=1,
         patients=tuple(train_patients),
     )

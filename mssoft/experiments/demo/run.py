@@ -210,7 +210,7 @@ def run_demo(config: DemoConfig, *, progress: Progress = no_progress) -> DemoRes
         train, heldout = _split_scans(root, config)
     with stage("building the soft masks"):
         masks_dir = prepare_output_folder(out / MASKS_DIR, command="build-masks", data=root)
-        summaries = list(build_soft_masks([*train, *heldout], masks_dir, config.mask_config()))
+        summaries = list(build_soft_masks([*train, *heldout], masks_dir, config.mask))
         data = analysis.summarise_data(train, heldout, summaries)
     runs: dict[str, ModelRun] = {}
     scores: list[Score] = []
