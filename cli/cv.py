@@ -7,11 +7,11 @@ from typing import Any
 
 import click
 
+from mssoft.arrays.soft_masks import RING_MODES
+from mssoft.choices import TTA_MODES
 from mssoft.errors import ConfigError
 from mssoft.experiments.cv.plan import parse_float_list, parse_shard
 from mssoft.files.layout import CV_COMPARISON_NAME, CV_RESULTS_NAME, CV_TABLE_NAME
-from mssoft.arrays.soft_masks import RING_MODES
-from mssoft.choices import TTA_MODES
 from mssoft.workflows.settings import MaskConfig, TrainingSettings
 
 from ._common import (

@@ -24,7 +24,6 @@ from ._common import (
 )
 
 
-
 def _given(ctx: click.Context, name: str) -> bool:
     """Whether the user set option ``name`` (rather than click's default)."""
     source = ctx.get_parameter_source(name)

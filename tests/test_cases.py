@@ -53,7 +53,8 @@ def test_manifest_errors_name_the_file(tmp_path, manifest):
     noflair.write_text("scan,t1\na,x.nii\n")
     with pytest.raises(DataError, match="no 'flair' column"):
         discover_scans(noflair)
-    with pytest.raises(DataError, match="no ISBI 2015 layout"):
+    every_layout = "no nnU-Net dataset .*, ISBI 2015 layout .* nor BIDS dataset"
+    with pytest.raises(DataError, match=every_layout):
         discover_scans(tmp_path)
     with pytest.raises(DataError, match="no such file or folder"):
         discover_scans(tmp_path / "absent")

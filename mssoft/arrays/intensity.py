@@ -1,7 +1,7 @@
 """Intensity normalisation of a scan, the one function training and prediction share.
 
-Three methods (:data:`mssoft.choices.NORMALISATIONS`), each per channel over the brain (non-zero, finite voxels of that
-channel; voxels outside stay 0):
+Three methods (:data:`mssoft.choices.NORMALISATIONS`), each per channel over the brain (non-zero,
+finite voxels of that channel; voxels outside stay 0):
 
 ``zscore``
     ``(x - mean) / std`` (the paper; :func:`zscore_brain`).

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from mssoft.arrays.soft_masks import (
-    FlairThreshold,
     SoftMaskParams,
     multi_rater_soft_mask,
     soft_mask_from_params,
