@@ -102,10 +102,11 @@ def demo(
     rater 1 (ratio 1.2, gamma 0.3, FLAIR >= p50, or as --ratio, --gamma, ... say), trains a
     U-Net on the binary masks and one on the soft masks (same seed and slices), calibrates both
     thresholds on the training scans, segments the held-out patients and evaluates both models
-    against rater 1, rater 2 and the synthetic truth. Writes OUT/report.md with the comparison table and figures (OUT/figures),
-    OUT/comparison.csv and OUT/config.json; every step's own output folder stays in OUT. Takes 4
-    to 7 minutes on two CPU cores. Takes every training option of `mssoft fit`. Progress goes to
-    stderr; the table, the verdict and the report path to stdout.
+    against rater 1, rater 2 and the synthetic truth. Writes OUT/report.md with the comparison
+    table and figures (OUT/figures), OUT/comparison.csv and OUT/config.json; every step's own
+    output folder stays in OUT. Takes 4 to 7 minutes on two CPU cores. Takes every training
+    option of `mssoft fit`. Progress goes to stderr; the table, the verdict and the report path
+    to stdout.
     """
     given = {
         name: value

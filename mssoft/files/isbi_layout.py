@@ -19,13 +19,39 @@ from pathlib import Path
 from mssoft.errors import DataError
 from mssoft.files.scan_files import ScanFiles, ScanLayout, normalise_modality
 
-__all__ = ["LAYOUT", "is_isbi_dataset", "discover_isbi"]
+__all__ = [
+    "LAYOUT",
+    "ISBI_FILE_NAMES",
+    "is_isbi_dataset",
+    "discover_isbi",
+    "isbi_image_path",
+    "isbi_mask_path",
+]
+
+#: mssoft modality -> its name in ISBI 2015 file names (ISBI's ``mprage`` is T1).
+ISBI_FILE_NAMES = {"flair": "flair", "t1": "mprage", "t2": "t2", "pd": "pd"}
 
 _ISBI_IMAGE = re.compile(
     r"^(?P<patient>(?:training|test)\d+)_(?P<tp>\d+)_(?P<mod>flair|mprage|t2|pd)_pp\.nii(?:\.gz)?$"
 )
 _ISBI_MASK = re.compile(r"^(?P<patient>training\d+)_(?P<tp>\d+)_mask(?P<rater>\d+)\.nii(?:\.gz)?$")
 _ISBI_ORDER = ("flair", "t1", "t2", "pd")
+
+
+def isbi_image_path(root: str | Path, scan_id: str, modality: str) -> Path:
+    """``root/<patient>/preprocessed/<scan_id>_<name>_pp.nii.gz`` of a scan ``<patient>_TT``.
+
+    ``modality`` is an mssoft modality (``flair``, ``t1``, ``t2``, ``pd``).
+    """
+    patient = scan_id.rsplit("_", 1)[0]
+    name = ISBI_FILE_NAMES[modality]
+    return Path(root) / patient / "preprocessed" / f"{scan_id}_{name}_pp.nii.gz"
+
+
+def isbi_mask_path(root: str | Path, scan_id: str, rater: int) -> Path:
+    """``root/<patient>/masks/<scan_id>_mask<rater>.nii.gz`` of a scan ``<patient>_TT``."""
+    patient = scan_id.rsplit("_", 1)[0]
+    return Path(root) / patient / "masks" / f"{scan_id}_mask{rater}.nii.gz"
 
 
 def is_isbi_dataset(root: Path) -> bool:

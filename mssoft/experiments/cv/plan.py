@@ -18,6 +18,7 @@ from pathlib import Path
 from mssoft.arrays.soft_masks import RING_MODES, validate_soft_mask_params
 from mssoft.choices import TTA_MODES
 from mssoft.errors import ConfigError
+from mssoft.files.layout import CV_CELLS_DIR
 from mssoft.files.scans import Scan, patients_of
 from mssoft.workflows.settings import MaskConfig
 
@@ -125,7 +126,7 @@ class Cell:
 
     def folder(self, out: Path) -> Path:
         """``out/cells/<held-out patient>/<grid point>/repeat<k>``."""
-        return Path(out) / "cells" / self.fold.held_out / self.point.name / f"repeat{self.repeat}"
+        return Path(out) / CV_CELLS_DIR / self.key
 
     @property
     def key(self) -> str:

@@ -72,10 +72,14 @@ from mssoft.files.folders import (
 )
 from mssoft.files.history import read_history
 from mssoft.files.layout import (
+    CELL_EVAL_DIR,
+    CELL_PRED_DIR,
     CELL_RESULT_NAME,
+    CELL_RUN_DIR,
     CONFIG_NAME,
     CV_COMPARISON_NAME,
     CV_FIGURE_NAME,
+    CV_MASKS_DIR,
     CV_RESULTS_NAME,
     CV_SCANS_NAME,
     CV_TABLE_NAME,
@@ -265,7 +269,7 @@ def _mask_folder(config: CVConfig, point: GridPoint, scans: Sequence[Scan]) -> P
     """Soft masks of ``point`` for every scan, built once (None for the binary baseline)."""
     if point.is_binary:
         return None
-    folder = Path(config.out) / "masks" / replace(point, tta="none").name  # TTA: same masks
+    folder = Path(config.out) / CV_MASKS_DIR / replace(point, tta="none").name  # TTA: same masks
     mask_config = point.mask_config(config.mask)
     # one builder at a time: a shard that finds another building these masks waits for it
     with folder_lock(folder, command="cv", wait=True):
@@ -309,7 +313,7 @@ def _run_cell(
     train_config = TrainConfig.from_settings(
         config.training,
         data=Path(config.data),
-        out=folder / "run",
+        out=folder / CELL_RUN_DIR,
         masks=masks,
         rater=config.rater if cell.point.raters is None else None,
         modalities=modalities,
@@ -320,8 +324,8 @@ def _run_cell(
         train_config,
         calibrate_scans=cell.fold.train,
         predict_scans=cell.fold.test,
-        pred_dir=folder / "pred",
-        eval_dir=folder / "eval",
+        pred_dir=folder / CELL_PRED_DIR,
+        eval_dir=folder / CELL_EVAL_DIR,
         name=f"model of {cell.key}",
         tta=cell.point.tta,
     )
@@ -498,7 +502,7 @@ def collect_cells(config: CVConfig, cells: Sequence[Cell] | None = None) -> list
         record.pop("scans", None)
         if "val_dice" not in record:
             record["val_dice"] = _saved_epoch_dice(
-                read_history(path.parent / "run" / HISTORY_NAME), record.get("best_epoch")
+                read_history(path.parent / CELL_RUN_DIR / HISTORY_NAME), record.get("best_epoch")
             )
         records.append(record)
     return records

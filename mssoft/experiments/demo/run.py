@@ -31,17 +31,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from mssoft.experiments.demo import analysis
-from mssoft.experiments.demo.folder import (
-    DATA_DIR,
-    EVAL_DIR,
-    FIGURES_DIR,
-    MASKS_DIR,
-    PRED_DIR,
-    REPORT_NAME,
-    RUNS_DIR,
-    TABLE_NAME,
-    prepare_demo_folder,
-)
+from mssoft.experiments.demo.folder import prepare_demo_folder
 from mssoft.experiments.demo.report import (
     LEARNED_DICE,
     failed_models,
@@ -58,7 +48,17 @@ from mssoft.experiments.demo.types import (
 )
 from mssoft.files.atomic import atomic_path
 from mssoft.files.folders import package_versions, prepare_output_folder, read_config, write_config
-from mssoft.files.layout import CALIBRATION_NAME
+from mssoft.files.layout import (
+    CALIBRATION_NAME,
+    DEMO_DATA_DIR,
+    DEMO_EVAL_DIR,
+    DEMO_FIGURES_DIR,
+    DEMO_MASKS_DIR,
+    DEMO_PRED_DIR,
+    DEMO_REPORT_NAME,
+    DEMO_RUNS_DIR,
+    DEMO_TABLE_NAME,
+)
 from mssoft.files.scans import Scan, discover_scans
 from mssoft.workflows.build_masks import build_soft_masks
 from mssoft.workflows.evaluate import PRED_SOURCE, Evaluation
@@ -128,11 +128,11 @@ def _model_run(
     progress: Progress,
 ) -> tuple[ModelRun, Evaluation]:
     """Train, calibrate, segment the held-out scans and evaluate one model."""
-    root = out / DATA_DIR
+    root = out / DEMO_DATA_DIR
     run_dir, pred_dir, eval_dir = (
-        out / RUNS_DIR / name,
-        out / PRED_DIR / name,
-        out / EVAL_DIR / name,
+        out / DEMO_RUNS_DIR / name,
+        out / DEMO_PRED_DIR / name,
+        out / DEMO_EVAL_DIR / name,
     )
     train = TrainConfig.from_settings(
         config.training,
@@ -195,7 +195,7 @@ def run_demo(config: DemoConfig, *, progress: Progress = no_progress) -> DemoRes
     out = prepare_demo_folder(config.out, overwrite=config.overwrite)
     write_config(out, "demo", config.to_dict(), status="running")
     stage = _Stages(total=4 + 3 * len(MODELS))
-    root = out / DATA_DIR
+    root = out / DEMO_DATA_DIR
 
     with stage("generating the synthetic data"):
         from mssoft.synthetic import write_isbi_dataset
@@ -209,7 +209,7 @@ def run_demo(config: DemoConfig, *, progress: Progress = no_progress) -> DemoRes
         )
         train, heldout = _split_scans(root, config)
     with stage("building the soft masks"):
-        masks_dir = prepare_output_folder(out / MASKS_DIR, command="build-masks", data=root)
+        masks_dir = prepare_output_folder(out / DEMO_MASKS_DIR, command="build-masks", data=root)
         summaries = list(build_soft_masks([*train, *heldout], masks_dir, config.mask))
         data = analysis.summarise_data(train, heldout, summaries)
     runs: dict[str, ModelRun] = {}
@@ -227,8 +227,10 @@ def run_demo(config: DemoConfig, *, progress: Progress = no_progress) -> DemoRes
         scores = sorted(scores + truth_models, key=lambda s: (s.reference, MODELS.index(s.model)))
         human += truth_raters
     with stage("drawing the figures"):
-        figures = analysis.draw_figures(out / FIGURES_DIR, data, masks_dir, runs, scores, config)
-    write_comparison_csv(scores + human, out / TABLE_NAME)
+        figures = analysis.draw_figures(
+            out / DEMO_FIGURES_DIR, data, masks_dir, runs, scores, config
+        )
+    write_comparison_csv(scores + human, out / DEMO_TABLE_NAME)
     result = DemoResult(
         config=config,
         out=out,
@@ -240,7 +242,7 @@ def run_demo(config: DemoConfig, *, progress: Progress = no_progress) -> DemoRes
         timings=dict(stage.seconds),
         wall_seconds=time.perf_counter() - start,
         versions=package_versions(),
-        report=out / REPORT_NAME,
+        report=out / DEMO_REPORT_NAME,
     )
     with atomic_path(result.report) as tmp:
         tmp.write_text(render_report(result))
@@ -258,7 +260,7 @@ def run_demo(config: DemoConfig, *, progress: Progress = no_progress) -> DemoRes
             "failed_models": failed_models(result),
             "wall_seconds": result.wall_seconds,
             "timings_seconds": result.timings,
-            "report": REPORT_NAME,
+            "report": DEMO_REPORT_NAME,
         },
     )
     for name in failed_models(result):
