@@ -132,10 +132,13 @@ MASK_OPTION_NAMES = tuple(_MASK_OPTIONS)
 def mask_options(
     defaults: MaskConfig,
     *,
-    names: Sequence[str] = MASK_OPTION_NAMES,
+    exclude: Sequence[str] = (),
     help_overrides: dict[str, str] | None = None,
 ) -> Callable[[F], F]:
-    """Add the soft-mask options ``names`` (all by default), with the values of ``defaults``.
+    """Add the soft-mask options (all but ``exclude``), with the values of ``defaults``.
+
+    A command leaves out only what it sets otherwise (``cv`` sweeps ratio, gamma, ring and raters
+    as grid axes), so a new soft-mask setting appears on every command at once.
 
     :func:`mask_config` turns them back into a :class:`MaskConfig`.
     """
@@ -143,7 +146,7 @@ def mask_options(
     values = {**asdict(defaults.params), "raters": defaults.raters}
 
     def decorate(command: F) -> F:
-        for name in reversed([n for n in _MASK_OPTIONS if n in names]):
+        for name in reversed([n for n in _MASK_OPTIONS if n not in exclude]):
             flag, kind, text = _MASK_OPTIONS[name]
             text = helps.get(name, text)
             if name == "per_lesion":

@@ -47,7 +47,7 @@ from ._common import (
 )
 @mask_options(
     MaskConfig(),
-    names=("flair_threshold", "per_lesion", "ring_sigma"),
+    exclude=("ratio", "gamma", "ring", "raters"),  # grid axes: --ratios, --gammas, --rings, ...
     help_overrides={
         "flair_threshold": "Soft-mask FLAIR threshold ('pNN', a number or 'none').",
         "ring_sigma": "Width in mm of the gaussian ring.",

@@ -70,7 +70,7 @@ from ._common import (
 )
 @mask_options(
     DEMO_MASK,
-    names=("ratio", "gamma", "flair_threshold", "per_lesion", "ring", "ring_sigma"),
+    exclude=("raters",),  # the demo softens rater 1's masks
     help_overrides={
         "ratio": "Grow rater 1's masks to this multiple of their volume for the soft model "
         "(> 1; 1.2 = 120 %).",
