@@ -125,6 +125,8 @@ _MASK_OPTIONS: dict[str, tuple[str, Any, str]] = {
         "Width in mm of the gaussian ring: gamma * exp(-(d - d_min)^2 / (2 sigma^2)).",
     ),
 }
+
+
 #: The soft-mask option names (``fit`` builds masks on the fly when one of them is given).
 MASK_OPTION_NAMES = tuple(_MASK_OPTIONS)
 
