@@ -92,7 +92,24 @@ def echo_line(text: str) -> None:
     tqdm.write(text, file=sys.stdout)
 
 
-#: Soft-mask options: field of SoftMaskParams (or ``raters``) -> (option, click type, help).
+def _option(flag: str, name: str, kind: Any, text: str, value: Any, **extra: Any) -> Any:
+    """The click option of one setting: a flag when ``kind`` is None, else an option of that
+    type with ``value`` (the settings object's) as its default."""
+    if kind is None:
+        return click.option(flag, name, is_flag=True, help=text)
+    return click.option(
+        flag,
+        name,
+        type=kind,
+        default=None if isinstance(value, tuple) else value,
+        show_default=value is not None,
+        help=text,
+        **extra,
+    )
+
+
+#: Soft-mask options: field of SoftMaskParams (or ``raters``) -> (option, click type or None for
+#: a flag, help).
 _MASK_OPTIONS: dict[str, tuple[str, Any, str]] = {
     "ratio": (
         "--ratio",
@@ -102,7 +119,7 @@ _MASK_OPTIONS: dict[str, tuple[str, Any, str]] = {
     "gamma": ("--gamma", float, "Soft label of the grown ring, in [0, 1)."),
     "flair_threshold": (
         "--flair-threshold",
-        None,
+        str,
         "Ring voxels with FLAIR below this get 0: 'pNN' = NN-th percentile of brain FLAIR, a "
         "number = absolute intensity, 'none' = keep all.",
     ),
@@ -151,21 +168,8 @@ def mask_options(
         for name in reversed([n for n in _MASK_OPTIONS if n not in exclude]):
             flag, kind, text = _MASK_OPTIONS[name]
             text = helps.get(name, text)
-            if name == "per_lesion":
-                command = click.option(flag, name, is_flag=True, help=text)(command)
-                continue
-            value = values[name]
-            extra: dict[str, Any] = {"type": kind} if kind is not None else {}
-            if name == "raters":
-                extra["metavar"] = "K,K[,...]"
-            command = click.option(
-                flag,
-                name,
-                default=None if isinstance(value, tuple) else value,
-                show_default=value is not None,
-                help=text,
-                **extra,
-            )(command)
+            extra = {"metavar": "K,K[,...]"} if name == "raters" else {}
+            command = _option(flag, name, kind, text, values[name], **extra)(command)
         return command
 
     return decorate
@@ -344,20 +348,9 @@ def training_options(
         for name in reversed(list(_TRAINING_OPTIONS)):
             flag, kind, text = _TRAINING_OPTIONS[name]
             text = helps.get(name, text)
-            if kind is None:
-                command = click.option(flag, name, is_flag=True, help=text)(command)
-                continue
             if name == "strategy":
                 kind = click.Choice(list(strategies))
-            value = getattr(defaults, name)
-            command = click.option(
-                flag,
-                name,
-                type=kind,
-                default=None if isinstance(value, tuple) else value,
-                show_default=value is not None,
-                help=text,
-            )(command)
+            command = _option(flag, name, kind, text, getattr(defaults, name))(command)
         return command
 
     return decorate

@@ -78,6 +78,7 @@ __all__ = [
     "DEMO_PRED_DIR",
     "DEMO_EVAL_DIR",
     "DEMO_FIGURES_DIR",
+    "DEMO_ENTRIES",
     "DEMO_REPORT_NAME",
     "DEMO_TABLE_NAME",
     "DEMO_FIGURE_NAMES",
@@ -150,6 +151,17 @@ DEMO_DATA_DIR, DEMO_MASKS_DIR, DEMO_RUNS_DIR = "data", "softmasks", "runs"
 DEMO_PRED_DIR, DEMO_EVAL_DIR, DEMO_FIGURES_DIR = "predictions", "evaluation", "figures"
 DEMO_REPORT_NAME = "report.md"
 DEMO_TABLE_NAME = "comparison.csv"
+#: Everything a demo writes in its folder (``--overwrite`` removes these and nothing else).
+DEMO_ENTRIES = (
+    DEMO_DATA_DIR,
+    DEMO_MASKS_DIR,
+    DEMO_RUNS_DIR,
+    DEMO_PRED_DIR,
+    DEMO_EVAL_DIR,
+    DEMO_FIGURES_DIR,
+    DEMO_REPORT_NAME,
+    DEMO_TABLE_NAME,
+)
 #: figure key -> file name
 DEMO_FIGURE_NAMES = {
     "data": "data.png",

@@ -32,11 +32,13 @@ def discover_manifest(manifest: Path, *, label: str | int | None = None) -> list
     manifest : Path
         The ``.csv`` file.
     label : ignored
-        Manifest masks are binary (the argument of every layout reader, :class:`ScanLayout`).
+        Every layout reader takes it (:class:`~mssoft.files.scan_files.ScanLayout`); the masks a
+        manifest lists are binary.
 
     Returns
     -------
     list of ScanFiles
+        In the order of the manifest's rows.
 
     Raises
     ------

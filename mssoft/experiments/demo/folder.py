@@ -11,30 +11,9 @@ import shutil
 from pathlib import Path
 
 from mssoft.files.folders import prepare_output_folder
-from mssoft.files.layout import (
-    DEMO_DATA_DIR,
-    DEMO_EVAL_DIR,
-    DEMO_FIGURES_DIR,
-    DEMO_MASKS_DIR,
-    DEMO_PRED_DIR,
-    DEMO_REPORT_NAME,
-    DEMO_RUNS_DIR,
-    DEMO_TABLE_NAME,
-)
+from mssoft.files.layout import DEMO_ENTRIES
 
 __all__ = ["prepare_demo_folder"]
-
-#: What a demo writes in its folder; only these are removed by ``overwrite``.
-_ENTRIES = (
-    DEMO_DATA_DIR,
-    DEMO_MASKS_DIR,
-    DEMO_RUNS_DIR,
-    DEMO_PRED_DIR,
-    DEMO_EVAL_DIR,
-    DEMO_FIGURES_DIR,
-    DEMO_REPORT_NAME,
-    DEMO_TABLE_NAME,
-)
 
 
 def prepare_demo_folder(out: str | Path, *, overwrite: bool = False) -> Path:
@@ -50,7 +29,7 @@ def prepare_demo_folder(out: str | Path, *, overwrite: bool = False) -> Path:
         without ``overwrite``.
     """
     out = prepare_output_folder(out, command="demo", overwrite=overwrite)
-    for name in _ENTRIES:
+    for name in DEMO_ENTRIES:
         path = out / name
         if path.is_symlink() or path.is_file():
             path.unlink()  # a link is removed, never followed
