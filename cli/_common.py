@@ -1,8 +1,12 @@
-"""Helpers shared by the command modules: progress bars, list options and the training options.
+"""Helpers shared by the command modules: progress bars, list options, the soft-mask options and
+the training options.
 
 ``fit``, ``cv`` and ``demo`` take the same training options (:func:`training_options`), built
 from the fields of :class:`mssoft.workflows.settings.TrainingSettings`, so a new training option
-appears on all three at once.
+appears on all three at once. ``build-masks``, ``fit``, ``cv`` and ``demo`` take the soft-mask
+options (:func:`mask_options`) of :class:`mssoft.workflows.settings.MaskConfig` the same way. The
+allowed values of every choice option come from :mod:`mssoft.choices` (ring profiles from
+:data:`mssoft.arrays.soft_masks.RING_MODES`).
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import contextlib
 import logging
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import fields, replace
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -19,7 +23,9 @@ import click
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from mssoft.workflows.settings import TrainingSettings
+from mssoft.arrays.soft_masks import RING_MODES
+from mssoft.choices import STRATEGIES, TTA_MODES
+from mssoft.workflows.settings import TRAINING_CHOICES, MaskConfig, TrainingSettings
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -86,31 +92,100 @@ def echo_line(text: str) -> None:
     tqdm.write(text, file=sys.stdout)
 
 
-def mask_variant_options(command: F) -> F:
-    """``--raters``, ``--ring`` and ``--ring-sigma``: the soft-label variants beyond the paper."""
-    command = click.option(
-        "--ring-sigma",
-        default=2.0,
-        type=click.FloatRange(min=0.0, min_open=True),
-        show_default=True,
-        help="Width in mm of the gaussian ring: gamma * exp(-(d - d_min)^2 / (2 sigma^2)).",
-    )(command)
-    command = click.option(
-        "--ring",
-        default="constant",
-        type=click.Choice(["constant", "linear", "gaussian"]),
-        show_default=True,
-        help="Ring values: constant gamma (the paper), or falling with the distance d (mm) to "
-        "the lesion from gamma at the nearest shell (linear, gaussian).",
-    )(command)
+def _option(flag: str, name: str, kind: Any, text: str, value: Any, **extra: Any) -> Any:
+    """The click option of one setting: a flag when ``kind`` is None, else an option of that
+    type with ``value`` (the settings object's) as its default."""
+    if kind is None:
+        return click.option(flag, name, is_flag=True, help=text)
     return click.option(
+        flag,
+        name,
+        type=kind,
+        default=None if isinstance(value, tuple) else value,
+        show_default=value is not None,
+        help=text,
+        **extra,
+    )
+
+
+#: Soft-mask options: field of SoftMaskParams (or ``raters``) -> (option, click type or None for
+#: a flag, help).
+_MASK_OPTIONS: dict[str, tuple[str, Any, str]] = {
+    "ratio": (
+        "--ratio",
+        float,
+        "Grow each mask to this multiple of its volume (1.2 = 120 %; 1 = binary).",
+    ),
+    "gamma": ("--gamma", float, "Soft label of the grown ring, in [0, 1)."),
+    "flair_threshold": (
+        "--flair-threshold",
+        str,
+        "Ring voxels with FLAIR below this get 0: 'pNN' = NN-th percentile of brain FLAIR, a "
+        "number = absolute intensity, 'none' = keep all.",
+    ),
+    "per_lesion": ("--per-lesion", None, "Grow each lesion to RATIO times its own volume."),
+    "raters": (
         "--raters",
-        default=None,
-        type=COMMA_LIST,
-        metavar="K,K[,...]",
-        help="Soft labels from several raters: inside the union of their masks the label is the "
+        COMMA_LIST,
+        "Soft labels from several raters: inside the union of their masks the label is the "
         "share of raters who marked the voxel; the ring is grown from the union. Replaces --rater.",
-    )(command)
+    ),
+    "ring": (
+        "--ring",
+        click.Choice(RING_MODES),
+        "Ring values: constant gamma (the paper), or falling with the distance d (mm) to "
+        "the lesion from gamma at the nearest shell (linear, gaussian).",
+    ),
+    "ring_sigma": (
+        "--ring-sigma",
+        click.FloatRange(min=0.0, min_open=True),
+        "Width in mm of the gaussian ring: gamma * exp(-(d - d_min)^2 / (2 sigma^2)).",
+    ),
+}
+
+
+#: The soft-mask option names (``fit`` builds masks on the fly when one of them is given).
+MASK_OPTION_NAMES = tuple(_MASK_OPTIONS)
+
+
+def mask_options(
+    defaults: MaskConfig,
+    *,
+    exclude: Sequence[str] = (),
+    help_overrides: dict[str, str] | None = None,
+) -> Callable[[F], F]:
+    """Add the soft-mask options (all but ``exclude``), with the values of ``defaults``.
+
+    A command leaves out only what it sets otherwise (``cv`` sweeps ratio, gamma, ring and raters
+    as grid axes), so a new soft-mask setting appears on every command at once.
+
+    :func:`mask_config` turns them back into a :class:`MaskConfig`.
+    """
+    helps = help_overrides or {}
+    values = {**asdict(defaults.params), "raters": defaults.raters}
+
+    def decorate(command: F) -> F:
+        for name in reversed([n for n in _MASK_OPTIONS if n not in exclude]):
+            flag, kind, text = _MASK_OPTIONS[name]
+            text = helps.get(name, text)
+            extra = {"metavar": "K,K[,...]"} if name == "raters" else {}
+            command = _option(flag, name, kind, text, values[name], **extra)(command)
+        return command
+
+    return decorate
+
+
+def mask_config(options: dict[str, Any], defaults: MaskConfig, *, rater: int | None) -> MaskConfig:
+    """Pop the soft-mask options from a command's keyword arguments into a :class:`MaskConfig`.
+
+    ``rater`` is the command's ``--rater`` (None: not given, rater 1). Options the command does
+    not have keep the value of ``defaults``; ``--raters`` with ``--rater`` is a ConfigError.
+    """
+    params = asdict(defaults.params)
+    for name in [n for n in _MASK_OPTIONS if n in options and n != "raters"]:
+        params[name] = options.pop(name)
+    raters = mask_raters(rater, options.pop("raters", None))
+    return MaskConfig(rater=rater or defaults.rater, raters=raters, **params)
 
 
 def mask_raters(rater: int | None, raters: tuple[str, ...] | None) -> tuple[int, ...] | None:
@@ -123,8 +198,6 @@ def mask_raters(rater: int | None, raters: tuple[str, ...] | None) -> tuple[int,
         raise ConfigError(
             "Invalid options: give --rater (one rater) or --raters (several), not both"
         )
-    from mssoft.workflows.settings import MaskConfig
-
     return MaskConfig(raters=raters).all_raters
 
 
@@ -152,7 +225,7 @@ def inference_options(tta_help: str) -> Callable[[F], F]:
                 click.option(
                     "--tta",
                     default="none",
-                    type=click.Choice(["none", "flip"]),
+                    type=click.Choice(TTA_MODES),
                     show_default=True,
                     help=tta_help,
                 ),
@@ -190,7 +263,7 @@ _TRAINING_OPTIONS: dict[str, tuple[str, Any, str]] = {
     ),
     "split": (
         "--split",
-        click.Choice(["slices", "patients"]),
+        click.Choice(TRAINING_CHOICES["split"]),
         "Draw validation slices at random (the paper) or whole patients.",
     ),
     "rotation_degrees": (
@@ -200,7 +273,7 @@ _TRAINING_OPTIONS: dict[str, tuple[str, Any, str]] = {
     ),
     "strategy": (
         "--strategy",
-        click.Choice(["auto", "default", "mirrored", "multiworker"]),
+        click.Choice(STRATEGIES),
         "Distribution: auto = mirrored over all GPUs when more than one is visible; "
         "multiworker = one process per machine, each started with the same command and its own "
         "TF_CONFIG (see the README).",
@@ -218,34 +291,34 @@ _TRAINING_OPTIONS: dict[str, tuple[str, Any, str]] = {
     ),
     "augment": (
         "--augment",
-        click.Choice(["paper", "strong"]),
+        click.Choice(TRAINING_CHOICES["augment"]),
         "paper = the random rotation alone; strong = also per-slice intensity scale/shift, "
         "gamma, noise, blur, bias field, scaling, left-right flips and elastic deformation "
         "(ranges in the README and the run's config.json).",
     ),
     "normalise": (
         "--normalise",
-        click.Choice(["zscore", "percentile", "histogram"]),
+        click.Choice(TRAINING_CHOICES["normalise"]),
         "Intensity normalisation: zscore over the brain; percentile = clip to brain "
         "percentiles 0.5-99.5 first; histogram = Nyul-Udupa standardisation with landmarks "
         "learned on the training scans (stored in the run, used by calibrate and predict).",
     ),
     "slice_cache": (
         "--slice-cache",
-        click.Choice(["auto", "memory", "disk"]),
+        click.Choice(TRAINING_CHOICES["slice_cache"]),
         "Keep the training slices in memory, or on disk in the run folder's slice_cache/ "
         "(read per batch; memory no longer grows with the number of scans). auto: memory when "
         "all axial slices of the scans take at most half of the available memory.",
     ),
     "target_interpolation": (
         "--target-interpolation",
-        click.Choice(["nearest", "bilinear"]),
+        click.Choice(TRAINING_CHOICES["target_interpolation"]),
         "Resampling of rotated targets: nearest keeps their values (binary stays 0/1, soft stays "
         "0/gamma/1); bilinear (the old behaviour) blurs lesion borders. Images are bilinear.",
     ),
     "output_bias": (
         "--output-bias",
-        click.Choice(["prior", "zero"]),
+        click.Choice(TRAINING_CHOICES["output_bias"]),
         "Initial bias of the sigmoid head: logit of the lesion share of the training targets "
         "(prior; guards against the all-zero collapse) or 0 (probability 0.5 everywhere).",
     ),
@@ -256,7 +329,7 @@ _TRAINING_OPTIONS: dict[str, tuple[str, Any, str]] = {
     ),
     "normalization": (
         "--normalization",
-        click.Choice(["none", "batch"]),
+        click.Choice(TRAINING_CHOICES["normalization"]),
         "Normalisation after each U-Net convolution: none (the paper) or batch.",
     ),
 }
@@ -265,7 +338,7 @@ _TRAINING_OPTIONS: dict[str, tuple[str, Any, str]] = {
 def training_options(
     defaults: TrainingSettings,
     *,
-    strategies: Sequence[str] = ("auto", "default", "mirrored", "multiworker"),
+    strategies: Sequence[str] = STRATEGIES,
     help_overrides: dict[str, str] | None = None,
 ) -> Callable[[F], F]:
     """Add one option per training setting, with the values of ``defaults`` as defaults."""
@@ -275,20 +348,9 @@ def training_options(
         for name in reversed(list(_TRAINING_OPTIONS)):
             flag, kind, text = _TRAINING_OPTIONS[name]
             text = helps.get(name, text)
-            if kind is None:
-                command = click.option(flag, name, is_flag=True, help=text)(command)
-                continue
             if name == "strategy":
                 kind = click.Choice(list(strategies))
-            value = getattr(defaults, name)
-            command = click.option(
-                flag,
-                name,
-                type=kind,
-                default=None if isinstance(value, tuple) else value,
-                show_default=value is not None,
-                help=text,
-            )(command)
+            command = _option(flag, name, kind, text, getattr(defaults, name))(command)
         return command
 
     return decorate

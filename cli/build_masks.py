@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -12,8 +13,8 @@ from mssoft.workflows.settings import MaskConfig
 from ._common import (
     DATA_ARGUMENT,
     echo_line,
-    mask_raters,
-    mask_variant_options,
+    mask_config,
+    mask_options,
     out_option,
     progress,
 )
@@ -29,21 +30,7 @@ from ._common import (
     show_default="1",
     help="Whose mask to soften.",
 )
-@click.option(
-    "--ratio",
-    default=1.2,
-    type=float,
-    help="Grow each mask to this multiple of its volume (1.2 = 120 %; 1 = binary).",
-)
-@click.option("--gamma", default=0.3, type=float, help="Soft label of the grown ring, in [0, 1).")
-@click.option(
-    "--flair-threshold",
-    default="p50",
-    help="Ring voxels with FLAIR below this get 0: 'pNN' = NN-th percentile of brain "
-    "FLAIR, a number = absolute intensity, 'none' = keep all.",
-)
-@click.option("--per-lesion", is_flag=True, help="Grow each lesion to RATIO times its own volume.")
-@mask_variant_options
+@mask_options(MaskConfig(ratio=1.2))
 @click.option(
     "--overwrite",
     is_flag=True,
@@ -53,14 +40,8 @@ def build_masks(
     data: Path,
     out: Path,
     rater: int | None,
-    ratio: float,
-    gamma: float,
-    flair_threshold: str,
-    per_lesion: bool,
-    raters: tuple[str, ...] | None,
-    ring: str,
-    ring_sigma: float,
     overwrite: bool,
+    **options: Any,
 ) -> None:
     """Build soft lesion masks S = M + gamma * D from rater masks M.
 
@@ -72,16 +53,7 @@ def build_masks(
     values by distance. Writes OUT/<scan>_softmask.nii.gz (float32, on the rater mask's grid and
     orientation) and OUT/config.json.
     """
-    config = MaskConfig(
-        rater=rater or 1,
-        ratio=ratio,
-        gamma=gamma,
-        flair_threshold=flair_threshold,
-        per_lesion=per_lesion,
-        raters=mask_raters(rater, raters),
-        ring=ring,
-        ring_sigma=ring_sigma,
-    )
+    config = mask_config(options, MaskConfig(), rater=rater)
     out, summaries = build_masks_folder(data, out, config, overwrite=overwrite, progress=progress)
     total_lesion = total_ring = 0
     for summary in summaries:

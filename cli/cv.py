@@ -7,12 +7,21 @@ from typing import Any
 
 import click
 
+from mssoft.arrays.soft_masks import RING_MODES
+from mssoft.choices import TTA_MODES
 from mssoft.errors import ConfigError
 from mssoft.experiments.cv.plan import parse_float_list, parse_shard
 from mssoft.files.layout import CV_COMPARISON_NAME, CV_RESULTS_NAME, CV_TABLE_NAME
-from mssoft.workflows.settings import TrainingSettings
+from mssoft.workflows.settings import MaskConfig, TrainingSettings
 
-from ._common import DATA_ARGUMENT, out_option, training_options, training_settings
+from ._common import (
+    DATA_ARGUMENT,
+    mask_config,
+    mask_options,
+    out_option,
+    training_options,
+    training_settings,
+)
 
 
 @click.command("cv")
@@ -36,12 +45,14 @@ from ._common import DATA_ARGUMENT, out_option, training_options, training_setti
     type=click.IntRange(min=1),
     help="Rater whose masks are softened and trained on (all raters are evaluated).",
 )
-@click.option(
-    "--flair-threshold",
-    default="p50",
-    help="Soft-mask FLAIR threshold ('pNN', a number or 'none').",
+@mask_options(
+    MaskConfig(),
+    exclude=("ratio", "gamma", "ring", "raters"),  # grid axes: --ratios, --gammas, --rings, ...
+    help_overrides={
+        "flair_threshold": "Soft-mask FLAIR threshold ('pNN', a number or 'none').",
+        "ring_sigma": "Width in mm of the gaussian ring.",
+    },
 )
-@click.option("--per-lesion", is_flag=True, help="Grow each lesion to RATIO times its own volume.")
 @click.option(
     "--raters",
     "raters",
@@ -54,21 +65,14 @@ from ._common import DATA_ARGUMENT, out_option, training_options, training_setti
     "--rings",
     default="constant",
     show_default=True,
-    help="Grid axis: ring profiles, comma-separated (constant, linear, gaussian).",
-)
-@click.option(
-    "--ring-sigma",
-    default=2.0,
-    type=click.FloatRange(min=0.0, min_open=True),
-    show_default=True,
-    help="Width in mm of the gaussian ring.",
+    help=f"Grid axis: ring profiles, comma-separated ({', '.join(RING_MODES)}).",
 )
 @click.option(
     "--tta",
     default="none",
     show_default=True,
     help="Grid axis: test-time augmentation of calibration and prediction, comma-separated "
-    "(none, flip).",
+    f"({', '.join(TTA_MODES)}).",
 )
 @training_options(
     TrainingSettings(),
@@ -95,11 +99,8 @@ def cv(
     gammas: str,
     repeats: int,
     rater: int,
-    flair_threshold: str,
-    per_lesion: bool,
     raters: tuple[str, ...],
     rings: str,
-    ring_sigma: float,
     tta: str,
     jobs: int,
     shard: str | None,
@@ -121,7 +122,6 @@ def cv(
     the baseline without retraining finished cells.
     """
     from mssoft.experiments.cv.run import CVConfig, run_cv
-    from mssoft.workflows.settings import MaskConfig
 
     rater_sets: tuple[tuple[int, ...] | None, ...] = (None,)
     if raters:
@@ -140,15 +140,12 @@ def cv(
         ratios=parse_float_list(ratios, option="--ratios"),
         gammas=parse_float_list(gammas, option="--gammas"),
         repeats=repeats,
-        rater=rater,
-        flair_threshold=flair_threshold,
-        per_lesion=per_lesion,
+        mask=mask_config(options, MaskConfig(), rater=rater),
         training=training_settings(options, TrainingSettings()),
         shard=parse_shard(shard),
         jobs=jobs,
         raters=rater_sets,
         rings=tuple(r.strip() for r in rings.split(",") if r.strip()),
-        ring_sigma=ring_sigma,
         tta=tuple(t.strip() for t in tta.split(",") if t.strip()),
     )
     result = run_cv(config)

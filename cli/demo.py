@@ -11,6 +11,7 @@ from mssoft.experiments.demo.cross_site import cross_site_text, run_cross_site
 from mssoft.experiments.demo.report import comparison_text, verdict
 from mssoft.experiments.demo.run import run_demo
 from mssoft.experiments.demo.types import (
+    DEMO_MASK,
     DEMO_TRAINING,
     QUICK,
     QUICK_TRAINING,
@@ -20,7 +21,13 @@ from mssoft.experiments.demo.types import (
     quick_cross_site_config,
 )
 
-from ._common import progress, training_options, training_settings
+from ._common import (
+    mask_config,
+    mask_options,
+    progress,
+    training_options,
+    training_settings,
+)
 
 
 @click.command("demo")
@@ -61,6 +68,14 @@ from ._common import progress, training_options, training_settings
     "voxel size, slice thickness and lesion load); report Dice and predicted/true volume per "
     "site. Combine with --augment and --normalise.",
 )
+@mask_options(
+    DEMO_MASK,
+    exclude=("raters",),  # the demo softens rater 1's masks
+    help_overrides={
+        "ratio": "Grow rater 1's masks to this multiple of their volume for the soft model "
+        "(> 1; 1.2 = 120 %).",
+    },
+)
 @training_options(
     DEMO_TRAINING,
     strategies=("auto", "default", "mirrored"),
@@ -84,13 +99,14 @@ def demo(
     """Compare soft-mask and binary-mask training end to end on generated data.
 
     Generates synthetic MS scans with two simulated raters (OUT/data), builds soft masks from
-    rater 1 (ratio 1.2, gamma 0.3, FLAIR >= p50), trains a U-Net on the binary masks and one on
-    the soft masks (same seed and slices), calibrates both thresholds on the training scans,
-    segments the held-out patients and evaluates both models against rater 1, rater 2 and the
-    synthetic truth. Writes OUT/report.md with the comparison table and figures (OUT/figures),
-    OUT/comparison.csv and OUT/config.json; every step's own output folder stays in OUT. Takes 4
-    to 7 minutes on two CPU cores. Takes every training option of `mssoft fit`. Progress goes to
-    stderr; the table, the verdict and the report path to stdout.
+    rater 1 (ratio 1.2, gamma 0.3, FLAIR >= p50, or as --ratio, --gamma, ... say), trains a
+    U-Net on the binary masks and one on the soft masks (same seed and slices), calibrates both
+    thresholds on the training scans, segments the held-out patients and evaluates both models
+    against rater 1, rater 2 and the synthetic truth. Writes OUT/report.md with the comparison
+    table and figures (OUT/figures), OUT/comparison.csv and OUT/config.json; every step's own
+    output folder stays in OUT. Takes 4 to 7 minutes on two CPU cores. Takes every training
+    option of `mssoft fit`. Progress goes to stderr; the table, the verdict and the report path
+    to stdout.
     """
     given = {
         name: value
@@ -98,7 +114,8 @@ def demo(
         if value is not None
     }
     training = training_settings(options, QUICK_TRAINING if quick else DEMO_TRAINING)
-    settings = dict(out=out, overwrite=overwrite, training=training, **given)
+    mask = mask_config(options, DEMO_MASK, rater=None)
+    settings = dict(out=out, overwrite=overwrite, training=training, mask=mask, **given)
     if cross_site:
         site_config = quick_cross_site_config(**settings) if quick else CrossSiteConfig(**settings)
         outcome = run_cross_site(site_config, progress=progress)

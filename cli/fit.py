@@ -9,20 +9,19 @@ from typing import Any
 import click
 
 from mssoft.errors import ConfigError
-from mssoft.workflows.settings import TrainingSettings
+from mssoft.workflows.settings import MaskConfig, TrainingSettings
 
 from ._common import (
     COMMA_LIST,
     DATA_ARGUMENT,
+    MASK_OPTION_NAMES,
     _quiet,
-    mask_raters,
-    mask_variant_options,
+    mask_config,
+    mask_options,
     out_option,
     training_options,
     training_settings,
 )
-
-_ON_THE_FLY = ("ratio", "gamma", "flair_threshold", "per_lesion", "raters", "ring", "ring_sigma")
 
 
 def _given(ctx: click.Context, name: str) -> bool:
@@ -46,24 +45,16 @@ def _option_names(names: list[str]) -> str:
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="Soft masks from `mssoft build-masks` (their rater and settings are recorded there).",
 )
-@click.option(
-    "--ratio",
-    default=1.0,
-    type=float,
-    help="Without --masks: build soft masks on the fly, grown to RATIO times the lesion volume "
-    "(1 = the rater's binary mask, the paper's baseline; 1.2 = the paper's best).",
+@mask_options(
+    MaskConfig(ratio=1.0),
+    help_overrides={
+        "ratio": "Without --masks: build soft masks on the fly, grown to RATIO times the lesion "
+        "volume (1 = the rater's binary mask, the paper's baseline; 1.2 = the paper's best).",
+        "gamma": "Soft label of the grown ring (with --ratio > 1).",
+        "flair_threshold": "Ring voxels darker than this FLAIR value get 0 (with --ratio > 1): "
+        "'pNN', a number or 'none'.",
+    },
 )
-@click.option(
-    "--gamma", default=0.3, type=float, help="Soft label of the grown ring (with --ratio > 1)."
-)
-@click.option(
-    "--flair-threshold",
-    default="p50",
-    help="Ring voxels darker than this FLAIR value get 0 (with --ratio > 1): 'pNN', a number "
-    "or 'none'.",
-)
-@click.option("--per-lesion", is_flag=True, help="Grow each lesion to RATIO times its own volume.")
-@mask_variant_options
 @click.option(
     "--rater",
     type=click.IntRange(min=1),
@@ -88,13 +79,6 @@ def fit(
     data: Path,
     out: Path,
     masks: Path | None,
-    ratio: float,
-    gamma: float,
-    flair_threshold: str,
-    per_lesion: bool,
-    raters: tuple[str, ...] | None,
-    ring: str,
-    ring_sigma: float,
     rater: int | None,
     patients: tuple[str, ...] | None,
     resume: bool,
@@ -119,9 +103,9 @@ def fit(
     (worker 0) writes OUT. Add --resume so that a cluster restarted after a failure continues
     from the last completed epoch.
     """
-    from mssoft.workflows.settings import MaskConfig, TrainConfig
+    from mssoft.workflows.settings import TrainConfig
 
-    given = [name for name in _ON_THE_FLY if _given(ctx, name)]
+    given = [name for name in MASK_OPTION_NAMES if _given(ctx, name)]
     mask = None
     if masks is not None:
         if given:
@@ -130,18 +114,9 @@ def fit(
                 "and cannot be combined with --masks"
             )
     else:
-        mask = MaskConfig(
-            rater=rater or 1,
-            ratio=ratio,
-            gamma=gamma,
-            flair_threshold=flair_threshold,
-            per_lesion=per_lesion,
-            raters=mask_raters(rater, raters),
-            ring=ring,
-            ring_sigma=ring_sigma,
-        )
+        mask = mask_config(options, MaskConfig(ratio=1.0), rater=rater)
         extra = [name for name in given if name not in ("ratio", "raters")]
-        if mask.ratio == 1.0 and extra:  # gamma 0 is binary too, but then --gamma was given
+        if mask.params.ratio == 1.0 and extra:  # gamma 0 is binary too, but then --gamma was given
             raise ConfigError(
                 f"Invalid value for `--ratio`: 1 trains on binary masks, so "
                 f"{_option_names(extra)} would have no effect; pass --ratio > 1 (e.g. 1.2)"

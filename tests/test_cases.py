@@ -53,7 +53,8 @@ def test_manifest_errors_name_the_file(tmp_path, manifest):
     noflair.write_text("scan,t1\na,x.nii\n")
     with pytest.raises(DataError, match="no 'flair' column"):
         discover_scans(noflair)
-    with pytest.raises(DataError, match="no ISBI 2015 layout"):
+    every_layout = "no nnU-Net dataset .*, ISBI 2015 layout .* nor BIDS dataset"
+    with pytest.raises(DataError, match=every_layout):
         discover_scans(tmp_path)
     with pytest.raises(DataError, match="no such file or folder"):
         discover_scans(tmp_path / "absent")
@@ -98,3 +99,27 @@ def test_isbi_layout_one_level_deeper(tmp_path):
     write_isbi(tmp_path / "isbi2015" / "testdata", patients=0, timepoints=1, test_patients=1)
     scans = discover_scans(tmp_path / "isbi2015")
     assert [s.scan_id for s in scans] == ["test01_01", "training01_01"]
+
+
+def test_a_new_layout_is_one_registry_entry(tmp_path, monkeypatch):
+    from mssoft.files import scans as scans_module
+    from mssoft.files.scan_files import ScanFiles, ScanLayout
+
+    folder = tmp_path / "bare"
+    folder.mkdir()
+    (folder / "case1_0000.nii.gz").write_bytes(b"")
+    bare = ScanLayout(
+        name="bare",
+        description="bare folder (<case>_0000.nii.gz)",
+        detect=lambda root: any(root.glob("*_0000.nii.gz")),
+        discover=lambda root, *, label=None: [
+            ScanFiles(p.name[: -len("_0000.nii.gz")], "p", {"flair": p})
+            for p in sorted(root.glob("*_0000.nii.gz"))
+        ],
+    )
+    with pytest.raises(DataError, match="nor BIDS dataset"):
+        discover_scans(folder)
+    monkeypatch.setattr(scans_module, "LAYOUTS", (*scans_module.LAYOUTS, bare))
+    assert [s.scan_id for s in discover_scans(folder)] == ["case1"]
+    with pytest.raises(DataError, match="BIDS dataset .* nor bare folder"):
+        discover_scans(tmp_path / "bare" / "..")  # a folder of no layout names every layout

@@ -57,3 +57,19 @@ def test_comma_list(text, expected):
 def test_empty_comma_list_is_an_error():
     with pytest.raises(click.BadParameter):
         COMMA_LIST.convert(" , ", None, None)
+
+
+def test_soft_mask_options_reach_every_command_that_builds_masks():
+    import click
+    from mssoft.cli.main import cli
+
+    def options(command):
+        return {p.name for p in cli.get_command(click.Context(cli), command).params}
+
+    every = {"ratio", "gamma", "flair_threshold", "per_lesion", "raters", "ring", "ring_sigma"}
+    assert every <= options("build-masks") and every <= options("fit")
+    assert every - {"raters"} <= options("demo")
+    # cv sweeps ratio, gamma, ring and raters as grid axes (--ratios, --gammas, --rings, --raters)
+    assert {"flair_threshold", "per_lesion", "ring_sigma", "ratios", "gammas", "rings"} <= options(
+        "cv"
+    )

@@ -133,6 +133,68 @@ def test_grid_axes_beyond_the_paper():
         grid_points([1.2], [0.3], ttas=["rotate"])
 
 
+def test_cell_keys_of_a_fixed_grid_are_those_of_earlier_sweeps():
+    """A re-run skips the cells an earlier sweep finished only if their keys stay the same."""
+    import hashlib
+
+    folds = leave_one_patient_out(scans([("training01", 1), ("training02", 1)]))
+    points = grid_points(
+        [1.0, 1.1, 1.2],
+        [0.0, 0.3, 0.5],
+        raters=[None, (1, 2)],
+        rings=["constant", "linear", "gaussian"],
+        ttas=["none", "flip"],
+    )
+    keys = [c.key for c in plan_cells(folds, points, repeats=2, seed=3)]
+    assert len(keys) == 208
+    assert keys[:3] == [
+        "training01/binary/repeat0",
+        "training01/binary/repeat1",
+        "training01/ratio1.10_gamma0.30/repeat0",
+    ]
+    assert keys[100] == "training01/ratio1.20_gamma0.30_raters1-2_ring-gaussian_tta-flip/repeat0"
+    # every key, as the code before MaskConfig held the soft-mask settings wrote them
+    digest = hashlib.sha256("\n".join(keys).encode()).hexdigest()
+    assert digest == "9e5b46a6ad31bc67518218401f171d75a04d500f86a74e8dcbcb63b6f9a21f22"
+
+
+def test_sweep_record_is_that_of_earlier_sweeps(tmp_path):
+    from mssoft.experiments.cv.run import CVConfig, _parsed_threshold
+    from mssoft.workflows.settings import MaskConfig
+
+    mask = MaskConfig(rater=2, flair_threshold="p75", per_lesion=True, ring_sigma=1.5)
+    config = CVConfig(
+        data=tmp_path / "d",
+        out=tmp_path / "o",
+        ratios=(1.0, 1.2),
+        gammas=(0.3,),
+        mask=mask,
+        raters=(None, (1, 2)),
+        rings=("constant", "gaussian"),
+        tta=("none", "flip"),
+    )
+    own = {k: v for k, v in config.record().items() if k not in config.training.record()}
+    assert own == {
+        "data": str(tmp_path / "d"),
+        "out": str(tmp_path / "o"),
+        "ratios": (1.0, 1.2),
+        "gammas": (0.3,),
+        "repeats": 1,
+        "rater": 2,
+        "flair_threshold": "p75",
+        "per_lesion": True,
+        "shard": (0, 1),
+        "jobs": 1,
+        "raters": (None, (1, 2)),
+        "rings": ("constant", "gaussian"),
+        "ring_sigma": 1.5,
+        "tta": ("none", "flip"),
+    }
+    # a sweep recorded with the option's text compares equal to the parsed threshold
+    assert _parsed_threshold({"flair_threshold": "none"}) == {"flair_threshold": None}
+    assert _parsed_threshold({"flair_threshold": "0.5"}) == {"flair_threshold": 0.5}
+
+
 def test_table_keeps_variants_apart():
     base = rows()
     linear = [

@@ -230,7 +230,7 @@ def _rotated_targets(slices, interpolation, degrees=5.0):
 
 def test_rotated_targets_keep_their_label_values(binary, soft):
     """Nearest-neighbour targets: binary stays {0, 1}, soft stays {0, gamma, 1}, but rotated."""
-    gamma = SOFT.gamma
+    gamma = SOFT.params.gamma
     binary_targets = _rotated_targets(binary, "nearest")
     assert set(np.unique(binary_targets).tolist()) == {0.0, 1.0}
     soft_targets = _rotated_targets(soft, "nearest")

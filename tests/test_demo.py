@@ -22,6 +22,7 @@ from mssoft.experiments.demo.figures import focus_window
 from mssoft.experiments.demo.report import comparison_rows, failed_models, saved_epoch_dice, verdict
 from mssoft.experiments.demo.run import prepare_demo_folder
 from mssoft.experiments.demo.types import DemoConfig, Score, quick_config
+from mssoft.workflows.settings import MaskConfig
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "train_isbi2015.py"
@@ -179,7 +180,7 @@ def test_demo_config_checks_settings():
     assert quick_config(seed=3).training.seed == 3
     assert DemoConfig().to_dict()["shape"] == [96, 112, 64]
     with pytest.raises(ConfigError, match="ratio > 1"):
-        DemoConfig(ratio=1.0)
+        DemoConfig(mask=MaskConfig(ratio=1.0))
     with pytest.raises(ConfigError, match="--patients"):
         DemoConfig(patients=0)
     with pytest.raises(ConfigError, match="at most 99"):

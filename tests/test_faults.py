@@ -612,8 +612,11 @@ def test_cv_shards_build_each_mask_folder_once(data, tmp_path):
     from mssoft.experiments.cv.plan import GridPoint
     from mssoft.experiments.cv.run import CVConfig
     from mssoft.files.folders import folder_lock
+    from mssoft.workflows.settings import MaskConfig
 
-    config = CVConfig(data=data, out=tmp_path / "cv", ratios=(1.2,), flair_threshold="none")
+    config = CVConfig(
+        data=data, out=tmp_path / "cv", ratios=(1.2,), mask=MaskConfig(flair_threshold="none")
+    )
     scans, modalities, _, _ = cv_run._plan(config)
     cv_run._prepare_out(config, modalities)
     point = GridPoint(1.2, 0.3)

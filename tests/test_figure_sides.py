@@ -7,7 +7,7 @@ from mssoft.experiments.demo import figures
 
 def capture(monkeypatch):
     saved = []
-    monkeypatch.setattr(figures, "_save", lambda fig, path: saved.append(fig) or path)
+    monkeypatch.setattr(figures, "save_figure", lambda fig, path, dpi: saved.append(fig) or path)
     return saved
 
 

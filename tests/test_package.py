@@ -45,6 +45,7 @@ ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
 #: Data flows one way: a module may import only from its own layer or the layers below it.
 LAYERS = {
     "mssoft.errors": 0,
+    "mssoft.choices": 0,
     "mssoft._version": 0,
     "mssoft.arrays": 1,
     "mssoft.files": 2,

@@ -1,7 +1,7 @@
 """Intensity normalisation of a scan, the one function training and prediction share.
 
-Three methods (:data:`METHODS`), each per channel over the brain (non-zero, finite voxels of that
-channel; voxels outside stay 0):
+Three methods (:data:`mssoft.choices.NORMALISATIONS`), each per channel over the brain (non-zero,
+finite voxels of that channel; voxels outside stay 0):
 
 ``zscore``
     ``(x - mean) / std`` (the paper; :func:`zscore_brain`).
@@ -28,8 +28,9 @@ from typing import Any
 
 import numpy as np
 
+from mssoft.choices import NORMALISATIONS
+
 __all__ = [
-    "METHODS",
     "CLIP_PERCENTILES",
     "LANDMARK_PERCENTILES",
     "STANDARD_SCALE",
@@ -41,8 +42,6 @@ __all__ = [
     "histogram_standardise",
 ]
 
-#: Normalisation methods, the default first.
-METHODS = ("zscore", "percentile", "histogram")
 #: Brain percentiles that ``percentile`` clips to before z-scoring.
 CLIP_PERCENTILES = (0.5, 99.5)
 #: Brain percentiles used as Nyúl–Udupa landmarks: the ends p1 and p99, and the deciles.
@@ -224,9 +223,9 @@ class Normaliser:
     landmarks: np.ndarray | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
-        if self.method not in METHODS:
+        if self.method not in NORMALISATIONS:
             raise ValueError(
-                f"Invalid value for `--normalise`. Expected one of {', '.join(METHODS)}. "
+                f"Invalid value for `--normalise`. Expected one of {', '.join(NORMALISATIONS)}. "
                 f"Received: {self.method!r}"
             )
         if (self.method == "histogram") != (self.landmarks is not None):

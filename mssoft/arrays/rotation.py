@@ -26,16 +26,13 @@ from collections.abc import Sequence
 import numpy as np
 
 from mssoft.arrays.slices import zero_padding
+from mssoft.choices import TARGET_INTERPOLATIONS
 
 __all__ = [
-    "TARGET_INTERPOLATIONS",
     "rotation_matrices",
     "rotate_slices",
     "rotate_pairs",
 ]
-
-#: Accepted ``target_interpolation`` values; "nearest" keeps the target's label values.
-TARGET_INTERPOLATIONS = ("nearest", "bilinear")
 
 #: OpenCV reads up to 4 interleaved channels in one pass; more are resampled 4 at a time.
 _CHANNELS_PER_PASS = 4

@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 from scipy import ndimage
@@ -47,13 +47,12 @@ __all__ = [
     "SoftMaskParams",
     "soft_mask_from_params",
     "RING_MODES",
+    "RING_PROFILES",
+    "RingProfile",
     "ring_values",
     "rater_share",
     "multi_rater_soft_mask",
 ]
-
-#: Ring profiles: ``constant`` (the paper), ``linear``, ``gaussian`` (see :func:`ring_values`).
-RING_MODES = ("constant", "linear", "gaussian")
 
 FlairThreshold = str | float | None
 _BAD_THRESHOLD = "Invalid value for `flair_threshold` (--flair-threshold) {!r}: "
@@ -176,7 +175,7 @@ class SoftMaskParams:
 
     def __post_init__(self) -> None:
         validate_soft_mask_params(float(self.ratio), float(self.gamma))
-        if self.ring not in RING_MODES:
+        if self.ring not in RING_PROFILES:
             raise ValueError(
                 f"Invalid value for `ring` (--ring). Expected one of {', '.join(RING_MODES)}. "
                 f"Received: {self.ring!r}"
@@ -197,6 +196,16 @@ class SoftMaskParams:
     def is_binary(self) -> bool:
         """True when these settings give the binary mask (:func:`is_binary_setting`)."""
         return is_binary_setting(self.ratio, self.gamma)
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready settings: ``ring`` only when not ``constant``, and of the ``ring_*``
+        parameters only those the ring profile reads (:attr:`RingProfile.parameters`), so the
+        record of the paper's settings stays as it was before the graded rings existed."""
+        record = asdict(self)
+        if self.ring == "constant":
+            del record["ring"]
+        used = RING_PROFILES[self.ring].parameters
+        return {k: v for k, v in record.items() if not k.startswith("ring_") or k in used}
 
 
 def validate_soft_mask_params(ratio: float, gamma: float) -> None:
@@ -535,14 +544,7 @@ def _ring(
     if params.ring == "constant" or ring.size == 0:
         return ring, np.full(ring.size, params.gamma, dtype=np.float32)
     distance = _ring_distances(union, ring, spacing_arr)
-    values = ring_values(
-        distance,
-        gamma=params.gamma,
-        mode=params.ring,
-        sigma_mm=params.ring_sigma,
-        spacing_min_mm=float(spacing_arr.min()),
-    )
-    return ring, values
+    return ring, _profile_values(distance, params, float(spacing_arr.min()))
 
 
 def _ring_distances(union: np.ndarray, ring: np.ndarray, spacing: np.ndarray) -> np.ndarray:
@@ -558,6 +560,48 @@ def _ring_distances(union: np.ndarray, ring: np.ndarray, spacing: np.ndarray) ->
     crop = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
     dist = ndimage.distance_transform_edt(~union[crop], sampling=spacing)
     return dist[tuple((coords - lo).T)]
+
+
+def _constant(offset_mm: np.ndarray, span_mm: float, params: SoftMaskParams) -> np.ndarray:
+    return np.full(offset_mm.shape, params.gamma)
+
+
+def _linear(offset_mm: np.ndarray, span_mm: float, params: SoftMaskParams) -> np.ndarray:
+    return params.gamma * (1.0 - offset_mm / span_mm)
+
+
+def _gaussian(offset_mm: np.ndarray, span_mm: float, params: SoftMaskParams) -> np.ndarray:
+    return params.gamma * np.exp(-(offset_mm**2) / (2.0 * params.ring_sigma**2))
+
+
+@dataclass(frozen=True)
+class RingProfile:
+    """How a ring profile turns distances into soft labels.
+
+    Attributes
+    ----------
+    values : callable
+        ``values(offset_mm, span_mm, params)``: ``offset_mm`` (ndarray of shape (N,)) is each ring
+        voxel's distance to the lesion minus the smallest one (mm), ``span_mm`` is the largest
+        offset plus the smallest voxel spacing (mm, > 0) and ``params`` the
+        :class:`SoftMaskParams`; returns the N labels, ``params.gamma`` at offset 0.
+    parameters : tuple of str
+        The :class:`SoftMaskParams` fields (``ring_*``) the profile reads; the others are left
+        out of the settings' record (:meth:`SoftMaskParams.to_dict`).
+    """
+
+    values: Callable[[np.ndarray, float, SoftMaskParams], np.ndarray]
+    parameters: tuple[str, ...] = ()
+
+
+#: Ring profiles by name (``--ring``); a new profile is one entry (and its function) here.
+RING_PROFILES: dict[str, RingProfile] = {
+    "constant": RingProfile(_constant),
+    "linear": RingProfile(_linear),
+    "gaussian": RingProfile(_gaussian, ("ring_sigma",)),
+}
+#: The ring profile names, ``constant`` (the paper) first: the choices of ``--ring``/``--rings``.
+RING_MODES = tuple(RING_PROFILES)
 
 
 def ring_values(
@@ -585,6 +629,7 @@ def ring_values(
     gamma : float
         Value at the nearest shell, in [0, 1).
     mode : {"constant", "linear", "gaussian"}
+        A key of :data:`RING_PROFILES`.
     sigma_mm : float
         Width of the gaussian profile in mm.
     spacing_min_mm : float
@@ -602,17 +647,22 @@ def ring_values(
     >>> [round(float(v), 3) for v in values]
     [0.3, 0.2, 0.1]
     """
-    d = np.asarray(distance_mm, dtype=np.float64)
-    if mode not in RING_MODES:
+    if mode not in RING_PROFILES:
         raise ValueError(f"Invalid value for `ring`: expected one of {RING_MODES}, got {mode!r}")
-    if d.size == 0 or mode == "constant":
-        return np.full(d.shape, gamma, dtype=np.float32)
+    params = SoftMaskParams(1.0, gamma, None, ring=mode, ring_sigma=sigma_mm)
+    return _profile_values(distance_mm, params, spacing_min_mm)
+
+
+def _profile_values(
+    distance_mm: np.ndarray, params: SoftMaskParams, spacing_min_mm: float
+) -> np.ndarray:
+    """:func:`ring_values` with validated settings: float32 labels of shape (N,)."""
+    d = np.asarray(distance_mm, dtype=np.float64)
+    if d.size == 0:
+        return np.full(d.shape, params.gamma, dtype=np.float32)
     d_min, d_max = float(d.min()), float(d.max())
-    if mode == "linear":
-        value = gamma * (1.0 - (d - d_min) / (d_max - d_min + float(spacing_min_mm)))
-    else:
-        value = gamma * np.exp(-((d - d_min) ** 2) / (2.0 * float(sigma_mm) ** 2))
-    return value.astype(np.float32)
+    span = d_max - d_min + float(spacing_min_mm)
+    return RING_PROFILES[params.ring].values(d - d_min, span, params).astype(np.float32)
 
 
 def rater_share(masks: Sequence[np.ndarray]) -> np.ndarray:

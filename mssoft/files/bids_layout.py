@@ -21,9 +21,9 @@ import re
 from pathlib import Path
 
 from mssoft.errors import DataError
-from mssoft.files.scan_files import ScanFiles
+from mssoft.files.scan_files import ScanFiles, ScanLayout
 
-__all__ = ["BIDS_SUFFIXES", "is_bids_dataset", "discover_bids"]
+__all__ = ["LAYOUT", "BIDS_SUFFIXES", "is_bids_dataset", "discover_bids"]
 
 #: BIDS suffix -> mssoft modality.
 BIDS_SUFFIXES = {"FLAIR": "flair", "T1w": "t1", "T2w": "t2", "PDw": "pd"}
@@ -78,13 +78,16 @@ def _masks(root: Path) -> dict[str, dict[int, Path]]:
     return found
 
 
-def discover_bids(root: Path) -> list[ScanFiles]:
+def discover_bids(root: Path, *, label: str | int | None = None) -> list[ScanFiles]:
     """The scans (subject and session) of a BIDS dataset, sorted by scan id.
 
     Parameters
     ----------
     root : Path
         The BIDS root (holding ``sub-*`` folders).
+    label : ignored
+        BIDS lesion masks are binary (the argument of every layout reader,
+        :class:`~mssoft.files.scan_files.ScanLayout`).
 
     Returns
     -------
@@ -128,3 +131,12 @@ def discover_bids(root: Path) -> list[ScanFiles]:
             ScanFiles(scan_id, patient, ordered, dict(sorted(masks.get(scan_id, {}).items())))
         )
     return scans
+
+
+#: The BIDS layout in the registry :data:`mssoft.files.scans.LAYOUTS`.
+LAYOUT = ScanLayout(
+    name="bids",
+    description="BIDS dataset (sub-*/anat/)",
+    detect=is_bids_dataset,
+    discover=discover_bids,
+)

@@ -51,6 +51,7 @@ __all__ = [
     "CALIBRATION_NAME",
     "EXPORT_INFO_NAME",
     "SAVED_MODEL_DIR",
+    "SAVED_MODEL_FILE",
     "LANDMARKS_NAME",
     "SOFTMASK_SUFFIX",
     "PROB_SUFFIX",
@@ -60,6 +61,11 @@ __all__ = [
     "RELIABILITY_NAME",
     "TRUTH_SUFFIX",
     "truth_path",
+    "CV_CELLS_DIR",
+    "CV_MASKS_DIR",
+    "CELL_RUN_DIR",
+    "CELL_PRED_DIR",
+    "CELL_EVAL_DIR",
     "CELL_RESULT_NAME",
     "CV_SCANS_NAME",
     "CV_RESULTS_NAME",
@@ -69,10 +75,18 @@ __all__ = [
     "CV_BASELINE_NAME",
     "cv_fold_baseline_path",
     "DEMO_BASELINE_NAME",
+    "DEMO_DATA_DIR",
+    "DEMO_MASKS_DIR",
+    "DEMO_RUNS_DIR",
+    "DEMO_PRED_DIR",
+    "DEMO_EVAL_DIR",
+    "DEMO_FIGURES_DIR",
+    "DEMO_ENTRIES",
     "DEMO_REPORT_NAME",
     "DEMO_TABLE_NAME",
     "DEMO_FIGURE_NAMES",
     "SYNTHETIC_NAME",
+    "TRUTH_DIR",
     "soft_mask_path",
     "prob_path",
     "seg_path",
@@ -105,6 +119,8 @@ LANDMARKS_NAME = "intensity_landmarks.json"
 EXPORT_INFO_NAME = "mssoft.json"
 #: The SavedModel: version 1 of the model, so TensorFlow Serving can serve the folder itself.
 SAVED_MODEL_DIR = "1"
+#: The graph file TensorFlow writes into a SavedModel folder (its presence marks a finished one).
+SAVED_MODEL_FILE = "saved_model.pb"
 
 # --- per-scan volumes --------------------------------------------------------------------------
 SOFTMASK_SUFFIX = "_softmask.nii.gz"
@@ -118,6 +134,12 @@ SUMMARY_NAME = "summary.json"
 RELIABILITY_NAME = "reliability.png"
 
 # --- mssoft cv ---------------------------------------------------------------------------------
+#: ``cells/<held-out patient>/<grid point>/repeat<k>/``: one folder per cell.
+CV_CELLS_DIR = "cells"
+#: ``masks/<grid point>/``: the soft masks of a grid point (a build-masks folder).
+CV_MASKS_DIR = "masks"
+#: A cell's fit run, predictions and evaluation, inside its folder.
+CELL_RUN_DIR, CELL_PRED_DIR, CELL_EVAL_DIR = "run", "pred", "eval"
 CELL_RESULT_NAME = "result.json"
 CV_SCANS_NAME = "cv_scans.csv"
 CV_RESULTS_NAME = "cv_results.csv"
@@ -129,10 +151,26 @@ CV_COMPARISON_NAME = "comparison.csv"
 CV_BASELINE_NAME = "flair_baseline.json"
 
 # --- mssoft demo -------------------------------------------------------------------------------
+#: The demo's step folders: generated data, soft masks, fit runs, predictions, evaluations,
+#: figures (the runs, predictions and evaluations hold one folder per model).
+DEMO_DATA_DIR, DEMO_MASKS_DIR, DEMO_RUNS_DIR = "data", "softmasks", "runs"
+DEMO_PRED_DIR, DEMO_EVAL_DIR, DEMO_FIGURES_DIR = "predictions", "evaluation", "figures"
 DEMO_REPORT_NAME = "report.md"
 DEMO_TABLE_NAME = "comparison.csv"
 #: The demo's FLAIR-threshold baseline: threshold, validation Dice per model, held-out scores.
 DEMO_BASELINE_NAME = "flair_baseline.json"
+#: Everything a demo writes in its folder (``--overwrite`` removes these and nothing else).
+DEMO_ENTRIES = (
+    DEMO_DATA_DIR,
+    DEMO_MASKS_DIR,
+    DEMO_RUNS_DIR,
+    DEMO_PRED_DIR,
+    DEMO_EVAL_DIR,
+    DEMO_FIGURES_DIR,
+    DEMO_REPORT_NAME,
+    DEMO_TABLE_NAME,
+    DEMO_BASELINE_NAME,
+)
 #: figure key -> file name
 DEMO_FIGURE_NAMES = {
     "data": "data.png",
@@ -144,6 +182,7 @@ DEMO_FIGURE_NAMES = {
 # --- generated data (mssoft.synthetic) ---------------------------------------------------------
 SYNTHETIC_NAME = "synthetic.json"
 #: The true lesion fraction of a generated scan (float32), in ``<patient>/truth/``.
+TRUTH_DIR = "truth"
 TRUTH_SUFFIX = "_truth.nii.gz"
 
 
@@ -187,4 +226,4 @@ def truth_path(flair_file: str | Path, scan_id: str) -> Path:
     Generated data (:mod:`mssoft.synthetic`) keep the true lesion fraction there; real data sets
     have no such file.
     """
-    return Path(flair_file).parent.parent / "truth" / f"{scan_id}{TRUTH_SUFFIX}"
+    return Path(flair_file).parent.parent / TRUTH_DIR / f"{scan_id}{TRUTH_SUFFIX}"

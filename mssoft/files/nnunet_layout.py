@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from mssoft.errors import DataError
-from mssoft.files.scan_files import LabelMap, ScanFiles
+from mssoft.files.scan_files import LabelMap, ScanFiles, ScanLayout
 
-__all__ = ["DATASET_JSON", "NNUNET_MODALITIES", "is_nnunet_dataset", "discover_nnunet"]
+__all__ = ["LAYOUT", "DATASET_JSON", "NNUNET_MODALITIES", "is_nnunet_dataset", "discover_nnunet"]
 
 logger = logging.getLogger(__name__)
 
@@ -217,3 +217,12 @@ def discover_nnunet(root: Path, *, label: str | int | None = None) -> list[ScanF
     ]
     scans += [ScanFiles(case, case, images, {}, label_map) for case, images in sorted(test.items())]
     return scans
+
+
+#: The nnU-Net v2 raw layout in the registry :data:`mssoft.files.scans.LAYOUTS`.
+LAYOUT = ScanLayout(
+    name="nnunet",
+    description="nnU-Net dataset (dataset.json with imagesTr/ or imagesTs/)",
+    detect=is_nnunet_dataset,
+    discover=discover_nnunet,
+)

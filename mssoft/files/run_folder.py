@@ -40,6 +40,7 @@ from mssoft.files.layout import (
     LANDMARKS_NAME,
     MODEL_NAME,
     SAVED_MODEL_DIR,
+    SAVED_MODEL_FILE,
 )
 from mssoft.files.scans import Scan, normalise_modality
 
@@ -342,7 +343,7 @@ def read_export(folder: str | Path) -> RunInfo:
             f"mssoft (expected {EXPORT_FORMAT_VERSION}); export the run again"
         )
     saved_model = folder / str(info.get("saved_model", SAVED_MODEL_DIR))
-    if not (saved_model / "saved_model.pb").is_file():
+    if not (saved_model / SAVED_MODEL_FILE).is_file():
         raise DataError(f"{saved_model}: no saved_model.pb (an incomplete `mssoft export`?)")
     modalities = info.get("modalities")
     if not modalities or not all(isinstance(m, str) for m in modalities):

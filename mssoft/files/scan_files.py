@@ -1,17 +1,29 @@
 """Plain records of what a data-layout reader found on disk (no file is read here).
 
-Layout readers (:mod:`mssoft.files.nnunet_layout`, :mod:`mssoft.files.bids_layout`) return
-:class:`ScanFiles`; the dispatcher :func:`mssoft.files.scans.discover_scans` turns them into
+A data layout is a :class:`ScanLayout`: how to recognise it and its reader. Readers
+(:mod:`mssoft.files.isbi_layout`, :mod:`mssoft.files.nnunet_layout`,
+:mod:`mssoft.files.bids_layout`, :mod:`mssoft.files.manifest_layout`) return :class:`ScanFiles`;
+the dispatcher :func:`mssoft.files.scans.discover_scans` tries the layouts of its registry
+:data:`mssoft.files.scans.LAYOUTS` in order and turns what the first one finds into
 :class:`~mssoft.files.scans.Scan`. :class:`LabelMap` says how a rater mask file is coded when it
 is a label map rather than a binary mask.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["LabelMap", "ScanFiles"]
+__all__ = ["LabelMap", "ScanFiles", "ScanLayout", "normalise_modality"]
+
+_ALIASES = {"mprage": "t1", "t1w": "t1", "t2w": "t2", "pdw": "pd", "t2flair": "flair"}
+
+
+def normalise_modality(name: str) -> str:
+    """Canonical lower-case modality name (``mprage`` and ``t1w`` become ``t1``)."""
+    key = name.strip().lower()
+    return _ALIASES.get(key, key)
 
 
 @dataclass(frozen=True)
@@ -53,3 +65,32 @@ class ScanFiles:
     images: dict[str, Path]
     masks: dict[int, Path] = field(default_factory=dict)
     label_map: LabelMap | None = None
+
+
+@dataclass(frozen=True)
+class ScanLayout:
+    """A data layout: how to recognise it and how to read it.
+
+    Attributes
+    ----------
+    name : str
+        Short name (``isbi``, ``nnunet``, ...).
+    description : str
+        What it looks like, for the error naming every layout when none matches (e.g.
+        ``"BIDS dataset (sub-*/anat/)"``).
+    detect : callable
+        ``detect(path) -> bool``: whether ``path`` (a folder, or a file for ``is_file``
+        layouts) is in this layout; cheap, reads no image.
+    discover : callable
+        ``discover(path, *, label=None) -> list[ScanFiles]``: the scans. ``label`` is the entry
+        of a label-map mask that is the lesion (``--label``); layouts with binary masks ignore
+        it. Raises :class:`mssoft.errors.DataError` naming the file at fault.
+    is_file : bool
+        The layout is one file (a manifest) rather than a folder.
+    """
+
+    name: str
+    description: str
+    detect: Callable[[Path], bool]
+    discover: Callable[..., list[ScanFiles]]
+    is_file: bool = False

@@ -1,30 +1,20 @@
 """Finding scans on disk: ISBI 2015, nnU-Net v2 raw or BIDS layouts (detected automatically), or a
-CSV manifest. This module dispatches; the nnU-Net and BIDS layouts are read by
-:mod:`mssoft.files.nnunet_layout` and :mod:`mssoft.files.bids_layout`.
+CSV manifest. This module dispatches over the registry :data:`LAYOUTS`; each layout is read by
+its own module (:mod:`mssoft.files.isbi_layout`, :mod:`mssoft.files.nnunet_layout`,
+:mod:`mssoft.files.bids_layout`, :mod:`mssoft.files.manifest_layout`), and a new layout is a
+module with a :class:`~mssoft.files.scan_files.ScanLayout` and one entry in :data:`LAYOUTS`.
 
 A *scan* is one time point of one patient: co-registered modality images plus zero or more rater
 masks. Discovery only lists files and checks they exist; :func:`check_scan` reads the headers and
 checks that all files of a scan share one grid, and :func:`load_scan` reads the voxels.
 
-ISBI 2015 layout under a data root::
-
-    trainingNN/preprocessed/trainingNN_TT_{flair,mprage,t2,pd}_pp.nii[.gz]
-    trainingNN/masks/trainingNN_TT_mask{1,2}.nii[.gz]
-    testNN/preprocessed/testNN_TT_{flair,mprage,t2,pd}_pp.nii[.gz]        (no masks)
-
-The scan id is ``trainingNN_TT`` and the patient id ``trainingNN``. ISBI's ``mprage`` is the T1
-modality and is called ``t1`` throughout mssoft (``mprage`` is accepted as an alias).
-
-CSV manifest: columns ``scan``, ``patient`` (optional; defaults to the scan id), one column per
-modality (``flair`` required, any others such as ``t1``, ``t2``, ``pd``) and ``mask1``, ``mask2``,
-... (optional). Relative paths are relative to the manifest's folder. Empty cells mean "absent".
+The layouts are described in their modules; :func:`discover_scans` names them all when none
+matches.
 """
 
 from __future__ import annotations
 
-import csv
 import logging
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,15 +22,15 @@ from pathlib import Path
 import numpy as np
 
 from mssoft.errors import ConfigError, DataError
-from mssoft.files.bids_layout import discover_bids, is_bids_dataset
+from mssoft.files import bids_layout, isbi_layout, manifest_layout, nnunet_layout
 from mssoft.files.nifti import VolumeMeta, check_same_grid, read_header, read_volume
-from mssoft.files.nnunet_layout import discover_nnunet, is_nnunet_dataset
-from mssoft.files.scan_files import LabelMap, ScanFiles
+from mssoft.files.scan_files import LabelMap, ScanFiles, ScanLayout, normalise_modality
 
 __all__ = [
     "Scan",
     "LabelMap",
     "LoadedScan",
+    "LAYOUTS",
     "discover_scans",
     "normalise_modality",
     "resolve_modalities",
@@ -56,19 +46,14 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_ISBI_IMAGE = re.compile(
-    r"^(?P<patient>(?:training|test)\d+)_(?P<tp>\d+)_(?P<mod>flair|mprage|t2|pd)_pp\.nii(?:\.gz)?$"
+#: The data layouts, in the order :func:`discover_scans` tries them: the first whose ``detect``
+#: accepts the path reads it. A new layout is one module and one entry here.
+LAYOUTS: tuple[ScanLayout, ...] = (
+    manifest_layout.LAYOUT,
+    nnunet_layout.LAYOUT,
+    isbi_layout.LAYOUT,
+    bids_layout.LAYOUT,
 )
-_ISBI_MASK = re.compile(r"^(?P<patient>training\d+)_(?P<tp>\d+)_mask(?P<rater>\d+)\.nii(?:\.gz)?$")
-_MASK_COLUMN = re.compile(r"^mask(\d+)$")
-_ALIASES = {"mprage": "t1", "t1w": "t1", "t2w": "t2", "pdw": "pd", "t2flair": "flair"}
-_ISBI_ORDER = ("flair", "t1", "t2", "pd")
-
-
-def normalise_modality(name: str) -> str:
-    """Canonical lower-case modality name (``mprage`` and ``t1w`` become ``t1``)."""
-    key = name.strip().lower()
-    return _ALIASES.get(key, key)
 
 
 @dataclass(frozen=True)
@@ -141,103 +126,6 @@ class LoadedScan:
     meta: VolumeMeta
 
 
-def _isbi_depth(root: Path) -> str | None:
-    """Glob prefix of the patient folders: ``*`` or ``*/*`` (e.g. ``training/training01``)."""
-    for prefix in ("*", "*/*"):
-        if any(root.glob(f"{prefix}/preprocessed/*_pp.nii*")):
-            return prefix
-    return None
-
-
-def _discover_isbi(root: Path, prefix: str) -> list[Scan]:
-    images: dict[str, dict[str, Path]] = {}
-    masks: dict[str, dict[int, Path]] = {}
-    patients: dict[str, str] = {}
-    for path in sorted(root.glob(f"{prefix}/preprocessed/*.nii*")):
-        match = _ISBI_IMAGE.match(path.name)
-        if not match:
-            continue
-        scan_id = f"{match['patient']}_{match['tp']}"
-        modality = normalise_modality(match["mod"])
-        if match["patient"] != path.parent.parent.name:
-            continue  # a file of one patient filed under another: not the ISBI layout
-        if modality in images.setdefault(scan_id, {}):
-            raise DataError(f"{path}: duplicate {modality} image for scan {scan_id}")
-        images[scan_id][modality] = path
-        patients[scan_id] = match["patient"]
-    for path in sorted(root.glob(f"{prefix}/masks/*.nii*")):
-        match = _ISBI_MASK.match(path.name)
-        if not match:
-            continue
-        scan_id = f"{match['patient']}_{match['tp']}"
-        if scan_id not in images:
-            raise DataError(f"{path}: mask without images (no {scan_id}_*_pp.nii[.gz] found)")
-        masks.setdefault(scan_id, {})[int(match["rater"])] = path
-    scans = []
-    for scan_id in sorted(images):
-        found = images[scan_id]
-        if "flair" not in found:
-            raise DataError(
-                f"{next(iter(found.values())).parent}: scan {scan_id} has no FLAIR image"
-            )
-        ordered = {m: found[m] for m in _ISBI_ORDER if m in found}
-        scans.append(
-            Scan(scan_id, patients[scan_id], ordered, dict(sorted(masks.get(scan_id, {}).items())))
-        )
-    return scans
-
-
-def _discover_manifest(manifest: Path) -> list[Scan]:
-    base = manifest.parent
-    try:
-        # utf-8-sig: also reads the byte-order mark of Excel's "CSV UTF-8"
-        with manifest.open(newline="", encoding="utf-8-sig") as handle:
-            rows = list(csv.DictReader(handle))
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise DataError(f"{manifest}: cannot read CSV manifest ({exc})") from None
-    if not rows:
-        raise DataError(f"{manifest}: manifest has no rows")
-    columns = [c.strip().lower() for c in rows[0].keys() if c is not None]
-    for required in ("scan", "flair"):
-        if required not in columns:
-            raise DataError(
-                f"{manifest}: manifest has no '{required}' column (columns: {', '.join(columns)})"
-            )
-    scans: list[Scan] = []
-    seen: set[str] = set()
-    for line, raw in enumerate(rows, start=2):
-        row = {str(k).strip().lower(): (v or "").strip() for k, v in raw.items() if k is not None}
-        scan_id = row["scan"]
-        if not scan_id:
-            raise DataError(f"{manifest}:{line}: empty 'scan' value")
-        if scan_id in seen:
-            raise DataError(f"{manifest}:{line}: duplicate scan '{scan_id}'")
-        seen.add(scan_id)
-        images: dict[str, Path] = {}
-        masks: dict[int, Path] = {}
-        for column, value in row.items():
-            if column in ("scan", "patient") or not value:
-                continue
-            path = Path(value) if Path(value).is_absolute() else base / value
-            if not path.is_file():
-                raise DataError(f"{manifest}:{line}: {column} file not found: {path}")
-            mask_match = _MASK_COLUMN.match(column)
-            if mask_match:
-                masks[int(mask_match.group(1))] = path
-            else:
-                modality = normalise_modality(column)
-                if modality in images:
-                    raise DataError(f"{manifest}:{line}: two columns name modality {modality}")
-                images[modality] = path
-        if "flair" not in images:
-            raise DataError(f"{manifest}:{line}: scan '{scan_id}' has no flair file")
-        ordered = {"flair": images.pop("flair"), **images}
-        scans.append(
-            Scan(scan_id, row.get("patient") or scan_id, ordered, dict(sorted(masks.items())))
-        )
-    return scans
-
-
 def discover_scans(data: str | Path, *, label: str | int | None = None) -> list[Scan]:
     """List the scans of a data folder (ISBI 2015, nnU-Net v2 raw, BIDS) or a CSV manifest.
 
@@ -265,22 +153,16 @@ def discover_scans(data: str | Path, *, label: str | int | None = None) -> list[
     data = Path(data)
     if not data.exists():
         raise DataError(f"{data}: no such file or folder")
-    if data.is_file():
-        if data.suffix.lower() != ".csv":
-            raise DataError(f"{data}: expected an ISBI 2015 data folder or a .csv manifest")
-        scans = _discover_manifest(data)
-    elif is_nnunet_dataset(data):
-        scans = [Scan.from_files(f) for f in discover_nnunet(data, label=label)]
-    elif (prefix := _isbi_depth(data)) is not None:
-        scans = _discover_isbi(data, prefix)
-    elif is_bids_dataset(data):
-        scans = [Scan.from_files(f) for f in discover_bids(data)]
-    else:
+    layout = next((lay for lay in LAYOUTS if lay.detect(data)), None)
+    if layout is None and data.is_file():
+        raise DataError(f"{data}: expected an ISBI 2015 data folder or a .csv manifest")
+    if layout is None:
+        folders = [lay.description for lay in LAYOUTS if not lay.is_file]
         raise DataError(
-            f"{data}: no ISBI 2015 layout (*/preprocessed/*_pp.nii[.gz]), nnU-Net dataset "
-            "(dataset.json with imagesTr/ or imagesTs/) nor BIDS dataset (sub-*/anat/) found; "
+            f"{data}: no {', '.join(folders[:-1])} nor {folders[-1]} found; "
             "give a CSV manifest for other layouts"
         )
+    scans = [Scan.from_files(f) for f in layout.discover(data, label=label)]
     if not scans:
         raise DataError(f"{data}: no scans found")
     logger.info("found %d scans (%d patients) in %s", len(scans), len(patients_of(scans)), data)

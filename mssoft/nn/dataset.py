@@ -26,8 +26,9 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from mssoft.arrays.rotation import TARGET_INTERPOLATIONS, rotate_pairs
+from mssoft.arrays.rotation import rotate_pairs
 from mssoft.arrays.slices import SliceSet, zero_padding
+from mssoft.choices import TARGET_INTERPOLATIONS
 from mssoft.errors import ConfigError
 from mssoft.nn.augment import sample_angles
 from mssoft.nn.strong_augment import strong_augment_pair

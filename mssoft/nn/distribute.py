@@ -26,6 +26,7 @@ from typing import Any
 
 import tensorflow as tf
 
+from mssoft.choices import STRATEGIES
 from mssoft.errors import ConfigError
 
 __all__ = [
@@ -143,8 +144,7 @@ _FACTORIES: dict[str, Callable[[list[str] | None], tf.distribute.Strategy]] = {
     "multiworker": _multiworker,
 }
 
-#: Names accepted by :func:`get_strategy`.
-STRATEGIES: tuple[str, ...] = ("auto", *_FACTORIES)
+assert set(STRATEGIES) == {"auto", *_FACTORIES}, "mssoft.choices.STRATEGIES and the factories"
 
 
 def _auto(devices: list[str] | None) -> str:

@@ -18,18 +18,15 @@ import numpy as np
 from mssoft.arrays.intensity import Normaliser
 from mssoft.arrays.resample import resample_volume, resampled_shape
 from mssoft.arrays.slices import from_axial_slices, pad_slices, to_axial_slices
+from mssoft.choices import TTA_MODES
 
 __all__ = [
-    "TTA_MODES",
     "AveragedModel",
     "averaged_model",
     "predict_volume",
     "predict_volume_resampled",
     "model_input_multiple",
 ]
-
-#: Test-time augmentations: ``none``, or ``flip`` (left-right mirror, RAS axis 0).
-TTA_MODES = ("none", "flip")
 
 
 class AveragedModel:

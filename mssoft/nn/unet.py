@@ -21,12 +21,10 @@ from typing import Any
 import keras
 
 import mssoft.nn.warmup  # noqa: F401  (registers the learning-rate schedule of saved models)
+from mssoft.choices import NORMALIZATIONS
 from mssoft.errors import ConfigError
 
-__all__ = ["NORMALIZATIONS", "build_unet", "input_multiple"]
-
-#: Accepted ``normalization`` values: none (the paper's U-Net) or batch normalisation.
-NORMALIZATIONS = ("none", "batch")
+__all__ = ["build_unet", "input_multiple"]
 
 
 def input_multiple(depth: int) -> int:

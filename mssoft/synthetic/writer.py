@@ -42,8 +42,10 @@ import numpy as np
 from mssoft._version import __version__
 from mssoft.errors import ConfigError, DataError
 from mssoft.files.atomic import write_json
-from mssoft.files.layout import SYNTHETIC_NAME
+from mssoft.files.isbi_layout import ISBI_FILE_NAMES, isbi_image_path, isbi_mask_path
+from mssoft.files.layout import SYNTHETIC_NAME, truth_path
 from mssoft.files.nifti import grid_meta, write_volume
+from mssoft.files.nnunet_layout import DATASET_JSON
 from mssoft.synthetic.raters import DEFAULT_RATERS
 from mssoft.synthetic.scan import DEFAULT_SHAPE, SyntheticScan, make_patient, make_scan
 from mssoft.synthetic.sites import Site
@@ -53,14 +55,11 @@ __all__ = [
     "write_nnunet_dataset",
     "write_site_dataset",
     "isbi_affine",
-    "ISBI_FILE_NAMES",
     "NNUNET_CHANNEL_NAMES",
 ]
 
 logger = logging.getLogger(__name__)
 
-# mssoft modality name -> ISBI 2015 file name part.
-ISBI_FILE_NAMES = {"flair": "flair", "t1": "mprage", "t2": "t2", "pd": "pd"}
 _KIND = {"training": 0, "test": 1}
 
 
@@ -102,13 +101,10 @@ def _planned(
     files = []
     for t in range(1, timepoints + 1):
         scan = f"{name}_{t:02d}"
-        files += [
-            root / name / "preprocessed" / f"{scan}_{isbi}_pp.nii.gz"
-            for isbi in ISBI_FILE_NAMES.values()
-        ]
-        files += [root / name / "masks" / f"{scan}_mask{r}.nii.gz" for r in masks]
+        files += [isbi_image_path(root, scan, modality) for modality in ISBI_FILE_NAMES]
+        files += [isbi_mask_path(root, scan, r) for r in masks]
         if truth:
-            files.append(root / name / "truth" / f"{scan}_truth.nii.gz")
+            files.append(truth_path(isbi_image_path(root, scan, "flair"), scan))
     files.append(root / name / SYNTHETIC_NAME)
     return files
 
@@ -118,20 +114,18 @@ def _write_scan(
 ) -> None:
     scan_id = f"{name}_{t:02d}"
     for modality, image in scan.images.items():
-        path = root / name / "preprocessed" / f"{scan_id}_{ISBI_FILE_NAMES[modality]}_pp.nii.gz"
-        write_volume(image, meta, path, dtype=np.float32)
+        write_volume(image, meta, isbi_image_path(root, scan_id, modality), dtype=np.float32)
     if not test:
         for rater, mask in scan.masks.items():
             write_volume(
                 mask.astype(np.uint8),
                 meta,
-                root / name / "masks" / f"{scan_id}_mask{rater}.nii.gz",
+                isbi_mask_path(root, scan_id, rater),
                 dtype=np.uint8,
             )
     if truth:
-        write_volume(
-            scan.truth, meta, root / name / "truth" / f"{scan_id}_truth.nii.gz", dtype=np.float32
-        )
+        truth_file = truth_path(isbi_image_path(root, scan_id, "flair"), scan_id)
+        write_volume(scan.truth, meta, truth_file, dtype=np.float32)
 
 
 def write_isbi_dataset(
@@ -337,7 +331,7 @@ def write_nnunet_dataset(
     if min(foreground) < 1 or max(foreground) > 255 or len(set(foreground)) < len(foreground):
         raise ConfigError(f"Invalid label values: {labels} (distinct lesion labels in 1..255)")
     root = Path(root)
-    for existing in [root / "dataset.json"] + [
+    for existing in [root / DATASET_JSON] + [
         min((root / sub).iterdir(), default=None)
         for sub in ("imagesTr", "imagesTs", "labelsTr")
         if (root / sub).is_dir()
@@ -373,7 +367,7 @@ def write_nnunet_dataset(
             "file_ending": ".nii.gz",
             "name": "mssoft synthetic MS lesions",
         },
-        root / "dataset.json",
+        root / DATASET_JSON,
     )
     return written
 

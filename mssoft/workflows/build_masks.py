@@ -114,9 +114,9 @@ def soft_mask_from_arrays(
         else np.any([np.asarray(m) != 0 for m in mask], axis=0)
     )
     lesion = int(np.count_nonzero(union))
-    binary = config.params.is_binary
-    ring = 0 if binary else int(np.count_nonzero((soft > 0) & ~union))
-    dilated = 0 if binary else round((config.ratio - 1.0) * lesion)
+    no_ring = config.params.is_binary  # ratio 1 or gamma 0: no ring (also for a share)
+    ring = 0 if no_ring else int(np.count_nonzero((soft > 0) & ~union))
+    dilated = 0 if no_ring else round((config.params.ratio - 1.0) * lesion)
     return soft, MaskSummary(scan_id, lesion, ring, dilated)
 
 

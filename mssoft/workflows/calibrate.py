@@ -31,6 +31,7 @@ from mssoft.arrays.threshold_search import (
     parse_min_sizes,
     threshold_grid,
 )
+from mssoft.choices import TTA_MODES
 from mssoft.errors import ConfigError, DataError
 from mssoft.files.atomic import write_json
 from mssoft.files.folders import check_not_in_use, package_versions
@@ -46,7 +47,7 @@ from mssoft.files.run_folder import (
     read_ensemble,
 )
 from mssoft.files.scans import Scan, check_scan, discover_scans, load_scan, select_scans
-from mssoft.nn.inference import TTA_MODES, predict_volume_resampled
+from mssoft.nn.inference import predict_volume_resampled
 from mssoft.workflows.overlap import read_ahead
 from mssoft.workflows.progress import Progress, no_progress
 

@@ -26,7 +26,7 @@ from mssoft.arrays.calibration_metrics import (
     brier_score,
     expected_calibration_error,
 )
-from mssoft.files.atomic import atomic_path
+from mssoft.files.figures import pyplot, save_figure
 from mssoft.files.layout import truth_path
 from mssoft.files.nifti import check_same_grid, read_header, read_volume
 from mssoft.files.scans import Scan
@@ -188,11 +188,7 @@ def plot_reliability(summaries: Sequence[CalibrationSummary], path: str | Path) 
     Each reference is one line; the diagonal is perfect calibration; the legend gives the
     pooled ECE.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.5))
     left.plot([0, 1], [0, 1], color="0.6", linestyle="--", linewidth=1, label="perfect")
     for k, summary in enumerate(summaries):
@@ -223,8 +219,4 @@ def plot_reliability(summaries: Sequence[CalibrationSummary], path: str | Path) 
     left.grid(alpha=0.3)
     left.legend(fontsize=8)
     fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)

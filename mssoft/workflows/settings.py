@@ -12,27 +12,42 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mssoft.arrays.intensity import METHODS
 from mssoft.arrays.soft_masks import (
-    FlairThreshold,
     SoftMaskParams,
     multi_rater_soft_mask,
     soft_mask_from_params,
 )
+from mssoft.choices import (
+    AUGMENTATIONS,
+    NORMALISATIONS,
+    NORMALIZATIONS,
+    OUTPUT_BIASES,
+    SLICE_CACHES,
+    SPLITS,
+    TARGET_INTERPOLATIONS,
+    one_of,
+)
 from mssoft.errors import ConfigError, DataError
 
-__all__ = ["MaskConfig", "TrainingSettings", "TrainConfig", "AUGMENTATIONS", "NORMALISATIONS"]
+__all__ = ["MaskConfig", "TrainingSettings", "TrainConfig", "TRAINING_CHOICES"]
 
-#: Values of ``--augment``: the paper's rotation alone, or the strong set added to it.
-AUGMENTATIONS = ("paper", "strong")
-#: Values of ``--normalise`` (:data:`mssoft.arrays.intensity.METHODS`).
-NORMALISATIONS = METHODS
+#: Training settings with a fixed set of values (:mod:`mssoft.choices`): field -> allowed values.
+#: ``strategy`` is checked by :func:`mssoft.nn.distribute.get_strategy` when training starts.
+TRAINING_CHOICES: dict[str, tuple[str, ...]] = {
+    "split": SPLITS,
+    "augment": AUGMENTATIONS,
+    "normalise": NORMALISATIONS,
+    "slice_cache": SLICE_CACHES,
+    "target_interpolation": TARGET_INTERPOLATIONS,
+    "output_bias": OUTPUT_BIASES,
+    "normalization": NORMALIZATIONS,
+}
 
 
 def _check(ok: bool, option: str, expected: str, value: Any) -> None:
@@ -69,53 +84,64 @@ def _as_tuple(value: Any) -> tuple[str, ...] | None:
     return tuple(value)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class MaskConfig:
     """How soft masks are built from one rater's (or several raters') binary masks.
 
+    Built from keyword arguments: ``rater`` and ``raters``, and either ``params`` or the fields of
+    :class:`~mssoft.arrays.soft_masks.SoftMaskParams` (``ratio``, ``gamma``, ``flair_threshold``,
+    ``per_lesion``, ``ring``, ``ring_sigma``), e.g. ``MaskConfig(ratio=1.2, gamma=0.3)``. Every
+    setting is validated once, on construction.
+
     Attributes
     ----------
+    params : SoftMaskParams
+        The validated soft-mask settings: ratio (dilated volume relative to the mask, >= 1), gamma
+        (soft label of the ring, in [0, 1)), FLAIR threshold (``"pNN"``, an intensity or None),
+        per-lesion growth, ring profile and its parameters.
     rater : int
         Whose binary mask is softened (the first of ``raters`` when those are given).
-    ratio : float
-        Dilated volume relative to the mask (>= 1; 1.2 is "120 %").
-    gamma : float
-        Soft label of the ring, in [0, 1).
-    flair_threshold : str, float or None
-        ``"pNN"`` (percentile of brain FLAIR), an absolute intensity, or None (no exclusion).
-    per_lesion : bool
-        Grow each lesion to ``ratio`` times its own volume.
     raters : tuple of int or None
         Several raters (``--raters 1,2``): inside the union of their masks the label is the share
         of raters who marked the voxel; the ring is grown from the union. None (or one rater):
         ``rater`` alone.
-    ring : {"constant", "linear", "gaussian"}
-        Profile of the ring's values (constant = the paper).
-    ring_sigma : float
-        Width in mm of the gaussian ring profile.
+
+    Raises
+    ------
+    ConfigError
+        On construction, for an invalid rater, raters list or soft-mask setting.
     """
 
-    rater: int = 1
-    ratio: float = 1.2
-    gamma: float = 0.3
-    flair_threshold: FlairThreshold = "p50"
-    per_lesion: bool = False
-    raters: tuple[int, ...] | None = None
-    ring: str = "constant"
-    ring_sigma: float = 2.0
+    params: SoftMaskParams
+    rater: int
+    raters: tuple[int, ...] | None
 
-    def __post_init__(self) -> None:
-        if isinstance(self.rater, bool) or int(self.rater) != self.rater or self.rater < 1:
+    def __init__(
+        self,
+        *,
+        rater: int = 1,
+        raters: Sequence[int] | str | None = None,
+        params: SoftMaskParams | None = None,
+        **options: Any,
+    ) -> None:
+        if params is None:
+            try:
+                params = SoftMaskParams(**options)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
+        elif options:
+            raise TypeError(f"MaskConfig: give `params` or {', '.join(options)}, not both")
+        if isinstance(rater, bool) or int(rater) != rater or rater < 1:
             raise ConfigError(
-                f"Invalid value for `--rater`. Expected an integer >= 1. Received: {self.rater}"
+                f"Invalid value for `--rater`. Expected an integer >= 1. Received: {rater}"
             )
-        if self.raters is not None:
-            raters = tuple(dict.fromkeys(_as_rater_list(self.raters)))
-            object.__setattr__(self, "raters", raters if len(raters) > 1 else None)
-            object.__setattr__(self, "rater", raters[0])
-        params = self.params  # the one validation of ratio, gamma, threshold and ring
-        object.__setattr__(self, "flair_threshold", params.flair_threshold)
-        object.__setattr__(self, "ring_sigma", params.ring_sigma)
+        group = None
+        if raters is not None:
+            chosen = tuple(dict.fromkeys(_as_rater_list(raters)))
+            group, rater = (chosen if len(chosen) > 1 else None), chosen[0]
+        object.__setattr__(self, "params", params)
+        object.__setattr__(self, "rater", rater)
+        object.__setattr__(self, "raters", group)
 
     @property
     def all_raters(self) -> tuple[int, ...]:
@@ -123,48 +149,23 @@ class MaskConfig:
         return self.raters if self.raters is not None else (self.rater,)
 
     @property
-    def params(self) -> SoftMaskParams:
-        """The validated soft-mask settings (:class:`mssoft.arrays.soft_masks.SoftMaskParams`).
-
-        Raises
-        ------
-        ConfigError
-            Invalid ratio, gamma or FLAIR threshold.
-        """
-        try:
-            return SoftMaskParams(
-                self.ratio,
-                self.gamma,
-                self.flair_threshold,
-                self.per_lesion,
-                self.ring,
-                self.ring_sigma,
-            )
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
-
-    @property
     def is_binary(self) -> bool:
-        """True when the label is one rater's binary mask (one rater, ``ratio == 1`` or
-        ``gamma == 0``)."""
+        """True when the label is one rater's binary mask: one rater, and settings that give the
+        mask itself (``ratio == 1`` or ``gamma == 0``, :attr:`SoftMaskParams.is_binary`). The one
+        answer to "is this binary" for masks, training, cv and the demo."""
         return self.params.is_binary and self.raters is None
 
     def to_dict(self) -> dict[str, object]:
-        """JSON-ready dictionary of the fields.
+        """JSON-ready flat dictionary (``MaskConfig(**record)`` rebuilds it).
 
         The options beyond the paper appear only when used (``raters`` with several raters,
-        ``ring`` when not constant, ``ring_sigma`` with a gaussian ring), so the record of the
-        paper's settings, and runs recorded before these options existed, stay as they were.
+        ``ring`` when not constant, a ring parameter with the profile that reads it), so the
+        record of the paper's settings, and runs recorded before these options existed, stay as
+        they were.
         """
-        record = asdict(self)
-        if self.raters is None:
-            del record["raters"]
-        else:
+        record: dict[str, object] = {"rater": self.rater, **self.params.to_dict()}
+        if self.raters is not None:
             record["raters"] = list(self.raters)
-        if self.ring == "constant":
-            del record["ring"]
-        if self.ring != "gaussian":
-            del record["ring_sigma"]
         return record
 
     def soft_mask(
@@ -298,52 +299,21 @@ class TrainingSettings:
             0.0 <= self.val_fraction < 1.0, "--val-fraction", "a float in [0, 1)", self.val_fraction
         )
         _check(
-            self.split in ("slices", "patients"), "--split", "'slices' or 'patients'", self.split
-        )
-        _check(
             0.0 <= self.rotation_degrees <= 180.0,
             "--rotation-degrees",
             "a float in [0, 180]",
             self.rotation_degrees,
         )
         _check(self.eps > 0, "eps", "a float > 0", self.eps)
-        _check(self.augment in AUGMENTATIONS, "--augment", "'paper' or 'strong'", self.augment)
-        _check(
-            self.normalise in NORMALISATIONS,
-            "--normalise",
-            "'zscore', 'percentile' or 'histogram'",
-            self.normalise,
-        )
-        _check(
-            self.slice_cache in ("auto", "memory", "disk"),
-            "--slice-cache",
-            "'auto', 'memory' or 'disk'",
-            self.slice_cache,
-        )
-        _check(
-            self.target_interpolation in ("nearest", "bilinear"),
-            "--target-interpolation",
-            "'nearest' or 'bilinear'",
-            self.target_interpolation,
-        )
-        _check(
-            self.output_bias in ("prior", "zero"),
-            "--output-bias",
-            "'prior' or 'zero'",
-            self.output_bias,
-        )
         _check(
             math.isfinite(self.warmup_epochs) and self.warmup_epochs >= 0,
             "--warmup-epochs",
             "a float >= 0",
             self.warmup_epochs,
         )
-        _check(
-            self.normalization in ("none", "batch"),
-            "--normalization",
-            "'none' or 'batch'",
-            self.normalization,
-        )
+        for name, choices in TRAINING_CHOICES.items():
+            value = getattr(self, name)
+            _check(value in choices, f"--{name.replace('_', '-')}", one_of(choices), value)
 
     def settings(self) -> dict[str, Any]:
         """The training settings alone, as keyword arguments (also of a :class:`TrainConfig`)."""

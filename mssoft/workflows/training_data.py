@@ -35,6 +35,7 @@ from mssoft.arrays.slices import (
     lesion_slice_indices,
     to_axial_slices,
 )
+from mssoft.choices import SLICE_CACHES
 from mssoft.errors import ConfigError, DataError
 from mssoft.files.folders import read_config, soft_mask_files
 from mssoft.files.layout import soft_mask_path
@@ -50,7 +51,6 @@ __all__ = [
     "load_scan_slices",
     "load_slices",
     "learn_normaliser",
-    "SLICE_CACHE_MODES",
     "MEMORY_SHARE",
     "available_memory_bytes",
     "slice_storage",
@@ -60,8 +60,6 @@ logger = logging.getLogger(__name__)
 
 MaskKind = Literal["binary", "folder", "computed"]
 
-#: Values of ``--slice-cache``.
-SLICE_CACHE_MODES = ("auto", "memory", "disk")
 #: ``--slice-cache auto`` keeps the slices in memory when every axial slice of the training scans
 #: (an upper bound of the kept ones) takes at most this share of the available memory.
 MEMORY_SHARE = 0.5
@@ -392,9 +390,9 @@ def slice_storage(
     ConfigError
         Unknown ``mode``.
     """
-    if mode not in SLICE_CACHE_MODES:
+    if mode not in SLICE_CACHES:
         raise ConfigError(
-            f"Invalid value for `--slice-cache`. Expected one of {', '.join(SLICE_CACHE_MODES)}. "
+            f"Invalid value for `--slice-cache`. Expected one of {', '.join(SLICE_CACHES)}. "
             f"Received: {mode!r}"
         )
     if mode != "auto":

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from mssoft.arrays.soft_masks import RING_MODES, is_binary_setting, validate_soft_mask_params
+from mssoft.arrays.soft_masks import RING_MODES, validate_soft_mask_params
+from mssoft.choices import TTA_MODES
 from mssoft.errors import ConfigError
+from mssoft.files.layout import CV_CELLS_DIR
 from mssoft.files.scans import Scan, patients_of
+from mssoft.workflows.settings import MaskConfig
 
 __all__ = [
     "FLAIR_VARIANT",
@@ -60,6 +63,10 @@ class Fold:
     test: tuple[str, ...]
 
 
+#: Sweep settings a point's binary-or-soft answer does not depend on.
+_ANY_BASE = MaskConfig(flair_threshold=None)
+
+
 @dataclass(frozen=True)
 class GridPoint:
     """A soft-mask setting: ``ratio`` 1 (or ``gamma`` 0) of one rater is the binary baseline.
@@ -74,10 +81,24 @@ class GridPoint:
     ring: str = "constant"
     tta: str = "none"
 
+    def mask_config(self, base: MaskConfig) -> MaskConfig:
+        """The soft-mask settings of this point: ``base`` (the sweep's rater, FLAIR threshold,
+        per-lesion growth and ring parameters) with this point's ratio, gamma, raters and ring."""
+        return MaskConfig(
+            rater=base.rater,
+            raters=self.raters,
+            params=replace(base.params, ratio=self.ratio, gamma=self.gamma, ring=self.ring),
+        )
+
     @property
     def is_binary(self) -> bool:
-        """True for the binary labels of one rater (:func:`is_binary_setting`, one rater)."""
-        return is_binary_setting(self.ratio, self.gamma) and self.raters is None
+        """True for the binary labels of one rater (:attr:`MaskConfig.is_binary`)."""
+        return self.mask_config(_ANY_BASE).is_binary
+
+    @property
+    def is_share(self) -> bool:
+        """True for several raters' share without a ring (the soft label of their union)."""
+        return not self.is_binary and self.mask_config(_ANY_BASE).params.is_binary
 
     @property
     def variant(self) -> str:
@@ -97,7 +118,7 @@ class GridPoint:
         variant appended (``ratio1.20_gamma0.30_ring-linear``)."""
         if self.is_binary:
             base = "binary"
-        elif is_binary_setting(self.ratio, self.gamma):
+        elif self.is_share:
             base = "share"  # several raters, no ring
         else:
             base = f"ratio{self.ratio:.2f}_gamma{self.gamma:.2f}"
@@ -115,7 +136,7 @@ class Cell:
 
     def folder(self, out: Path) -> Path:
         """``out/cells/<held-out patient>/<grid point>/repeat<k>``."""
-        return Path(out) / "cells" / self.fold.held_out / self.point.name / f"repeat{self.repeat}"
+        return Path(out) / CV_CELLS_DIR / self.key
 
     @property
     def key(self) -> str:
@@ -216,8 +237,10 @@ def grid_points(
                 f"Invalid value for `--rings`: expected {', '.join(RING_MODES)}, got {ring!r}"
             )
     for tta in ttas:
-        if tta not in ("none", "flip"):
-            raise ConfigError(f"Invalid value for `--tta`: expected none or flip, got {tta!r}")
+        if tta not in TTA_MODES:
+            raise ConfigError(
+                f"Invalid value for `--tta`: expected {' or '.join(TTA_MODES)}, got {tta!r}"
+            )
     points: list[GridPoint] = []
     for who in raters:
         group = tuple(who) if who is not None and len(who) > 1 else None
@@ -227,7 +250,7 @@ def grid_points(
                     for gamma in gammas:
                         validate_soft_mask_params(ratio, gamma)  # the library's rule (checked)
                         point = GridPoint(float(ratio), float(gamma), group, ring, tta)
-                        if is_binary_setting(ratio, gamma):
+                        if point.mask_config(_ANY_BASE).params.is_binary:
                             point = GridPoint(1.0, 0.0, group, "constant", tta)
                         if point not in points:
                             points.append(point)

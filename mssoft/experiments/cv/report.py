@@ -33,6 +33,7 @@ from mssoft.arrays.paired_stats import GridComparison, compare_grid
 from mssoft.arrays.soft_masks import is_binary_setting
 from mssoft.experiments.cv.plan import FLAIR_POINT, FLAIR_VARIANT
 from mssoft.files.atomic import atomic_path
+from mssoft.files.figures import pyplot, save_figure
 
 __all__ = [
     "BASELINE",
@@ -516,11 +517,7 @@ def plot_sweep(
     standard deviation of the summary (over repeats, or patients); every y axis of a metric
     starts at 0, so noise does not look like separation. Titles state n.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     raters = sorted({s.rater for s in summaries})
     index = {(s.ratio, s.gamma, s.variant, s.rater, s.metric): s for s in summaries}
     points = _ordered_points(summaries)
@@ -588,8 +585,4 @@ def plot_sweep(
         if not summaries:
             ax.text(0.5, 0.5, "no finished cell yet", ha="center")
     fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=120)

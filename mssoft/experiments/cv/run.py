@@ -43,11 +43,12 @@ import multiprocessing
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from mssoft.arrays.metrics import MEAN_FIELDS, nanmean
+from mssoft.arrays.soft_masks import parse_flair_threshold
 from mssoft.errors import ConfigError, MssoftError
 from mssoft.experiments.cv.baseline import (
     baseline_rows,
@@ -88,10 +89,14 @@ from mssoft.files.folders import (
 )
 from mssoft.files.history import read_history
 from mssoft.files.layout import (
+    CELL_EVAL_DIR,
+    CELL_PRED_DIR,
     CELL_RESULT_NAME,
+    CELL_RUN_DIR,
     CONFIG_NAME,
     CV_COMPARISON_NAME,
     CV_FIGURE_NAME,
+    CV_MASKS_DIR,
     CV_RESULTS_NAME,
     CV_SCANS_NAME,
     CV_TABLE_NAME,
@@ -119,6 +124,8 @@ logger = logging.getLogger(__name__)
 _FREE_OPTIONS = ("shard", "jobs", "data", "out", "strategy", "devices")
 #: Grid axes added after the first sweeps, with the values those sweeps had.
 _NEW_AXES = {"raters": [None], "rings": ["constant"], "ring_sigma": 2.0, "tta": ["none"]}
+#: Soft-mask settings that are grid axes (``--ratios``, ``--gammas``, ``--rings``), not options.
+_AXIS_PARAMS = ("ratio", "gamma", "ring")
 
 
 @dataclass(frozen=True)
@@ -133,16 +140,16 @@ class CVConfig:
         Grid; ratio 1 (or gamma 0) is the binary baseline, listed once.
     repeats : int
         Models per cell, seeds ``training.seed, training.seed + 1, ...``.
-    rater : int
-        Rater whose masks are softened and trained on (evaluation uses every rater).
-    flair_threshold, per_lesion :
-        Soft-mask options (:class:`mssoft.workflows.build_masks.MaskConfig`).
+    mask : MaskConfig
+        Soft-mask settings shared by the grid points
+        (:class:`mssoft.workflows.settings.MaskConfig`): its rater is softened and trained on
+        (evaluation uses every rater); FLAIR threshold, per-lesion growth and the ring
+        parameters (``ring_sigma``) apply to every point. Its ratio, gamma, ring and raters are
+        replaced by each grid point's.
     raters : tuple of (tuple of int or None)
         Grid axis: None (``rater`` alone) or several raters whose share makes the label.
     rings : tuple of str
         Grid axis: ring profiles (``constant``, ``linear``, ``gaussian``).
-    ring_sigma : float
-        Width in mm of the gaussian ring.
     tta : tuple of str
         Grid axis: test-time augmentation of calibration and prediction (``none``, ``flip``).
     training : TrainingSettings
@@ -160,15 +167,12 @@ class CVConfig:
     ratios: tuple[float, ...] = (1.0, 1.1, 1.2, 1.3, 1.4)
     gammas: tuple[float, ...] = (0.3,)
     repeats: int = 1
-    rater: int = 1
-    flair_threshold: str | float | None = "p50"
-    per_lesion: bool = False
+    mask: MaskConfig = field(default_factory=MaskConfig)
     training: TrainingSettings = field(default_factory=TrainingSettings)
     shard: tuple[int, int] = (0, 1)
     jobs: int = 1
     raters: tuple[tuple[int, ...] | None, ...] = (None,)
     rings: tuple[str, ...] = ("constant",)
-    ring_sigma: float = 2.0
     tta: tuple[str, ...] = ("none",)
 
     def __post_init__(self) -> None:
@@ -181,13 +185,27 @@ class CVConfig:
                 "Invalid value for `--strategy`: cv runs its cells on one machine each "
                 "(use --shard to spread them over machines)"
             )
-        MaskConfig(
-            rater=self.rater, flair_threshold=self.flair_threshold, per_lesion=self.per_lesion
-        )
+
+    @property
+    def rater(self) -> int:
+        """The rater whose masks are softened and trained on (``mask.rater``)."""
+        return self.mask.rater
 
     def record(self) -> dict[str, Any]:
-        """JSON-ready configuration, the training settings at the top level."""
-        own = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "training"}
+        """JSON-ready configuration, the training settings at the top level.
+
+        The soft-mask settings appear as the fields they were before :attr:`mask` held them:
+        ``rater`` and every setting that is no grid axis (``flair_threshold``, ``per_lesion``,
+        ``ring_sigma``), so a sweep recorded earlier compares equal.
+        """
+        own: dict[str, Any] = {}
+        for f in fields(self):
+            if f.name == "mask":
+                own["rater"] = self.mask.rater
+                params = asdict(self.mask.params)
+                own.update({k: v for k, v in params.items() if k not in _AXIS_PARAMS})
+            elif f.name != "training":
+                own[f.name] = getattr(self, f.name)
         record = {k: (str(v) if isinstance(v, Path) else v) for k, v in own.items()}
         return {**record, **self.training.record()}
 
@@ -248,6 +266,7 @@ def _prepare_out(config: CVConfig, modalities: tuple[str, ...]) -> None:
     if (out / CONFIG_NAME).is_file():
         stored = read_config(out, command="cv")["config"]
         stored = {**_NEW_AXES, **stored}  # a sweep from before these axes: their defaults
+        stored = _parsed_threshold(stored)
         differ = sorted(k for k in record if k not in _FREE_OPTIONS and stored.get(k) != record[k])
         if differ:
             raise ConfigError(
@@ -261,21 +280,22 @@ def _prepare_out(config: CVConfig, modalities: tuple[str, ...]) -> None:
     write_config(out, "cv", record)
 
 
+def _parsed_threshold(record: dict[str, Any]) -> dict[str, Any]:
+    """``record`` with its ``flair_threshold`` as :class:`MaskConfig` holds it (``"none"`` is
+    None, ``"0.5"`` is 0.5): sweeps recorded before CVConfig held a MaskConfig have the text of
+    the option."""
+    try:
+        return {**record, "flair_threshold": parse_flair_threshold(record.get("flair_threshold"))}
+    except ValueError:
+        return record
+
+
 def _mask_folder(config: CVConfig, point: GridPoint, scans: Sequence[Scan]) -> Path | None:
     """Soft masks of ``point`` for every scan, built once (None for the binary baseline)."""
     if point.is_binary:
         return None
-    folder = Path(config.out) / "masks" / replace(point, tta="none").name  # TTA: same masks
-    mask_config = MaskConfig(
-        rater=config.rater,
-        ratio=point.ratio,
-        gamma=point.gamma,
-        flair_threshold=config.flair_threshold,
-        per_lesion=config.per_lesion,
-        raters=point.raters,
-        ring=point.ring,
-        ring_sigma=config.ring_sigma,
-    )
+    folder = Path(config.out) / CV_MASKS_DIR / replace(point, tta="none").name  # TTA: same masks
+    mask_config = point.mask_config(config.mask)
     # one builder at a time: a shard that finds another building these masks waits for it
     with folder_lock(folder, command="cv", wait=True):
         if is_complete(folder, command="build-masks") and all(
@@ -318,7 +338,7 @@ def _run_cell(
     train_config = TrainConfig.from_settings(
         config.training,
         data=Path(config.data),
-        out=folder / "run",
+        out=folder / CELL_RUN_DIR,
         masks=masks,
         rater=config.rater if cell.point.raters is None else None,
         modalities=modalities,
@@ -329,8 +349,8 @@ def _run_cell(
         train_config,
         calibrate_scans=cell.fold.train,
         predict_scans=cell.fold.test,
-        pred_dir=folder / "pred",
-        eval_dir=folder / "eval",
+        pred_dir=folder / CELL_PRED_DIR,
+        eval_dir=folder / CELL_EVAL_DIR,
         name=f"model of {cell.key}",
         tta=cell.point.tta,
     )
@@ -517,7 +537,7 @@ def collect_cells(
         record.pop("scans", None)
         if "val_dice" not in record:
             record["val_dice"] = _saved_epoch_dice(
-                read_history(path.parent / "run" / HISTORY_NAME), record.get("best_epoch")
+                read_history(path.parent / CELL_RUN_DIR / HISTORY_NAME), record.get("best_epoch")
             )
         record["baseline_val_dice"] = validation_dice_of_cell(
             cell, Path(config.out), baselines, config.rater

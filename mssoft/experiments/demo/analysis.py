@@ -161,6 +161,7 @@ def draw_figures(
     soft, _ = read_volume(soft_mask_path(masks_dir, scan.scan_id))
     truth, _ = read_volume(truth_path(scan))
     window = focus_window(soft[:, :, z], _zoom_size(soft.shape))
+    mask = config.mask.params
     figures["data"] = plot_data_overview(
         {m: loaded.image[:, :, z, k] for k, m in enumerate(loaded.modalities)},
         {r: m[:, :, z] for r, m in raters.items()},
@@ -168,9 +169,9 @@ def draw_figures(
         truth[:, :, z],
         folder / DEMO_FIGURE_NAMES["data"],
         title=f"Training scan {scan.scan_id}, axial slice {z}: images, rater masks, soft mask "
-        f"(ratio {config.ratio:g}, gamma {config.gamma:g}, FLAIR >= {config.flair_threshold})",
+        f"(ratio {mask.ratio:g}, gamma {mask.gamma:g}, FLAIR >= {mask.flair_threshold})",
         window=window,
-        gamma=config.gamma,
+        gamma=mask.gamma,
     )
 
     scan = _largest(data.heldout_scans, data.lesion_voxels)

@@ -33,19 +33,19 @@ from pathlib import Path
 import numpy as np
 
 from mssoft.errors import ConfigError, DataError
-from mssoft.experiments.demo.folder import (
-    DATA_DIR,
-    EVAL_DIR,
-    PRED_DIR,
-    REPORT_NAME,
-    RUNS_DIR,
-    TABLE_NAME,
-    prepare_demo_folder,
-)
+from mssoft.experiments.demo.folder import prepare_demo_folder
 from mssoft.experiments.demo.report import saved_epoch_dice
 from mssoft.experiments.demo.types import FLAIR_MODEL, CrossSiteConfig, CrossSiteResult, SiteScore
 from mssoft.files.atomic import atomic_path
 from mssoft.files.folders import write_config
+from mssoft.files.layout import (
+    DEMO_DATA_DIR,
+    DEMO_EVAL_DIR,
+    DEMO_PRED_DIR,
+    DEMO_REPORT_NAME,
+    DEMO_RUNS_DIR,
+    DEMO_TABLE_NAME,
+)
 from mssoft.files.scans import Scan, discover_scans
 from mssoft.synthetic.sites import SITES
 from mssoft.synthetic.writer import write_site_dataset
@@ -285,7 +285,7 @@ def run_cross_site(
     out = prepare_demo_folder(config.out, overwrite=config.overwrite)
     record = {**config.to_dict(), "cross_site": True}
     write_config(out, "demo", record, status="running")
-    root = out / DATA_DIR if data is None else Path(data)
+    root = out / DEMO_DATA_DIR if data is None else Path(data)
     n_train_site = config.patients + config.heldout
     train_patients = [_patient(p) for p in range(1, config.patients + 1)]
     sites = {
@@ -308,12 +308,12 @@ def run_cross_site(
     train_scans = [s.scan_id for s in scans if s.patient_id in set(train_patients)]
     heldout = {p for patients in sites.values() for p in patients}
     predict_scans = [s.scan_id for s in scans if s.patient_id in heldout]
-    run_dir = out / RUNS_DIR / MODEL_NAME
+    run_dir = out / DEMO_RUNS_DIR / MODEL_NAME
     train = TrainConfig.from_settings(
         config.training,
         data=root,
         out=run_dir,
-        mask=config.mask_config(),
+        mask=config.mask,
         rater=1,
         patients=tuple(train_patients),
     )
@@ -321,8 +321,8 @@ def run_cross_site(
         train,
         calibrate_scans=train_scans,
         predict_scans=predict_scans,
-        pred_dir=out / PRED_DIR / MODEL_NAME,
-        eval_dir=out / EVAL_DIR / MODEL_NAME,
+        pred_dir=out / DEMO_PRED_DIR / MODEL_NAME,
+        eval_dir=out / DEMO_EVAL_DIR / MODEL_NAME,
         name=f"site-{config.train_site} model",
         progress=progress,
     )
@@ -344,13 +344,13 @@ def run_cross_site(
         scores=scores,
         threshold=float(result.calibration.binarisation.threshold),
         wall_seconds=time.perf_counter() - start,
-        report=out / REPORT_NAME,
+        report=out / DEMO_REPORT_NAME,
         baseline_scores=baseline_scores,
         baseline=baseline,
     )
     with atomic_path(outcome.report) as tmp:
         tmp.write_text(_report(outcome))
-    with atomic_path(out / TABLE_NAME) as tmp, open(tmp, "w", newline="") as handle:
+    with atomic_path(out / DEMO_TABLE_NAME) as tmp, open(tmp, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(
             [
@@ -392,7 +392,7 @@ def run_cross_site(
                 "scores": [s.to_dict() for s in baseline_scores],
             },
             "wall_seconds": outcome.wall_seconds,
-            "report": REPORT_NAME,
+            "report": DEMO_REPORT_NAME,
         },
     )
     logger.info("cross-site demo finished in %.0f s: %s", outcome.wall_seconds, outcome.report)

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from mssoft.files.atomic import atomic_path
+from mssoft.files.figures import pyplot, save_figure
 
 __all__ = [
     "CONVENTION",
@@ -38,23 +38,6 @@ RATER_COLOURS = {1: "#e41a1c", 2: "#00bfff"}
 _DPI = 110
 #: The display convention of every axial view, stated under each figure's title.
 CONVENTION = "axial views in neurological convention: the patient's right (R) on the right"
-
-
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig: Any, path: str | Path) -> Path:
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=_DPI, format="png")
-    _pyplot().close(fig)
-    return path
 
 
 def focus_window(mask: np.ndarray, size: int) -> tuple[slice, slice]:
@@ -241,7 +224,7 @@ def plot_data_overview(
     -------
     Path
     """
-    plt = _pyplot()
+    plt = pyplot()
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
 
@@ -299,7 +282,7 @@ def plot_data_overview(
     bars[0].axis("off")
     _clean(axes)
     fig.suptitle(f"{title}\n({CONVENTION})", fontsize=12)
-    return _save(fig, path)
+    return save_figure(fig, path, dpi=_DPI)
 
 
 def _outcome(seg: np.ndarray, ref: np.ndarray) -> np.ndarray:
@@ -348,7 +331,7 @@ def plot_predictions(
     -------
     Path
     """
-    plt = _pyplot()
+    plt = pyplot()
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
 
@@ -405,7 +388,7 @@ def plot_predictions(
     )
     _clean(axes)
     fig.suptitle(f"{title}\n({CONVENTION})", fontsize=12)
-    return _save(fig, path)
+    return save_figure(fig, path, dpi=_DPI)
 
 
 def plot_training_curves(
@@ -436,7 +419,7 @@ def plot_training_curves(
     -------
     Path
     """
-    plt = _pyplot()
+    plt = pyplot()
     best_epochs = dict(best_epochs or {})
     fig, (left, right) = plt.subplots(1, 2, figsize=(11.5, 4.4), constrained_layout=True)
     for model, rows in histories.items():
@@ -475,7 +458,7 @@ def plot_training_curves(
         ax.legend(fontsize=8)
         ax.xaxis.get_major_locator().set_params(integer=True)
     fig.suptitle("Training curves (circle: epoch of the saved model, best validation loss)")
-    return _save(fig, path)
+    return save_figure(fig, path, dpi=_DPI)
 
 
 def plot_calibration_curves(
@@ -496,7 +479,7 @@ def plot_calibration_curves(
     -------
     Path
     """
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 4.8), constrained_layout=True)
     rater = None
     for model, record in calibrations.items():
@@ -525,4 +508,4 @@ def plot_calibration_curves(
     )
     ax.grid(alpha=0.3)
     fig.legend(fontsize=8, loc="outside lower center", ncol=2)
-    return _save(fig, path)
+    return save_figure(fig, path, dpi=_DPI)

@@ -1,4 +1,5 @@
-"""The demo folder: the names of what a demo writes in it, and preparing it.
+"""The demo folder: preparing it (the names of what a demo writes are in
+:mod:`mssoft.files.layout`).
 
 Shared by :mod:`mssoft.experiments.demo.run` (soft against binary) and
 :mod:`mssoft.experiments.demo.cross_site` (one site against another).
@@ -10,35 +11,9 @@ import shutil
 from pathlib import Path
 
 from mssoft.files.folders import prepare_output_folder
-from mssoft.files.layout import DEMO_BASELINE_NAME, DEMO_REPORT_NAME, DEMO_TABLE_NAME
+from mssoft.files.layout import DEMO_ENTRIES
 
-__all__ = [
-    "DATA_DIR",
-    "MASKS_DIR",
-    "RUNS_DIR",
-    "PRED_DIR",
-    "EVAL_DIR",
-    "FIGURES_DIR",
-    "REPORT_NAME",
-    "TABLE_NAME",
-    "prepare_demo_folder",
-]
-
-DATA_DIR, MASKS_DIR, RUNS_DIR = "data", "softmasks", "runs"
-PRED_DIR, EVAL_DIR, FIGURES_DIR = "predictions", "evaluation", "figures"
-REPORT_NAME, TABLE_NAME = DEMO_REPORT_NAME, DEMO_TABLE_NAME
-#: What a demo writes in its folder; only these are removed by ``overwrite``.
-_ENTRIES = (
-    DATA_DIR,
-    MASKS_DIR,
-    RUNS_DIR,
-    PRED_DIR,
-    EVAL_DIR,
-    FIGURES_DIR,
-    REPORT_NAME,
-    TABLE_NAME,
-    DEMO_BASELINE_NAME,
-)
+__all__ = ["prepare_demo_folder"]
 
 
 def prepare_demo_folder(out: str | Path, *, overwrite: bool = False) -> Path:
@@ -54,7 +29,7 @@ def prepare_demo_folder(out: str | Path, *, overwrite: bool = False) -> Path:
         without ``overwrite``.
     """
     out = prepare_output_folder(out, command="demo", overwrite=overwrite)
-    for name in _ENTRIES:
+    for name in DEMO_ENTRIES:
         path = out / name
         if path.is_symlink() or path.is_file():
             path.unlink()  # a link is removed, never followed

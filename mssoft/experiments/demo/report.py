@@ -326,8 +326,9 @@ def _commands(result: DemoResult) -> str:
         f"--seed {t.seed}"
     )
     lines = [
-        f"mssoft build-masks {d}/data --out {d}/softmasks --rater 1 --ratio {c.ratio:g} "
-        f"--gamma {c.gamma:g} --flair-threshold {c.flair_threshold}",
+        f"mssoft build-masks {d}/data --out {d}/softmasks --rater 1 "
+        f"--ratio {c.mask.params.ratio:g} --gamma {c.mask.params.gamma:g} "
+        f"--flair-threshold {c.mask.params.flair_threshold}",
         f"mssoft fit {d}/data --out {d}/runs/binary {common}",
         f"mssoft fit {d}/data --out {d}/runs/soft --masks {d}/softmasks {common}",
     ]
@@ -502,7 +503,7 @@ def _figures_section(result: DemoResult) -> list[str]:
         f"![Data]({path['data']})",
         "",
         "A training scan: the four modalities, then (zoom) the rater masks, the soft mask built "
-        f"from rater 1 (lesion 1, ring {result.config.gamma:g}) and the true lesion fraction the "
+        f"from rater 1 (lesion 1, ring {result.config.mask.params.gamma:g}) and the true lesion fraction the "
         "raters were simulated from.",
         "",
         f"![Predictions]({path['predictions']})",
@@ -549,8 +550,9 @@ def _settings_section(result: DemoResult) -> list[str]:
             for r, v in data.rater_volume_ml.items()
         )
         + ".",
-        f"- **Soft masks** (rater 1): ratio {c.ratio:g}, gamma {c.gamma:g}, FLAIR threshold "
-        f"{c.flair_threshold}; achieved (|M| + |D|) / |M| = {data.soft_ratio:.3f} over the "
+        f"- **Soft masks** (rater 1): ratio {c.mask.params.ratio:g}, "
+        f"gamma {c.mask.params.gamma:g}, FLAIR threshold {c.mask.params.flair_threshold}; "
+        f"achieved (|M| + |D|) / |M| = {data.soft_ratio:.3f} over the "
         "training scans (grown voxels darker than the threshold are dropped).",
         f"- **Model**: 2D U-Net, {c.training.base_filters} filters at the first level, "
         f"depth {c.training.depth}, "

@@ -36,17 +36,7 @@ from pathlib import Path
 
 from mssoft.experiments.demo import analysis
 from mssoft.experiments.demo.baseline import run_baseline
-from mssoft.experiments.demo.folder import (
-    DATA_DIR,
-    EVAL_DIR,
-    FIGURES_DIR,
-    MASKS_DIR,
-    PRED_DIR,
-    REPORT_NAME,
-    RUNS_DIR,
-    TABLE_NAME,
-    prepare_demo_folder,
-)
+from mssoft.experiments.demo.folder import prepare_demo_folder
 from mssoft.experiments.demo.report import (
     failed_models,
     render_report,
@@ -64,7 +54,18 @@ from mssoft.experiments.demo.types import (
 )
 from mssoft.files.atomic import atomic_path, write_json
 from mssoft.files.folders import package_versions, prepare_output_folder, read_config, write_config
-from mssoft.files.layout import CALIBRATION_NAME, DEMO_BASELINE_NAME
+from mssoft.files.layout import (
+    CALIBRATION_NAME,
+    DEMO_BASELINE_NAME,
+    DEMO_DATA_DIR,
+    DEMO_EVAL_DIR,
+    DEMO_FIGURES_DIR,
+    DEMO_MASKS_DIR,
+    DEMO_PRED_DIR,
+    DEMO_REPORT_NAME,
+    DEMO_RUNS_DIR,
+    DEMO_TABLE_NAME,
+)
 from mssoft.files.scans import Scan, discover_scans
 from mssoft.workflows.build_masks import build_soft_masks
 from mssoft.workflows.evaluate import PRED_SOURCE, Evaluation
@@ -134,11 +135,11 @@ def _model_run(
     progress: Progress,
 ) -> tuple[ModelRun, Evaluation]:
     """Train, calibrate, segment the held-out scans and evaluate one model."""
-    root = out / DATA_DIR
+    root = out / DEMO_DATA_DIR
     run_dir, pred_dir, eval_dir = (
-        out / RUNS_DIR / name,
-        out / PRED_DIR / name,
-        out / EVAL_DIR / name,
+        out / DEMO_RUNS_DIR / name,
+        out / DEMO_PRED_DIR / name,
+        out / DEMO_EVAL_DIR / name,
     )
     train = TrainConfig.from_settings(
         config.training,
@@ -201,7 +202,7 @@ def run_demo(config: DemoConfig, *, progress: Progress = no_progress) -> DemoRes
     out = prepare_demo_folder(config.out, overwrite=config.overwrite)
     write_config(out, "demo", config.to_dict(), status="running")
     stage = _Stages(total=5 + 3 * len(MODELS))
-    root = out / DATA_DIR
+    root = out / DEMO_DATA_DIR
 
     with stage("generating the synthetic data"):
         from mssoft.synthetic import write_isbi_dataset
@@ -215,8 +216,8 @@ def run_demo(config: DemoConfig, *, progress: Progress = no_progress) -> DemoRes
         )
         train, heldout = _split_scans(root, config)
     with stage("building the soft masks"):
-        masks_dir = prepare_output_folder(out / MASKS_DIR, command="build-masks", data=root)
-        summaries = list(build_soft_masks([*train, *heldout], masks_dir, config.mask_config()))
+        masks_dir = prepare_output_folder(out / DEMO_MASKS_DIR, command="build-masks", data=root)
+        summaries = list(build_soft_masks([*train, *heldout], masks_dir, config.mask))
         data = analysis.summarise_data(train, heldout, summaries)
     runs: dict[str, ModelRun] = {}
     scores: list[Score] = []
@@ -240,9 +241,9 @@ def run_demo(config: DemoConfig, *, progress: Progress = no_progress) -> DemoRes
     )
     with stage("drawing the figures"):
         figures = analysis.draw_figures(
-            out / FIGURES_DIR, data, masks_dir, runs, scores, config, baseline
+            out / DEMO_FIGURES_DIR, data, masks_dir, runs, scores, config, baseline
         )
-    write_comparison_csv(scores + human, out / TABLE_NAME)
+    write_comparison_csv(scores + human, out / DEMO_TABLE_NAME)
     result = DemoResult(
         config=config,
         out=out,
@@ -254,7 +255,7 @@ def run_demo(config: DemoConfig, *, progress: Progress = no_progress) -> DemoRes
         timings=dict(stage.seconds),
         wall_seconds=time.perf_counter() - start,
         versions=package_versions(),
-        report=out / REPORT_NAME,
+        report=out / DEMO_REPORT_NAME,
         baseline=baseline,
     )
     with atomic_path(result.report) as tmp:
@@ -274,7 +275,7 @@ def run_demo(config: DemoConfig, *, progress: Progress = no_progress) -> DemoRes
             "failed_models": failed_models(result),
             "wall_seconds": result.wall_seconds,
             "timings_seconds": result.timings,
-            "report": REPORT_NAME,
+            "report": DEMO_REPORT_NAME,
         },
     )
     for name in failed_models(result):

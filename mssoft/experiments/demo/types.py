@@ -6,7 +6,7 @@ imports another for a type.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ __all__ = [
     "FLAIR_MODEL",
     "DemoBaseline",
     "DEMO_TRAINING",
+    "DEMO_MASK",
     "QUICK",
     "QUICK_TRAINING",
     "DemoConfig",
@@ -42,6 +43,8 @@ FLAIR_MODEL = "flair-threshold"
 
 #: Training of the demo's models: smaller and faster than ``mssoft fit``'s defaults.
 DEMO_TRAINING = TrainingSettings(epochs=20, learning_rate=2e-4, base_filters=16, depth=3)
+#: Soft masks of the demo's soft model: rater 1, the paper's best setting.
+DEMO_MASK = MaskConfig(rater=1, ratio=1.2, gamma=0.3, flair_threshold="p50")
 
 
 @dataclass(frozen=True)
@@ -62,8 +65,9 @@ class DemoConfig:
         Training of both models: every option of ``mssoft fit``
         (:class:`mssoft.workflows.settings.TrainingSettings`); default :data:`DEMO_TRAINING`. Its
         seed also seeds the generated data.
-    ratio, gamma, flair_threshold
-        Soft masks from rater 1 (:class:`mssoft.workflows.build_masks.MaskConfig`).
+    mask : MaskConfig
+        Soft masks of the soft model (:class:`mssoft.workflows.settings.MaskConfig`; default
+        :data:`DEMO_MASK`); they must be soft, not the binary masks.
     overwrite : bool
         Replace the outputs of an earlier demo in ``out``.
     """
@@ -74,9 +78,7 @@ class DemoConfig:
     timepoints: int = 2
     shape: tuple[int, int, int] = (96, 112, 64)
     training: TrainingSettings = field(default_factory=lambda: DEMO_TRAINING)
-    ratio: float = 1.2
-    gamma: float = 0.3
-    flair_threshold: str = "p50"
+    mask: MaskConfig = field(default_factory=lambda: DEMO_MASK)
     overwrite: bool = False
 
     def __post_init__(self) -> None:
@@ -98,28 +100,27 @@ class DemoConfig:
             raise ConfigError(
                 f"Invalid value for `shape`. Expected 3 sizes >= 16. Received: {self.shape}"
             )
-        if not (self.ratio > 1.0 and 0.0 < self.gamma < 1.0):
+        if self.mask.is_binary:
             raise ConfigError(
                 "Invalid soft-mask settings: the demo compares soft with binary masks, so it needs "
-                f"ratio > 1 and 0 < gamma < 1. Received: ratio={self.ratio}, gamma={self.gamma}"
+                f"ratio > 1 and 0 < gamma < 1. Received: ratio={self.mask.params.ratio}, "
+                f"gamma={self.mask.params.gamma}"
             )
-        self.mask_config()  # validates the FLAIR threshold
 
     @property
     def seed(self) -> int:
         """Seed of the data and of training (the training settings' seed)."""
         return self.training.seed
 
-    def mask_config(self) -> MaskConfig:
-        """The soft-mask settings (rater 1)."""
-        return MaskConfig(
-            rater=1, ratio=self.ratio, gamma=self.gamma, flair_threshold=self.flair_threshold
-        )
-
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready settings (the folder as an absolute path; training settings at the top
-        level)."""
-        own = {k: v for k, v in asdict(self).items() if k != "training"}
+        level; the soft-mask settings flat, as ``ratio``, ``gamma``, ...)."""
+        own: dict[str, Any] = {}
+        for f in fields(self):
+            if f.name == "mask":
+                own.update({k: v for k, v in self.mask.to_dict().items() if k != "rater"})
+            elif f.name != "training":
+                own[f.name] = getattr(self, f.name)
         return {
             **own,
             "out": str(self.out.expanduser().resolve()),
@@ -297,8 +298,8 @@ class CrossSiteConfig(DemoConfig):
 
     The fields of :class:`DemoConfig` keep their meaning: ``patients`` train (at
     ``train_site``), ``heldout`` patients of **each** site are segmented, ``shape`` is the field
-    of view in mm (each site's grid follows from its voxel size), the soft masks of rater 1
-    (``ratio``, ``gamma``, ``flair_threshold``) are the training targets.
+    of view in mm (each site's grid follows from its voxel size), the soft masks of ``mask``
+    are the training targets.
 
     Attributes
     ----------
