@@ -64,6 +64,7 @@ from mssoft.files.folders import (
 )
 from mssoft.files.geometry import training_geometry
 from mssoft.files.history import read_history
+from mssoft.files.nifti import read_header
 from mssoft.files.layout import (
     BACKUP_DIR,
     CONFIG_NAME,
@@ -107,6 +108,7 @@ __all__ = [
     "prepare_data",
     "make_datasets",
     "steps_per_epoch",
+    "check_depth",
     "build_model",
     "lesion_prior",
     "MODEL_NAME",
@@ -176,6 +178,7 @@ def prepare_data(
         Bad options or data (one line naming the option or file).
     """
     scans, source = inputs if inputs is not None else resolve_inputs(config)
+    check_depth(config.depth, [read_header(scan.images["flair"]).ras_shape[:2] for scan in scans])
     modalities = resolve_modalities(scans, config.modalities)
     normaliser = learn_normaliser(scans, modalities=modalities, method=config.normalise)
     storage = slice_storage(scans, modalities=modalities, mode=config.slice_cache)
@@ -266,6 +269,35 @@ def _model_builder(config: TrainConfig, data: TrainingData) -> Callable[[], kera
     return lambda: build_model(
         config, len(data.modalities), lesion_prior=prior, steps_per_epoch=steps
     )
+
+
+def check_depth(depth: int, slice_shapes: Sequence[Sequence[int]]) -> None:
+    """Refuse a U-Net deeper than the slices allow, naming the largest depth that fits.
+
+    Slices are zero-padded to multiples of ``2 ** depth`` (:func:`mssoft.nn.unet.input_multiple`);
+    a depth fits when ``2 ** depth`` is at most the smallest slice side, so padding at most
+    doubles a side (a deeper net pads 48 x 56 slices to 1024 x 1024 at ``depth=10``).
+
+    Parameters
+    ----------
+    depth : int
+        Number of poolings (``--depth``).
+    slice_shapes : sequence of (X, Y)
+        Axial slice shape (voxels) of every training scan.
+
+    Raises
+    ------
+    ConfigError
+        Naming ``--depth``, the smallest slice side and the largest depth that fits.
+    """
+    side = min(min(int(n) for n in shape) for shape in slice_shapes)
+    if input_multiple(depth) > side:
+        largest = max(1, side.bit_length() - 1)
+        raise ConfigError(
+            f"Invalid value for `--depth`: {depth} pads the slices (smallest side {side} "
+            f"voxels) to multiples of {input_multiple(depth)}; the largest depth that fits "
+            f"is {largest}"
+        )
 
 
 def steps_per_epoch(config: TrainConfig, data: TrainingData) -> int:
@@ -441,6 +473,15 @@ def _fit_locked(
         # the chief caches slices in the run folder; another worker in a folder of its own
         cache = out / SLICE_CACHE_DIR if role.is_chief else Path(tempfile.mkdtemp("_mssoft"))
         data = prepare_data(config, inputs, cache=cache)
+        steps = steps_per_epoch(config, data)
+        logger.info(
+            "training %d epochs of %d steps (batch size %d): %d steps in all; history.csv "
+            "gives each epoch's seconds",
+            config.epochs,
+            steps,
+            config.batch_size,
+            config.epochs * steps,
+        )
         if not is_multi_worker(strategy):
             _check_last_batches(config.batch_size, strategy.num_replicas_in_sync, data)
         record = resolved_config(config, data, policy)
