@@ -116,13 +116,15 @@ def _int(low: int, high: int) -> Callable[[Any], bool]:
     return lambda v: isinstance(v, int) and not isinstance(v, bool) and low <= v <= high
 
 
-def _number(low: float, high: float, *, open_low: bool = False) -> Callable[[Any], bool]:
+def _number(
+    low: float, high: float, *, open_low: bool = False, open_high: bool = False
+) -> Callable[[Any], bool]:
     def ok(v: Any) -> bool:
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             return False
         if not math.isfinite(float(v)):
             return False
-        return (low < v if open_low else low <= v) and v <= high
+        return (low < v if open_low else low <= v) and (v < high if open_high else v <= high)
 
     return ok
 
@@ -162,7 +164,7 @@ FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "optimizer": (_name, "a name"),
     "loss": (_mapping, "an object"),
     "seed": (_int(0, 2**64), "an integer >= 0"),
-    "val_fraction": (_number(0, 1), "a float in [0, 1)"),
+    "val_fraction": (_number(0, 1, open_high=True), "a float in [0, 1)"),
     "split": (_name, "a name"),
     "rotation_degrees": (_number(0, 180), "a float in [0, 180]"),
     "strategy": (_name, "a name"),
