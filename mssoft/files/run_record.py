@@ -109,7 +109,9 @@ class RunRecord:
 def _fail(source: Path, name: str, expected: str, value: Any) -> DataError:
     shown = repr(value)
     shown = shown if len(shown) <= 60 else shown[:57] + "..."
-    return DataError(f"{source}: invalid `{name}` in the run record: expected {expected}, got {shown}")
+    return DataError(
+        f"{source}: invalid `{name}` in the run record: expected {expected}, got {shown}"
+    )
 
 
 def _int(low: int, high: int) -> Callable[[Any], bool]:

@@ -458,8 +458,8 @@ def read_mask(path: Path, label_map: LabelMap | None = None) -> np.ndarray:
         The mask file.
     label_map : LabelMap, optional
         None: the file must be binary: 0 and 1, or 0 and one other positive value (e.g.
-        0/255, read as binary with an info log line); a NaN voxel is an error. Otherwise the file is an
-        integer label map and its ``label_map.foreground`` values are the lesion.
+        0/255, read as binary with an info log line). Otherwise the file is an integer label
+        map and its ``label_map.foreground`` values are the lesion. A NaN voxel is an error.
 
     Raises
     ------

@@ -37,7 +37,6 @@ imports TensorFlow; ``import mssoft`` does not.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import tempfile
@@ -67,7 +66,6 @@ from mssoft.files.history import read_history
 from mssoft.files.nifti import read_header
 from mssoft.files.layout import (
     BACKUP_DIR,
-    CONFIG_NAME,
     HISTORY_NAME,
     MODEL_NAME,
     SLICE_CACHE_DIR,

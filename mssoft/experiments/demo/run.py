@@ -58,7 +58,8 @@ from mssoft.experiments.demo.types import (
 )
 from mssoft.files.atomic import atomic_path
 from mssoft.files.folders import package_versions, prepare_output_folder, read_config, write_config
-from mssoft.files.layout import CALIBRATION_NAME
+from mssoft.files.layout import CALIBRATION_NAME, CONFIG_NAME
+from mssoft.files.run_record import parse_run_record
 from mssoft.files.scans import Scan, discover_scans
 from mssoft.workflows.build_masks import build_soft_masks
 from mssoft.workflows.evaluate import PRED_SOURCE, Evaluation
@@ -155,7 +156,9 @@ def _model_run(
     )
     fitted, evaluation = result.fit, result.evaluation
     assert evaluation is not None
-    record = read_config(run_dir, command="fit")["config"]
+    record = parse_run_record(
+        read_config(run_dir, command="fit")["config"], run_dir / CONFIG_NAME
+    ).config
     run = ModelRun(
         name=name,
         run_dir=run_dir,
