@@ -14,29 +14,12 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from conftest import write_isbi
-from mssoft.cli.main import cli
+from test_faults import assert_one_error_line, run
 
 from mssoft.files.folders import write_config
 
 SCAN = "training01_01"
-
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
-
-
-def assert_one_error_line(result, *needles):
-    """Exit code 1, one ``Error:`` line on stderr naming every needle, no traceback."""
-    assert result.exit_code == 1, result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith("Error:")]
-    assert len(errors) == 1, result.stderr
-    assert "Traceback" not in result.stderr, result.stderr
-    for needle in needles:
-        assert str(needle) in errors[0], errors[0]
-    return errors[0]
 
 
 def stand_in_run(run_dir: Path, *, channels: int = 4, pools: int = 0, **config) -> Path:
