@@ -504,7 +504,7 @@ def binary_mask(
         )
     values = np.unique(array)
     if label_map is None:
-        if values.size <= 2 and values.max() > 1 and values.min() in (0.0, values.max()):
+        if values.size == 2 and values[0] == 0 and values[1] != 1:  # {0, k}, k > 0
             logger.info(
                 "%s: mask stored as %s; read as binary (%g = lesion)",
                 path,
