@@ -19,8 +19,8 @@ import mssoft.nn.legacy_layers  # noqa: F401  (layers of models saved by earlier
 import mssoft.nn.losses  # noqa: F401  (registers the loss and metric for load_model)
 from mssoft.errors import DataError
 from mssoft.files.layout import CONFIG_NAME, EXPORT_INFO_NAME, MODEL_NAME, SAVED_MODEL_DIR
-from mssoft.files.run_folder import read_run
-from mssoft.files.run_record import RunRecord
+from mssoft.files.folders import read_config
+from mssoft.files.run_record import RunRecord, parse_run_record
 from mssoft.nn.inference import averaged_model
 from mssoft.nn.saved_model import ExportedModel, load_saved_model
 
@@ -102,7 +102,8 @@ def load_run_model(
     except (OSError, ValueError, TypeError) as exc:
         raise DataError(f"{path}: cannot load model ({type(exc).__name__}: {exc})") from None
     if (Path(run_dir) / CONFIG_NAME).is_file():
-        check_model_matches_record(model, read_run(run_dir).run_record, path)
+        record = parse_run_record(read_config(run_dir).get("config"), Path(run_dir) / CONFIG_NAME)
+        check_model_matches_record(model, record, path)
     return with_dtype_policy(model, mixed_precision_policy()) if mixed_precision else model
 
 
