@@ -90,7 +90,7 @@ def test_scan_file_problems_are_named(isbi_root):
     with pytest.raises(DataError, match=r"mask2.nii.gz: mask is not binary \(values 0.5\)"):
         load_scan(scan, modalities=["flair"], rater=2)
     save(np.full((24, 28, 20), np.nan, np.float32), np.eye(4), scan.masks[2])
-    with pytest.raises(DataError, match="mask2.nii.gz: mask is all NaN"):
+    with pytest.raises(DataError, match="mask2.nii.gz: mask holds 13440 NaN"):
         load_scan(scan, modalities=["flair"], rater=2)
 
 

@@ -241,12 +241,13 @@ def test_bad_predictions_are_named(tmp_path, isbi_root):
     )
 
     nonbinary = dict(ok)
-    nonbinary["training01_02"] = ok["training01_02"] * 2
+    nonbinary["training01_02"] = ok["training01_02"].astype(np.float32)
+    nonbinary["training01_02"][0, 0, 0] = 2.0  # 0/1/2; a 0/2 mask would be read as binary
     folder = fake_predictions(tmp_path / "nonbinary", nonbinary)
     result = evaluate(folder)
     assert result.exit_code == 1
     assert re.search(
-        r"nonbinary/training01_02_seg.nii.gz: mask is not binary \(values 0, 2\)", result.stderr
+        r"nonbinary/training01_02_seg.nii.gz: mask is not binary \(values 0, 1, 2\)", result.stderr
     )
     assert not (tmp_path / "eval_nonbinary" / "metrics.csv").exists()
 

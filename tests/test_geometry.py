@@ -14,9 +14,10 @@ from mssoft.arrays.resample import (
     spacing_deviation,
     spacing_differs,
 )
-from mssoft.errors import ConfigError
+from mssoft.errors import DataError
 from mssoft.files.atomic import write_json
 from mssoft.files.geometry import run_geometry, training_geometry
+from mssoft.files.run_record import parse_run_record
 from mssoft.files.scans import discover_scans
 
 
@@ -57,11 +58,12 @@ def test_training_geometry_is_the_median_voxel_size_and_the_flair_orientation(tm
     nib.save(nib.Nifti1Image(img.get_fdata(), np.diag([-0.5, 1, 2.0, 1])), first)
     geometry = training_geometry(scans)
     assert geometry.voxel_size_mm == (1.0, 1.0, 2.0) and geometry.orientation == "LAS"
-    record = {"config": geometry.to_dict()}
-    assert run_geometry(record, "run") == geometry
-    assert run_geometry({"config": {}}, "run") is None
-    with pytest.raises(ConfigError, match="invalid `voxel_size_mm`"):
-        run_geometry({"config": {"voxel_size_mm": [1, 0, 1]}}, "run")
+    base = {"modalities": ["flair"], "depth": 2}
+    record = parse_run_record({**base, **geometry.to_dict()}, "run/config.json")
+    assert run_geometry(record) == geometry
+    assert run_geometry(parse_run_record(base, "run/config.json")) is None
+    with pytest.raises(DataError, match="run/config.json: invalid `voxel_size_mm`"):
+        parse_run_record({**base, "voxel_size_mm": [1, 0, 1]}, "run/config.json")
 
 
 def _half_voxel_copy(src_root, dst_root):

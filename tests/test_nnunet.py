@@ -57,14 +57,17 @@ def test_label_maps_become_binary_masks(multi_label):
 
 def test_label_map_values_are_checked():
     coding = LabelMap(foreground=(2,), known=(0, 1, 2), source="dataset.json")
-    array = np.array([[[0.0, 1.0, 2.0, np.nan]]])
+    array = np.array([[[0.0, 1.0, 2.0, 0.0]]])
     np.testing.assert_array_equal(binary_mask(array, "m.nii.gz", coding), [[[0, 0, 1, 0]]])
+    with pytest.raises(DataError, match=r"m.nii.gz: mask holds 1 NaN"):  # NaN: an error
+        binary_mask(np.array([[[0.0, 2.0, np.nan]]]), "m.nii.gz", coding)
     with pytest.raises(DataError, match=r"m.nii.gz: label map holds values 5 .*dataset.json"):
         binary_mask(np.array([[[0.0, 5.0]]]), "m.nii.gz", coding)
     with pytest.raises(DataError, match=r"values 1.5"):
         binary_mask(np.array([[[0.0, 1.5]]]), "m.nii.gz", coding)
     with pytest.raises(DataError, match="mask is not binary"):  # no coding: binary files only
-        binary_mask(np.array([[[0.0, 2.0]]]), "m.nii.gz")
+        binary_mask(np.array([[[0.0, 1.0, 2.0]]]), "m.nii.gz")
+    np.testing.assert_array_equal(binary_mask(np.array([[[0.0, 2.0]]]), "m.nii.gz"), [[[0, 1]]])
 
 
 def _edit_dataset_json(root, **changes):

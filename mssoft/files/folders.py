@@ -454,8 +454,12 @@ def read_config(folder: str | Path, *, command: str | None = None) -> dict[str, 
         raise DataError(f"{path}: not found (is {folder} an mssoft output folder?)")
     try:
         record = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # ValueError: not JSON, or an integer too long
         raise DataError(f"{path}: cannot read ({exc})") from None
+    except RecursionError:
+        raise DataError(f"{path}: cannot read (nested too deeply)") from None
+    if not isinstance(record, dict):
+        raise DataError(f"{path}: not an mssoft record (expected a JSON object)")
     if command is not None and record.get("command") != command:
         raise DataError(
             f"{path}: written by `mssoft {record.get('command')}`, expected `mssoft {command}`"

@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -24,6 +24,9 @@ from mssoft.errors import ConfigError
 from mssoft.files.layout import CONFIG_NAME
 from mssoft.files.nifti import VolumeMeta, read_header
 from mssoft.files.scans import Scan
+
+if TYPE_CHECKING:  # the record is passed in; importing it here would deepen the import graph
+    from mssoft.files.run_record import RunRecord
 
 __all__ = [
     "TrainingGeometry",
@@ -67,32 +70,17 @@ def training_geometry(scans: Sequence[Scan]) -> TrainingGeometry:
     return TrainingGeometry(voxel_size, codes.most_common(1)[0][0])  # type: ignore[arg-type]
 
 
-def run_geometry(record: Mapping[str, Any], run: str | Path) -> TrainingGeometry | None:
-    """The training geometry a run's ``config.json`` records; None for runs that record none.
+def run_geometry(run: RunRecord) -> TrainingGeometry | None:
+    """The training geometry a run's record holds; None for runs that record none.
 
     Parameters
     ----------
-    record : mapping
-        The whole ``config.json`` of the run (``RunInfo.record``).
-    run : path-like
-        The run folder, for messages.
-
-    Raises
-    ------
-    ConfigError
-        ``voxel_size_mm`` is present but not 3 positive numbers.
+    run : RunRecord
+        The run's validated record (``RunInfo.run_record``; its voxel size is checked there).
     """
-    config = record.get("config") if isinstance(record.get("config"), Mapping) else {}
-    sizes = config.get("voxel_size_mm")
-    if sizes is None:
+    if run.voxel_size_mm is None:
         return None
-    try:
-        values = tuple(float(s) for s in sizes)
-    except (TypeError, ValueError):
-        values = ()
-    if len(values) != 3 or not all(np.isfinite(values)) or min(values) <= 0:
-        raise ConfigError(f"{Path(run) / CONFIG_NAME}: invalid `voxel_size_mm` {sizes!r}")
-    return TrainingGeometry(values, str(config.get("orientation") or ""))  # type: ignore[arg-type]
+    return TrainingGeometry(run.voxel_size_mm, run.orientation)
 
 
 def voxel_size_warnings(

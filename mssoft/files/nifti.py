@@ -32,6 +32,7 @@ from mssoft.errors import DataError
 from mssoft.files.atomic import atomic_path
 
 __all__ = [
+    "MAX_INTENSITY",
     "VolumeMeta",
     "read_header",
     "read_volume",
@@ -43,6 +44,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+#: Largest voxel value accepted (absolute); anything beyond, or infinite, marks a broken file.
+MAX_INTENSITY = 1e30
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 AFFINE_TOLERANCE_MM = 1e-3
@@ -182,7 +186,9 @@ def read_volume(
     Raises
     ------
     DataError
-        The file is missing, unreadable, not NIfTI, not 3D, or its data cannot be decoded.
+        The file is missing, unreadable, not NIfTI, not 3D, its data cannot be decoded, or it
+        holds an infinite voxel or one beyond +-:data:`MAX_INTENSITY` (e.g. a float64 file with
+        values near 1e300, which float32 cannot hold).
     """
     path = Path(path)
     img = _load(path)
@@ -191,8 +197,22 @@ def read_volume(
         data = np.asarray(img.dataobj, dtype=np.float64 if np.dtype(dtype).kind == "f" else None)
     except Exception as exc:
         raise DataError(f"{path}: cannot read voxel data ({type(exc).__name__}: {exc})") from None
+    _check_intensities(data, path)
     data = apply_orientation(data, meta.to_ras)
     return np.ascontiguousarray(data.astype(dtype, copy=False)), meta
+
+
+def _check_intensities(data: np.ndarray, path: Path) -> None:
+    """Refuse infinite voxels and any beyond +-:data:`MAX_INTENSITY` (NaN is left to callers)."""
+    if data.dtype.kind != "f":
+        return
+    with np.errstate(invalid="ignore"):
+        bad = np.count_nonzero(np.isinf(data) | (np.abs(data) > MAX_INTENSITY))
+    if bad:
+        raise DataError(
+            f"{path}: {bad} voxel(s) hold infinite or absurd intensities (beyond +-"
+            f"{MAX_INTENSITY:g}); check the file's data type and scaling (scl_slope)"
+        )
 
 
 def write_volume(

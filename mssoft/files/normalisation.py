@@ -21,6 +21,7 @@ from mssoft.arrays.intensity import LANDMARK_PERCENTILES, STANDARD_SCALE, Normal
 from mssoft.errors import DataError
 from mssoft.files.atomic import write_json
 from mssoft.files.layout import CONFIG_NAME, LANDMARKS_NAME
+from mssoft.files.run_record import LEGACY_DEFAULTS
 
 __all__ = ["normalise_record", "write_landmarks", "read_landmarks", "run_normaliser"]
 
@@ -106,7 +107,7 @@ def run_normaliser(
     DataError
         An unknown method, or a missing or bad landmarks file.
     """
-    entry = config.get("normalise") or {"method": "zscore"}
+    entry = config.get("normalise") or LEGACY_DEFAULTS["normalise"]
     method = entry.get("method") if isinstance(entry, Mapping) else entry
     if method == "histogram":
         name = entry.get("landmarks_file") or LANDMARKS_NAME

@@ -33,6 +33,7 @@ from typing import Any
 from mssoft.arrays.postprocess import DEFAULT_THRESHOLD, Binarisation
 from mssoft.errors import ConfigError, DataError
 from mssoft.files.folders import read_config
+from mssoft.files.run_record import RunRecord, parse_run_record
 from mssoft.files.layout import (
     CALIBRATION_NAME,
     CONFIG_NAME,
@@ -95,6 +96,8 @@ class RunInfo:
         Scan ids the model was trained on, if the run records them.
     record : dict
         The whole ``config.json``.
+    run_record : RunRecord
+        Its ``config`` entry, validated (:mod:`mssoft.files.run_record`).
     """
 
     path: Path
@@ -102,6 +105,7 @@ class RunInfo:
     rater: int
     train_scans: tuple[str, ...] | None
     record: dict[str, Any] = field(repr=False)
+    run_record: RunRecord = field(repr=False)
 
 
 def _scan_ids(value: Any) -> tuple[str, ...] | None:
@@ -145,21 +149,10 @@ def read_run(run: str | Path) -> RunInfo:
     if not run.is_dir():
         raise DataError(f"{run}: run folder not found")
     record = read_config(run)
-    config: dict[str, Any] = record["config"] if isinstance(record.get("config"), dict) else {}
-    modalities = config.get("modalities")
-    if isinstance(modalities, str):
-        modalities = [m for m in modalities.split(",") if m.strip()]
-    if not modalities or not all(isinstance(m, str) for m in modalities):
-        raise DataError(
-            f"{run / CONFIG_NAME}: no `modalities` list in its config "
-            f"(is {run} a `mssoft fit` run?)"
-        )
+    parsed = parse_run_record(record.get("config"), run / CONFIG_NAME)
+    config = parsed.config
     if not (run / MODEL_NAME).is_file():
         raise DataError(f"{run / MODEL_NAME}: not found (is {run} a finished `mssoft fit` run?)")
-    rater = config.get("rater")
-    if rater is None:
-        logger.warning("%s: no `rater` in the run's config; assuming rater 1", run / CONFIG_NAME)
-        rater = 1
     train_scans = None
     for source in (config, record):
         for key in _TRAIN_SCAN_KEYS:
@@ -171,10 +164,11 @@ def read_run(run: str | Path) -> RunInfo:
             break
     return RunInfo(
         path=run,
-        modalities=tuple(normalise_modality(m) for m in modalities),
-        rater=int(rater),
+        modalities=tuple(normalise_modality(m) for m in parsed.modalities),
+        rater=parsed.rater,
         train_scans=train_scans,
         record=record,
+        run_record=parsed,
     )
 
 
@@ -289,9 +283,7 @@ def normalisation_of(info: RunInfo) -> dict[str, Any]:
     The run's ``config["normalise"]`` record (method, parameters, landmarks file; written by
     ``mssoft fit``) with a description; runs that record none used ``zscore``.
     """
-    config = info.record.get("config") if isinstance(info.record.get("config"), dict) else {}
-    value = config.get("normalise") or {"method": "zscore"}
-    record = {"method": value} if isinstance(value, str) else dict(value)
+    record = dict(info.run_record.normalise.record)
     record.setdefault("description", NORMALISATION_TEXT.get(str(record.get("method")), ""))
     return record
 
@@ -301,11 +293,7 @@ def input_multiple_of(info: RunInfo) -> int:
 
     The run's ``config["input_multiple"]``; ``2 ** depth`` for runs that do not record it.
     """
-    config = info.record.get("config") if isinstance(info.record.get("config"), dict) else {}
-    multiple = config.get("input_multiple")
-    if multiple is None:
-        multiple = 2 ** int(config.get("depth", 0))
-    return int(multiple)
+    return info.run_record.input_multiple
 
 
 def is_export_folder(folder: str | Path) -> bool:
@@ -345,25 +333,43 @@ def read_export(folder: str | Path) -> RunInfo:
     saved_model = folder / str(info.get("saved_model", SAVED_MODEL_DIR))
     if not (saved_model / SAVED_MODEL_FILE).is_file():
         raise DataError(f"{saved_model}: no saved_model.pb (an incomplete `mssoft export`?)")
-    modalities = info.get("modalities")
-    if not modalities or not all(isinstance(m, str) for m in modalities):
-        raise DataError(f"{path}: no `modalities` list")
-    method = (info.get("normalisation") or {}).get("method")
+    run_record = info.get("run_config") if isinstance(info.get("run_config"), dict) else {}
+    parsed = parse_run_record(run_record.get("config"), path)
+    modalities = tuple(normalise_modality(m) for m in parsed.modalities)
+    if modalities != _export_modalities(info.get("modalities"), path):
+        raise DataError(
+            f"{path}: `modalities` {info.get('modalities')!r} disagree with the run record's "
+            f"{list(parsed.modalities)}"
+        )
+    if info.get("input_multiple") != parsed.input_multiple:
+        raise DataError(
+            f"{path}: `input_multiple` {info.get('input_multiple')!r} disagrees with the run "
+            f"record's {parsed.input_multiple}"
+        )
+    normalisation = info.get("normalisation")
+    method = normalisation.get("method") if isinstance(normalisation, dict) else None
     if method not in NORMALISATION_TEXT:
         raise DataError(
             f"{path}: normalisation {method!r} is not one this mssoft applies "
             f"(expected one of {', '.join(NORMALISATION_TEXT)})"
         )
     training = info.get("training") if isinstance(info.get("training"), dict) else {}
-    run_record = info.get("run_config") if isinstance(info.get("run_config"), dict) else {}
-    train_scans = training.get("train_scans")
+    train_scans = _scan_ids(training.get("train_scans"))
     return RunInfo(
         path=folder,
-        modalities=tuple(normalise_modality(m) for m in modalities),
-        rater=int(training.get("rater", 1)),
-        train_scans=tuple(train_scans) if train_scans else None,
+        modalities=modalities,
+        rater=parsed.rater,
+        train_scans=train_scans,
         record=run_record,
+        run_record=parsed,
     )
+
+
+def _export_modalities(value: Any, path: Path) -> tuple[str, ...]:
+    """``mssoft.json``'s ``modalities`` list, canonical names."""
+    if not isinstance(value, list) or not value or not all(isinstance(m, str) for m in value):
+        raise DataError(f"{path}: no `modalities` list")
+    return tuple(normalise_modality(m) for m in value)
 
 
 def read_model_folder(folder: str | Path) -> RunInfo:

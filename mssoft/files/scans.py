@@ -321,7 +321,8 @@ def check_image(array: np.ndarray, path: str | Path) -> None:
     Raises
     ------
     DataError
-        The image has no finite voxel, or no non-zero finite voxel.
+        The image has no finite voxel, or no non-zero finite voxel. (Infinite and absurd
+        values are refused when the file is read: :func:`mssoft.files.nifti.read_volume`.)
     """
     finite = np.isfinite(array)
     if not finite.any():
@@ -338,13 +339,14 @@ def read_mask(path: Path, label_map: LabelMap | None = None) -> np.ndarray:
     path : Path
         The mask file.
     label_map : LabelMap, optional
-        None: the file must be binary (0 and 1; NaN counts as 0). Otherwise the file is an
-        integer label map and its ``label_map.foreground`` values are the lesion.
+        None: the file must be binary: 0 and 1, or 0 and one other positive value (e.g.
+        0/255, read as binary with an info log line). Otherwise the file is an integer label
+        map and its ``label_map.foreground`` values are the lesion. A NaN voxel is an error.
 
     Raises
     ------
     DataError
-        The mask is all NaN, not binary (without ``label_map``), or holds a value that is not an
+        The mask holds a NaN, is not binary (without ``label_map``), or holds a value that is not an
         integer or not one of ``label_map.known``.
     """
     array, _ = read_volume(path, dtype=np.float32)
@@ -363,7 +365,8 @@ def binary_mask(
     path : path-like
         The file, named in the error message.
     label_map : LabelMap, optional
-        None: values must be 0 and 1 (NaN counts as 0). Otherwise integer labels, the lesion
+        None: values must be 0 and 1, or 0 and one positive value k (read as lesion, with an
+        info log line); NaN is refused. Otherwise integer labels, the lesion
         being the voxels whose value is in ``label_map.foreground``.
 
     Returns
@@ -373,17 +376,28 @@ def binary_mask(
     Raises
     ------
     DataError
-        The mask is all NaN or holds values it may not hold (the message shows them).
+        The mask holds a NaN or values it may not hold (the message shows them).
     """
     finite = np.isfinite(array)
-    if not finite.any():
-        raise DataError(f"{path}: mask is all NaN")
-    values = np.unique(array[finite])
+    if not finite.all():
+        raise DataError(
+            f"{path}: mask holds {int(np.count_nonzero(~finite))} NaN or infinite voxel(s); "
+            "a mask must be 0 and 1"
+        )
+    values = np.unique(array)
     if label_map is None:
+        if values.size == 2 and values[0] == 0 and values[1] != 1:  # {0, k}, k > 0
+            logger.info(
+                "%s: mask stored as %s; read as binary (%g = lesion)",
+                path,
+                "/".join(f"{v:g}" for v in values),
+                values.max(),
+            )
+            return array > 0
         bad = values[~np.isin(values, (0.0, 1.0))]
         if bad.size:
             raise DataError(f"{path}: mask is not binary (values {_values(values)})")
-        return np.where(finite, array, 0.0) > 0.5
+        return array > 0.5
     allowed = label_map.known
     bad = values[(values != np.round(values)) | ~np.isin(values, allowed)]
     if bad.size:

@@ -18,12 +18,15 @@ import keras
 import mssoft.nn.legacy_layers  # noqa: F401  (layers of models saved by earlier versions)
 import mssoft.nn.losses  # noqa: F401  (registers the loss and metric for load_model)
 from mssoft.errors import DataError
-from mssoft.files.layout import EXPORT_INFO_NAME, MODEL_NAME, SAVED_MODEL_DIR
+from mssoft.files.layout import CONFIG_NAME, EXPORT_INFO_NAME, MODEL_NAME, SAVED_MODEL_DIR
+from mssoft.files.folders import read_config
+from mssoft.files.run_record import RunRecord, parse_run_record
 from mssoft.nn.inference import averaged_model
 from mssoft.nn.saved_model import ExportedModel, load_saved_model
 
 __all__ = [
     "load_run_model",
+    "check_model_matches_record",
     "load_model_folder",
     "load_ensemble",
     "ExportedModel",
@@ -98,7 +101,52 @@ def load_run_model(
         model = keras.saving.load_model(path, compile=compile)
     except (OSError, ValueError, TypeError) as exc:
         raise DataError(f"{path}: cannot load model ({type(exc).__name__}: {exc})") from None
+    if (Path(run_dir) / CONFIG_NAME).is_file():
+        record = parse_run_record(read_config(run_dir).get("config"), Path(run_dir) / CONFIG_NAME)
+        check_model_matches_record(model, record, path)
     return with_dtype_policy(model, mixed_precision_policy()) if mixed_precision else model
+
+
+def check_model_matches_record(model: keras.Model, record: RunRecord, path: str | Path) -> None:
+    """Refuse a model whose inputs or outputs disagree with its run record.
+
+    Parameters
+    ----------
+    model : keras.Model
+        Input ``(batch, X, Y, C)``, output ``(batch, X, Y, 1)``.
+    record : RunRecord
+        The run's validated record: ``C`` must be the number of its modalities, and the model's
+        poolings its ``depth`` (``2 ** poolings`` its ``input_multiple``).
+    path : path-like
+        The model file, named in the message.
+
+    Raises
+    ------
+    DataError
+        Naming the model file, the record and what disagrees.
+    """
+    problems = []
+    channels = model.input_shape[-1]
+    if channels != len(record.modalities):
+        problems.append(
+            f"it takes {channels} input channels, the record {len(record.modalities)} "
+            f"({','.join(record.modalities)})"
+        )
+    if model.output_shape[-1] != 1:
+        problems.append(f"it gives {model.output_shape[-1]} output channels, not 1")
+    pools = sum(isinstance(layer, keras.layers.MaxPooling2D) for layer in model.layers)
+    if record.depth is not None and pools != record.depth:
+        problems.append(f"it has depth {pools}, the record {record.depth}")
+    elif 2**pools > record.input_multiple and record.input_multiple > 1:
+        problems.append(
+            f"it needs slice sides that are multiples of {2 ** pools}, the record says "
+            f"{record.input_multiple}"
+        )
+    if problems:
+        raise DataError(
+            f"{path}: the model does not match {record.source} ({'; '.join(problems)}); "
+            "was the model file replaced?"
+        )
 
 
 def load_model_folder(folder: str | Path, *, mixed_precision: bool = False) -> Any:

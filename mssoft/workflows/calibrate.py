@@ -218,10 +218,10 @@ def calibrate_run(
         raise ConfigError(f"{path} already exists; pass --overwrite to replace it")
     selected, scan_source = _calibration_scans(info, data, scans, rater)
     check_modalities(selected, info)
-    normaliser = run_normaliser(runs[0], info.record.get("config", {}), info.modalities)
+    normaliser = run_normaliser(runs[0], info.run_record.config, info.modalities)
     multiple = max(input_multiple_of(i) for i in infos)
     metas = {s.scan_id: check_scan(s, modalities=info.modalities, rater=rater) for s in selected}
-    geometry = run_geometry(info.record, runs[0])
+    geometry = run_geometry(info.run_record)
     off = voxel_size_warnings(metas, geometry, resample=resample, run=runs[0])
     for folder in runs:  # a run still training: refused
         check_not_in_use(folder, command="calibrate", option="RUN")

@@ -116,7 +116,7 @@ def export_description(
     """
     from mssoft.nn.saved_model import ENDPOINT_NAME, INPUT_NAME, OUTPUT_NAME
 
-    config = info.record.get("config") if isinstance(info.record.get("config"), dict) else {}
+    config = info.run_record.config
     multiple = input_multiple_of(info)
     return {
         "format": EXPORT_FORMAT,

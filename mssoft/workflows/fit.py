@@ -37,7 +37,6 @@ imports TensorFlow; ``import mssoft`` does not.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import tempfile
@@ -53,25 +52,27 @@ import tensorflow as tf
 import mssoft.nn.losses  # noqa: F401  (registers the loss and metric for load_model)
 from mssoft.arrays.intensity import Normaliser
 from mssoft.arrays.slices import SliceSet, Split, split_slices
-from mssoft.errors import ConfigError
+from mssoft.errors import ConfigError, DataError
 from mssoft.files.atomic import atomic_path, write_json
 from mssoft.files.folders import (
     folder_lock,
     prepare_output_folder,
+    read_config,
     remove_partial_files,
     write_config,
 )
 from mssoft.files.geometry import training_geometry
 from mssoft.files.history import read_history
+from mssoft.files.nifti import read_header
 from mssoft.files.layout import (
     BACKUP_DIR,
-    CONFIG_NAME,
     HISTORY_NAME,
     MODEL_NAME,
     SLICE_CACHE_DIR,
     SPLIT_NAME,
 )
 from mssoft.files.normalisation import normalise_record, write_landmarks
+from mssoft.files.run_record import resume_differences, settings_entry
 from mssoft.files.scans import Scan, discover_scans, resolve_modalities
 from mssoft.nn.callbacks import FitResult, completed_epochs, run_callbacks
 from mssoft.nn.dataset import make_dataset
@@ -86,7 +87,7 @@ from mssoft.nn.multiworker_loop import train_loop
 from mssoft.nn.strong_augment import STRONG_RANGES
 from mssoft.nn.unet import build_unet, input_multiple
 from mssoft.nn.warmup import LinearWarmup, prior_logit
-from mssoft.workflows.settings import TrainConfig
+from mssoft.workflows.settings import TrainConfig, TrainingSettings
 from mssoft.workflows.training_data import (
     MaskSource,
     learn_normaliser,
@@ -105,6 +106,7 @@ __all__ = [
     "prepare_data",
     "make_datasets",
     "steps_per_epoch",
+    "check_depth",
     "build_model",
     "lesion_prior",
     "MODEL_NAME",
@@ -113,8 +115,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Options that may change when a run is resumed; every other resolved option must match.
-_RESUMABLE_CHANGES = frozenset({"data", "epochs", "strategy", "devices", "slice_cache"})
 
 
 @dataclass
@@ -176,6 +176,7 @@ def prepare_data(
         Bad options or data (one line naming the option or file).
     """
     scans, source = inputs if inputs is not None else resolve_inputs(config)
+    check_depth(config.depth, [read_header(scan.images["flair"]).ras_shape[:2] for scan in scans])
     modalities = resolve_modalities(scans, config.modalities)
     normaliser = learn_normaliser(scans, modalities=modalities, method=config.normalise)
     storage = slice_storage(scans, modalities=modalities, mode=config.slice_cache)
@@ -268,6 +269,35 @@ def _model_builder(config: TrainConfig, data: TrainingData) -> Callable[[], kera
     )
 
 
+def check_depth(depth: int, slice_shapes: Sequence[Sequence[int]]) -> None:
+    """Refuse a U-Net deeper than the slices allow, naming the largest depth that fits.
+
+    Slices are zero-padded to multiples of ``2 ** depth`` (:func:`mssoft.nn.unet.input_multiple`);
+    a depth fits when ``2 ** depth`` is at most the smallest slice side, so padding at most
+    doubles a side (a deeper net pads 48 x 56 slices to 1024 x 1024 at ``depth=10``).
+
+    Parameters
+    ----------
+    depth : int
+        Number of poolings (``--depth``).
+    slice_shapes : sequence of (X, Y)
+        Axial slice shape (voxels) of every training scan.
+
+    Raises
+    ------
+    ConfigError
+        Naming ``--depth``, the smallest slice side and the largest depth that fits.
+    """
+    side = min(min(int(n) for n in shape) for shape in slice_shapes)
+    if input_multiple(depth) > side:
+        largest = max(1, side.bit_length() - 1)
+        raise ConfigError(
+            f"Invalid value for `--depth`: {depth} pads the slices (smallest side {side} "
+            f"voxels) to multiples of {input_multiple(depth)}; the largest depth that fits "
+            f"is {largest}"
+        )
+
+
 def steps_per_epoch(config: TrainConfig, data: TrainingData) -> int:
     """Batches in one pass over the training slices (the last one may be smaller), at least 1."""
     return max(1, -(-len(data.split.train) // config.batch_size))
@@ -298,36 +328,23 @@ def make_datasets(config: TrainConfig, data: TrainingData) -> tuple[Any, Any]:
 
 
 def resolved_config(config: TrainConfig, data: TrainingData, dtype_policy: str) -> dict[str, Any]:
-    """The ``config`` entry of ``config.json``: every option as used, plus the split."""
+    """The ``config`` entry of ``config.json``: every training setting, what the data resolved.
+
+    Every field of :class:`~mssoft.workflows.settings.TrainingSettings` is recorded
+    (:func:`mssoft.files.run_record.settings_entry`), so ``--resume`` compares a new setting too.
+    """
     record = data.split.record(data.slices)
-    return {
+    resolved = {
         "data": str(config.data.resolve()),
         "modalities": list(data.modalities),
         "rater": data.source.rater,
         "mask": data.source.to_dict(),
         "patients": list(config.patients) if config.patients is not None else None,
-        "base_filters": config.base_filters,
-        "depth": config.depth,
-        "epochs": config.epochs,
-        "batch_size": config.batch_size,
-        "learning_rate": config.learning_rate,
         "optimizer": "adam",
         "loss": {"name": "SoftDiceLoss", "eps": config.eps},
-        "seed": config.seed,
-        "val_fraction": config.val_fraction,
-        "split": config.split,
-        "rotation_degrees": config.rotation_degrees,
-        "strategy": config.strategy,
-        "devices": list(config.devices) if config.devices is not None else None,
-        "mixed_precision": config.mixed_precision,
         "dtype_policy": dtype_policy,
-        "target_interpolation": config.target_interpolation,
-        "output_bias": config.output_bias,
-        "warmup_epochs": config.warmup_epochs,
-        "normalization": config.normalization,
         "slice_shape": list(data.slices.slice_shape),
         "input_multiple": input_multiple(config.depth),
-        "slice_cache": config.slice_cache,
         "lesion_free_slices": "excluded (no voxel of the rater's binary mask)"
         if len(data.source.raters) == 1
         else "excluded (no voxel of any of the raters' binary masks)",
@@ -341,6 +358,7 @@ def resolved_config(config: TrainConfig, data: TrainingData, dtype_policy: str) 
         "normalise": normalise_record(data.normaliser),
         **{k: v for k, v in record.items() if k != "slices"},
     }
+    return settings_entry(config.record(), resolved)
 
 
 @contextlib.contextmanager
@@ -364,8 +382,8 @@ def _prepare_run_folder(
     out = config.out.expanduser().resolve()
     stored = None
     try:
-        stored = json.loads((out / CONFIG_NAME).read_text())
-    except (OSError, ValueError):
+        stored = read_config(out)
+    except DataError:
         pass  # no run here (prepare_output_folder judges what else the folder holds)
     if not isinstance(stored, dict) or not isinstance(stored.get("config"), dict):
         stored = None  # no run, or a run killed before it wrote its configuration
@@ -387,20 +405,13 @@ def _prepare_run_folder(
     return out, stored
 
 
-def _before_options(current: dict[str, Any]) -> dict[str, Any]:
-    """What a run recorded before ``augment``/``normalise`` existed had: ``paper``, ``zscore``."""
-    old = {"augment": ("name", "paper"), "normalise": ("method", "zscore")}
-    return {k: current[k] for k, (key, value) in old.items() if current[k].get(key) == value}
-
-
 def _check_resumable(stored: dict[str, Any], current: dict[str, Any], out: Path) -> None:
-    before = {**_before_options(current), **stored.get("config", {})}
-    changed = [k for k in current if k not in _RESUMABLE_CHANGES and before.get(k) != current[k]]
+    """Refuse ``--resume`` when the resolved record differs from the stored run's."""
+    changed = resume_differences(stored["config"], current, TrainingSettings().record())
     if changed:
-        detail = "; ".join(f"{k}: {before.get(k)!r} -> {current[k]!r}" for k in changed[:4])
         raise ConfigError(
-            f"Invalid value for `--resume`: the options differ from the run in {out} ({detail}); "
-            "use the same options, or a new --out folder"
+            f"Invalid value for `--resume`: the options differ from the run in {out} "
+            f"({'; '.join(changed[:4])}); use the same options, or a new --out folder"
         )
 
 
@@ -460,6 +471,15 @@ def _fit_locked(
         # the chief caches slices in the run folder; another worker in a folder of its own
         cache = out / SLICE_CACHE_DIR if role.is_chief else Path(tempfile.mkdtemp("_mssoft"))
         data = prepare_data(config, inputs, cache=cache)
+        steps = steps_per_epoch(config, data)
+        logger.info(
+            "training %d epochs of %d steps (batch size %d): %d steps in all; history.csv "
+            "gives each epoch's seconds",
+            config.epochs,
+            steps,
+            config.batch_size,
+            config.epochs * steps,
+        )
         if not is_multi_worker(strategy):
             _check_last_batches(config.batch_size, strategy.num_replicas_in_sync, data)
         record = resolved_config(config, data, policy)

@@ -214,9 +214,9 @@ def predict_folder(
     )
     selected = select_scans(discover_scans(data), scans, source=str(data))
     check_modalities(selected, info)
-    normaliser = run_normaliser(runs[0], info.record.get("config", {}), info.modalities)
+    normaliser = run_normaliser(runs[0], info.run_record.config, info.modalities)
     metas = {scan.scan_id: check_scan(scan, modalities=info.modalities) for scan in selected}
-    geometry = run_geometry(info.record, runs[0])
+    geometry = run_geometry(info.run_record)
     off = voxel_size_warnings(metas, geometry, resample=resample, run=runs[0])
     target = geometry.voxel_size_mm if resample and geometry is not None else None
     multiple = max(input_multiple_of(i) for i in infos)

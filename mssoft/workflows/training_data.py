@@ -38,7 +38,7 @@ from mssoft.arrays.slices import (
 from mssoft.choices import SLICE_CACHES
 from mssoft.errors import ConfigError, DataError
 from mssoft.files.folders import read_config, soft_mask_files
-from mssoft.files.layout import soft_mask_path
+from mssoft.files.layout import CONFIG_NAME, soft_mask_path
 from mssoft.files.nifti import check_same_grid, read_header, read_volume
 from mssoft.files.scans import LoadedScan, Scan, check_scan, load_scan, patients_of, read_mask
 from mssoft.files.slice_cache import read_cached_slices, scan_cache_key, write_cached_slices
@@ -152,7 +152,13 @@ def resolve_mask_source(
         )
     if masks is not None:
         record = read_config(masks, command="build-masks")
-        config = MaskConfig(**record["config"])
+        try:
+            config = MaskConfig(**record["config"])
+        except (KeyError, TypeError, ConfigError) as exc:  # a record edited by hand
+            raise DataError(
+                f"{Path(masks) / CONFIG_NAME}: not a valid soft-mask record ({exc})"
+            ) from None
+
         if rater is not None and rater != config.rater:
             raise ConfigError(
                 f"Invalid value for `--rater`: {rater}, but the soft masks in {masks} were "

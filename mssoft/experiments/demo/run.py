@@ -56,6 +56,7 @@ from mssoft.files.atomic import atomic_path, write_json
 from mssoft.files.folders import package_versions, prepare_output_folder, read_config, write_config
 from mssoft.files.layout import (
     CALIBRATION_NAME,
+    CONFIG_NAME,
     DEMO_BASELINE_NAME,
     DEMO_DATA_DIR,
     DEMO_EVAL_DIR,
@@ -66,6 +67,7 @@ from mssoft.files.layout import (
     DEMO_RUNS_DIR,
     DEMO_TABLE_NAME,
 )
+from mssoft.files.run_record import parse_run_record
 from mssoft.files.scans import Scan, discover_scans
 from mssoft.workflows.build_masks import build_soft_masks
 from mssoft.workflows.evaluate import PRED_SOURCE, Evaluation
@@ -162,7 +164,9 @@ def _model_run(
     )
     fitted, evaluation = result.fit, result.evaluation
     assert evaluation is not None
-    record = read_config(run_dir, command="fit")["config"]
+    record = parse_run_record(
+        read_config(run_dir, command="fit")["config"], run_dir / CONFIG_NAME
+    ).config
     run = ModelRun(
         name=name,
         run_dir=run_dir,
