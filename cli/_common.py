@@ -129,8 +129,8 @@ def mask_raters(rater: int | None, raters: tuple[str, ...] | None) -> tuple[int,
 
 
 def inference_options(tta_help: str) -> Callable[[F], F]:
-    """``--resample``, ``--mixed-precision`` and ``--tta``: how ``calibrate`` and ``predict`` run
-    a model (the same meaning in both)."""
+    """``--resample``, ``--mixed-precision``, ``--tta`` and ``--trust-savedmodel``: how
+    ``calibrate`` and ``predict`` run a model (the same meaning in both)."""
 
     def decorate(command: F) -> F:
         for option in reversed(
@@ -155,6 +155,13 @@ def inference_options(tta_help: str) -> Callable[[F], F]:
                     type=click.Choice(["none", "flip"]),
                     show_default=True,
                     help=tta_help,
+                ),
+                click.option(
+                    "--trust-savedmodel",
+                    is_flag=True,
+                    help="Allow running the TensorFlow SavedModel of an export folder that holds "
+                    "no model.keras. A SavedModel is a program that can read and write any file: "
+                    "give this only for an export folder you trust.",
                 ),
             ]
         ):

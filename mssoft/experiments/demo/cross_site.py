@@ -36,6 +36,7 @@ from mssoft.experiments.demo.folder import (
     REPORT_NAME,
     RUNS_DIR,
     TABLE_NAME,
+    holding_demo_folder,
     prepare_demo_folder,
 )
 from mssoft.experiments.demo.types import CrossSiteConfig, CrossSiteResult, SiteScore
@@ -167,6 +168,7 @@ def _generate(root: Path, config: CrossSiteConfig) -> None:
         )
 
 
+@holding_demo_folder
 def run_cross_site(
     config: CrossSiteConfig, *, progress: Progress = no_progress, data: Path | None = None
 ) -> CrossSiteResult:

@@ -40,6 +40,7 @@ from mssoft.experiments.demo.folder import (
     REPORT_NAME,
     RUNS_DIR,
     TABLE_NAME,
+    holding_demo_folder,
     prepare_demo_folder,
 )
 from mssoft.experiments.demo.report import (
@@ -171,6 +172,7 @@ def _model_run(
     return run, evaluation
 
 
+@holding_demo_folder
 def run_demo(config: DemoConfig, *, progress: Progress = no_progress) -> DemoResult:
     """Run the demo and write its folder (see the module docstring).
 
