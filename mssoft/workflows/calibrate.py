@@ -224,6 +224,7 @@ def calibrate_run(
     path = Path(out if out is not None else runs[0]) / CALIBRATION_NAME
     if out is not None:  # refused before anything is created (the folder only when writing)
         check_output_location(out, data=data)
+        check_not_in_use(out, command="calibrate")
     if path.exists() and not overwrite:
         raise ConfigError(f"{path} already exists; pass --overwrite to replace it")
     selected, scan_source = _calibration_scans(info, data, scans, rater)
