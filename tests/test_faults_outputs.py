@@ -27,26 +27,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import write_isbi
 from mssoft.cli.main import cli
-from test_faults import TINY, assert_one_error_line, make_run, run
+from test_faults import (  # noqa: F401 (data and run_dir are fixtures, shared with that module)
+    TINY,
+    assert_one_error_line,
+    data,
+    make_run,
+    run,
+    run_dir,
+)
 
 from mssoft.errors import DataError
 from mssoft.files.folders import FolderInUseError, folder_lock, write_config
 
 SCANS = ("training01_01", "training01_02", "training02_01", "training02_02")
 NO_SPACE = "No space left on device"
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    """2 patients x 2 time points of 24x28x20 voxels."""
-    return write_isbi(tmp_path_factory.mktemp("outputs") / "isbi")
-
-
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    return make_run(tmp_path_factory.mktemp("runs") / "run")
 
 
 @pytest.fixture(scope="module")
