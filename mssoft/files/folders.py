@@ -463,8 +463,8 @@ def folder_lock(
     With ``wait``, wait for another process to release the lock instead of failing.
 
     The lock is ``fcntl.flock`` on ``folder/.mssoft.lock``: the operating system releases it when
-    the process ends, even by ``kill -9``. If the block raises and leaves the folder empty, the
-    folder is removed again when this call created it.
+    the process ends, even by ``kill -9``. If the block raises, a lock file this call created is
+    removed, and so is the folder, when this call created it and the block left it empty.
 
     Raises
     ------
@@ -476,6 +476,7 @@ def folder_lock(
         raise ConfigError(f"Invalid value for `{option}`: {folder} is a file, expected a folder")
     created = _make_folder(folder, option)
     path = folder / LOCK_NAME
+    new_lock = not path.exists()
     handle = open(path, "a+")  # noqa: SIM115 (closed in the finally below)
     try:
         try:
@@ -491,8 +492,9 @@ def folder_lock(
         try:
             yield folder
         except BaseException:
-            if not _entries(folder):
+            if new_lock or not _entries(folder):  # leave a refused folder as it was found
                 path.unlink(missing_ok=True)
+            if not _entries(folder):
                 _remove_created(folder, created)
             raise
     finally:
