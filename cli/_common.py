@@ -202,8 +202,8 @@ def mask_raters(rater: int | None, raters: tuple[str, ...] | None) -> tuple[int,
 
 
 def inference_options(tta_help: str) -> Callable[[F], F]:
-    """``--resample``, ``--mixed-precision`` and ``--tta``: how ``calibrate`` and ``predict`` run
-    a model (the same meaning in both)."""
+    """``--resample``, ``--mixed-precision``, ``--tta`` and ``--trust-savedmodel``: how
+    ``calibrate`` and ``predict`` run a model (the same meaning in both)."""
 
     def decorate(command: F) -> F:
         for option in reversed(
@@ -228,6 +228,13 @@ def inference_options(tta_help: str) -> Callable[[F], F]:
                     type=click.Choice(TTA_MODES),
                     show_default=True,
                     help=tta_help,
+                ),
+                click.option(
+                    "--trust-savedmodel",
+                    is_flag=True,
+                    help="Allow running the TensorFlow SavedModel of an export folder that holds "
+                    "no model.keras. A SavedModel is a program that can read and write any file: "
+                    "give this only for an export folder you trust.",
                 ),
             ]
         ):

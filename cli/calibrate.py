@@ -73,6 +73,7 @@ def calibrate(
     resample: bool,
     mixed_precision: bool,
     tta: str,
+    trust_savedmodel: bool,
     out: Path | None,
     overwrite: bool,
 ) -> None:
@@ -100,6 +101,7 @@ def calibrate(
         progress=progress,
         resample=resample,
         tta=tta,
+        trust_savedmodel=trust_savedmodel,
         out=out,
     )
     for scan_id, dice in result.scan_dice().items():

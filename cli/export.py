@@ -19,9 +19,11 @@ def export(run: Path, out: Path, overwrite: bool) -> None:
     Writes OUT/1 (a TensorFlow SavedModel; signature serving_default: input `slices`, float32
     (batch, X, Y, C) normalised axial slices of any size; output `probabilities`, float32
     (batch, X, Y, 1)), OUT/mssoft.json (modalities in channel order, normalisation, threshold,
-    minimum lesion size, training voxel size and orientation, versions), OUT/calibration.json
-    when RUN is calibrated, and OUT/config.json. `mssoft predict OUT DATA` gives the same
-    outputs as `mssoft predict RUN DATA`; TensorFlow Serving serves OUT as it is.
+    minimum lesion size, training voxel size and orientation, versions), OUT/model.keras (the
+    run's Keras model, which `mssoft predict OUT` loads instead of running the SavedModel),
+    OUT/calibration.json when RUN is calibrated, and OUT/config.json. `mssoft predict OUT DATA`
+    gives the same outputs as `mssoft predict RUN DATA`; TensorFlow Serving serves OUT as it is.
+    A SavedModel is a program: serve only export folders you trust.
     """
     from mssoft.workflows.export import export_run  # imports TensorFlow when it runs
 

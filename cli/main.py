@@ -6,6 +6,7 @@ Sub-commands live in one module each and are imported only when called, so ``mss
 
 from __future__ import annotations
 
+import errno
 import importlib
 import logging
 import sys
@@ -62,19 +63,40 @@ class _LazyGroup(click.Group):
         except Exception as exc:
             if not _is_tensorflow_file_error(exc):
                 raise
-            raise click.ClickException(str(getattr(exc, "message", exc))) from None
+            raise click.ClickException(_describe_tensorflow_error(exc)) from None
         except KeyboardInterrupt:
             click.echo("Aborted.", err=True)
             sys.exit(130)
 
 
+#: File-system errors whose reason goes first: ``No space left on device: <path>``.
+_SPACE_ERRORS = (errno.ENOSPC, errno.EDQUOT)
+
+
 def _describe_os_error(exc: OSError) -> str:
-    """``<path>: <reason>`` for a file-system error (the paths it names, its reason)."""
+    """``<path>: <reason>`` for a file-system error (the paths it names, its reason).
+
+    A full disk or quota reads ``No space left on device: <path>``.
+    """
     reason = exc.strerror or str(exc) or type(exc).__name__
     paths = [str(p) for p in (exc.filename, exc.filename2) if p is not None]
     if not paths:
         return reason
+    if exc.errno in _SPACE_ERRORS:
+        return f"{reason}: {' -> '.join(paths)}"
     return f"{' -> '.join(paths)}: {reason}"
+
+
+def _describe_tensorflow_error(exc: Exception) -> str:
+    """One line for TensorFlow's file errors; a full disk as ``No space left on device: <path>``.
+
+    TensorFlow's messages name the file first (``<path>; No space left on device``).
+    """
+    message = str(getattr(exc, "message", exc)).strip().splitlines()[0]
+    path, _, reason = message.partition("; ")
+    if "No space left on device" in reason:
+        return f"No space left on device: {path}"
+    return message
 
 
 #: TensorFlow's file-system errors (TensorBoard logs, checkpoints): their message names the path.
@@ -82,11 +104,17 @@ _TF_FILE_ERRORS = ("PermissionDeniedError", "NotFoundError", "AlreadyExistsError
 
 
 def _is_tensorflow_file_error(exc: Exception) -> bool:
-    """Whether ``exc`` is one of TensorFlow's file errors (without importing TensorFlow)."""
+    """Whether ``exc`` is one of TensorFlow's file errors (without importing TensorFlow).
+
+    A ``ResourceExhaustedError`` counts when it is a full disk (not when memory ran out).
+    """
     errors = sys.modules.get("tensorflow.python.framework.errors_impl")
     if errors is None:
         return False
     kinds = tuple(getattr(errors, name) for name in _TF_FILE_ERRORS if hasattr(errors, name))
+    exhausted = getattr(errors, "ResourceExhaustedError", ())
+    if exhausted and isinstance(exc, exhausted):
+        return "No space left on device" in str(getattr(exc, "message", exc))
     return isinstance(exc, kinds)
 
 

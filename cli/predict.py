@@ -65,6 +65,7 @@ def predict(
     resample: bool,
     mixed_precision: bool,
     tta: str,
+    trust_savedmodel: bool,
     calibration: Path | None,
     overwrite: bool,
 ) -> None:
@@ -90,6 +91,7 @@ def predict(
         progress=progress,
         resample=resample,
         tta=tta,
+        trust_savedmodel=trust_savedmodel,
         calibration=calibration,
     )
     if report.threshold_source == "default":

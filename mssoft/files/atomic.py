@@ -31,7 +31,8 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
 
     The temporary name keeps the file's extension (nibabel and Keras choose the format by it) and
     starts with a dot. If the block raises, the temporary file is removed and ``path`` is untouched;
-    an ``OSError`` about the temporary file is raised again naming ``path``.
+    an ``OSError`` about the temporary file, or one that names no file (a full disk's ``write``),
+    is raised again naming ``path``.
 
     Parameters
     ----------
@@ -52,8 +53,9 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         yield tmp
         os.replace(tmp, path)
     except OSError as exc:
-        if exc.filename is not None and Path(exc.filename) == tmp:  # name the real file
-            raise type(exc)(exc.errno, exc.strerror, str(path)) from None
+        if exc.filename is None or Path(exc.filename) == tmp:  # name the real file
+            reason = exc.strerror or (str(exc) if exc.errno is None else os.strerror(exc.errno))
+            raise OSError(exc.errno, reason, str(path)) from None
         raise
     finally:
         if tmp.exists():

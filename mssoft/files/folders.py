@@ -5,18 +5,23 @@ the command that wrote it, its resolved configuration and the package versions.
 
 Life of an output folder (:func:`open_output_folder`):
 
-1. checked and created (:func:`prepare_output_folder`);
+1. its place checked (:func:`check_output_location`), then created and locked
+   (:func:`folder_lock`), then its content checked (:func:`prepare_output_folder`);
 2. with ``overwrite``, the earlier run's outputs are removed: the files its ``config.json`` lists
    and mssoft's temporary files, never a file mssoft did not write;
 3. ``config.json`` is written with ``"status": "incomplete"`` before the first output file, so a
    folder a command left half-done is still recognised as that command's and can be overwritten;
    commands that read it (``fit --masks``, ``evaluate``) refuse it with one line;
-4. the command writes its files, then ``config.json`` again with ``"status": "complete"``;
+4. the command writes its files, then ``config.json`` again with ``"status": "complete"``
+   (refused by :func:`write_config` while a listed output file is missing);
 5. if the command fails before writing any output file, the folder is left as it was found (a
    folder the command created is removed again).
 
-A training run locks its folder for its whole duration (:func:`folder_lock`), so a second run on
-the same folder fails at once.
+Every command locks its output folder while it writes it (:func:`folder_lock`; ``fit`` for its
+whole training), so a second command on the same folder fails at once, and its ``--overwrite``
+never removes what the first one writes. Where the output folder may go is checked before
+anything is created (:func:`check_output_location`). A command only reads the folders it reads:
+:func:`check_not_in_use` tests another process's lock without creating a lock file.
 """
 
 from __future__ import annotations
@@ -49,8 +54,10 @@ from mssoft.files.layout import (
 __all__ = [
     "STATUS_INCOMPLETE",
     "STATUS_COMPLETE",
+    "check_output_location",
     "prepare_output_folder",
     "open_output_folder",
+    "locked_output_folder",
     "remove_earlier_outputs",
     "remove_partial_files",
     "folder_lock",
@@ -107,6 +114,54 @@ def _remove_created(folder: Path, created: Iterable[Path]) -> None:
             return
 
 
+def check_output_location(
+    out: str | Path,
+    *,
+    data: str | Path | None = None,
+    input_files: Iterable[Path] = (),
+    option: str = "--out",
+) -> Path:
+    """Check where an output folder may go, before anything is created.
+
+    Parameters
+    ----------
+    out : path-like
+        The output folder (it need not exist).
+    data : path-like, optional
+        The input data: a data folder (``out`` may not be inside it) or a manifest (``out`` may
+        not be the manifest's own folder).
+    input_files : iterable of Path
+        Input files; ``out`` may not be a folder that directly holds one of them.
+    option : str
+        Name of the option, for error messages.
+
+    Returns
+    -------
+    Path
+        ``out``, resolved.
+
+    Raises
+    ------
+    ConfigError
+        ``out`` is a file, lies in the input data or holds an input file.
+    """
+    out = Path(out).expanduser().resolve()
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"Invalid value for `{option}`: {out} is a file, expected a folder")
+    if data is not None:
+        data_path = Path(data).expanduser().resolve()
+        root = data_path.parent if data_path.is_file() else data_path
+        if (data_path.is_dir() and _inside(out, root)) or (data_path.is_file() and out == root):
+            raise ConfigError(
+                f"Invalid value for `{option}`: {out} is inside the input data {data_path}; "
+                "choose a folder outside it"
+            )
+    for path in input_files:
+        if Path(path).resolve().parent == out:
+            raise ConfigError(f"Invalid value for `{option}`: {out} holds input file {path}")
+    return out
+
+
 def prepare_output_folder(
     out: str | Path,
     *,
@@ -146,20 +201,7 @@ def prepare_output_folder(
         (a non-empty folder without ``config.json``), or holds earlier outputs and ``overwrite``
         is false.
     """
-    out = Path(out).expanduser().resolve()
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"Invalid value for `{option}`: {out} is a file, expected a folder")
-    if data is not None:
-        data_path = Path(data).expanduser().resolve()
-        root = data_path.parent if data_path.is_file() else data_path
-        if (data_path.is_dir() and _inside(out, root)) or (data_path.is_file() and out == root):
-            raise ConfigError(
-                f"Invalid value for `{option}`: {out} is inside the input data {data_path}; "
-                "choose a folder outside it"
-            )
-    for path in input_files:
-        if Path(path).resolve().parent == out:
-            raise ConfigError(f"Invalid value for `{option}`: {out} holds input file {path}")
+    out = check_output_location(out, data=data, input_files=input_files, option=option)
     if out.is_dir() and _entries(out):
         config = out / CONFIG_NAME
         if not config.is_file():
@@ -194,6 +236,9 @@ def prepare_output_folder(
 def _listed_outputs(record: dict[str, Any]) -> list[str]:
     """File names an earlier run's ``config.json`` lists as its outputs."""
     names: list[str] = list(_FIXED_OUTPUTS.get(str(record.get("command")), ()))
+    outputs = record.get("outputs")  # commands whose outputs are not per scan (export)
+    if isinstance(outputs, list):
+        names += [v for v in outputs if isinstance(v, str)]
     scans = record.get("scans")
     if isinstance(scans, dict):
         for value in scans.values():
@@ -224,11 +269,17 @@ def remove_earlier_outputs(folder: str | Path, command: str) -> list[Path]:
     if not isinstance(record, dict) or record.get("command") != command:
         record = {"command": command}
     names = _listed_outputs(record)
-    names += [p.name for p in folder.glob(f".*{PARTIAL_MARK}*")]
+    partial = [p.name for p in folder.glob(f".*{PARTIAL_MARK}*")]
+    names += partial
     removed = []
     for name in dict.fromkeys(names):
         path = folder / name
-        if Path(name).name != name or name in ("", ".", "..") or path.is_dir():
+        if Path(name).name != name or name in ("", ".", ".."):
+            continue
+        if path.is_dir() and not path.is_symlink():
+            if name in partial:  # a folder mssoft was writing (e.g. a SavedModel) when stopped
+                shutil.rmtree(path)
+                removed.append(path)
             continue
         if path.is_symlink() or path.exists():
             path.unlink()
@@ -255,18 +306,18 @@ def remove_partial_files(folder: str | Path) -> list[Path]:
     return removed
 
 
-def _discard_if_unused(folder: Path, created: Iterable[Path]) -> None:
-    """After a failure: remove a folder that holds nothing but an incomplete ``config.json``."""
+def _discard_if_unused(folder: Path) -> None:
+    """After a failure: remove an incomplete ``config.json`` that is all a folder holds.
+
+    :func:`folder_lock` then removes the folder itself if this command created it.
+    """
     try:
         entries = _entries(folder)
-        if entries and [p.name for p in entries] != [CONFIG_NAME]:
+        if [p.name for p in entries] != [CONFIG_NAME]:
             return
-        if entries:
-            record = json.loads((folder / CONFIG_NAME).read_text())
-            if not isinstance(record, dict) or record.get("status") != STATUS_INCOMPLETE:
-                return
+        record = json.loads((folder / CONFIG_NAME).read_text())
+        if isinstance(record, dict) and record.get("status") == STATUS_INCOMPLETE:
             (folder / CONFIG_NAME).unlink()
-        _remove_created(folder, created)
     except (OSError, ValueError):
         pass  # best effort: the original error matters more
 
@@ -281,10 +332,13 @@ def open_output_folder(
     overwrite: bool = False,
     option: str = "--out",
 ) -> Iterator[Path]:
-    """Check, create and mark a command's output folder for the duration of the block.
+    """Check, create, lock and mark a command's output folder for the duration of the block.
 
-    As :func:`prepare_output_folder`; then, with ``overwrite``, the earlier run's outputs are
-    removed (:func:`remove_earlier_outputs`) and ``config.json`` is written with ``"status":
+    Where the folder may go is checked before anything is created
+    (:func:`check_output_location`); then the folder is created and locked (:func:`folder_lock`:
+    a second command on it fails at once), and, under the lock, its content is checked as by
+    :func:`prepare_output_folder`. With ``overwrite``, the earlier run's outputs are removed
+    (:func:`remove_earlier_outputs`) and ``config.json`` is written with ``"status":
     "incomplete"`` before the block writes anything. If the block raises before it has written
     an output file, the folder is left as it was found (removed if this call created it).
 
@@ -292,37 +346,95 @@ def open_output_folder(
     ------
     Path
         The resolved output folder.
+
+    Raises
+    ------
+    ConfigError
+        As :func:`prepare_output_folder`; :class:`FolderInUseError` when another process holds
+        the folder's lock.
     """
-    resolved = Path(out).expanduser().resolve()
-    created = [p for p in (resolved, *resolved.parents) if not p.exists()]
-    folder = prepare_output_folder(
-        resolved,
-        command=command,
-        data=data,
-        input_files=input_files,
-        overwrite=overwrite,
-        option=option,
-    )
-    try:
-        if overwrite:
-            remove_earlier_outputs(folder, command)
-        write_config(folder, command, {}, status=STATUS_INCOMPLETE)
+    resolved = check_output_location(out, data=data, input_files=input_files, option=option)
+    with folder_lock(resolved, command=command, option=option) as folder:
+        prepare_output_folder(
+            folder,
+            command=command,
+            data=data,
+            input_files=input_files,
+            overwrite=overwrite,
+            option=option,
+        )
+        try:
+            if overwrite:
+                remove_earlier_outputs(folder, command)
+            write_config(folder, command, {}, status=STATUS_INCOMPLETE)
+            yield folder
+        except BaseException:
+            _discard_if_unused(folder)
+            raise
+
+
+@contextmanager
+def locked_output_folder(
+    out: str | Path,
+    *,
+    command: str,
+    data: str | Path | None = None,
+    input_files: Iterable[Path] = (),
+    option: str = "--out",
+) -> Iterator[Path]:
+    """Check where ``out`` may go, then create and lock it for the block (no ``config.json``).
+
+    For a command that writes one file into a folder it does not own (``calibrate --out``) or
+    that manages its folder's content itself (``demo``). If the block raises and leaves the folder
+    empty, the folder is removed again when this call created it.
+
+    Raises
+    ------
+    ConfigError
+        As :func:`check_output_location` and :func:`folder_lock`.
+    """
+    resolved = check_output_location(out, data=data, input_files=input_files, option=option)
+    with folder_lock(resolved, command=command, option=option) as folder:
         yield folder
-    except BaseException:
-        _discard_if_unused(folder, created)
-        raise
 
 
 def check_not_in_use(folder: str | Path, *, command: str, option: str = "--out") -> None:
     """Refuse a folder another process holds the lock of (e.g. a run that is still training).
+
+    Only reads: no lock file is created in ``folder`` (which may be read-only), and a folder
+    without one is not in use.
 
     Raises
     ------
     FolderInUseError
         As :func:`folder_lock`.
     """
-    with folder_lock(folder, command=command, option=option):
-        pass
+    path = Path(folder).expanduser().resolve() / LOCK_NAME
+    try:
+        handle = open(path)  # noqa: SIM115 (closed in the finally below)
+    except OSError:
+        return  # no lock file (or one nobody could have locked through this path)
+    try:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise
+            raise _in_use(path.parent, handle, option) from None
+        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    finally:
+        handle.close()
+
+
+def _in_use(folder: Path, handle: Any, option: str) -> FolderInUseError:
+    """The error for a folder whose lock file ``handle`` another process holds locked."""
+    handle.seek(0)
+    pid, _, holder = handle.read().strip().partition(" ")
+    return FolderInUseError(
+        f"Invalid value for `{option}`: {folder} is in use by another process "
+        f"(`{holder or 'mssoft'}`, process {pid or 'unknown'}); wait for it to finish or "
+        "choose another folder"
+    )
 
 
 class FolderInUseError(ConfigError):
@@ -351,8 +463,8 @@ def folder_lock(
     With ``wait``, wait for another process to release the lock instead of failing.
 
     The lock is ``fcntl.flock`` on ``folder/.mssoft.lock``: the operating system releases it when
-    the process ends, even by ``kill -9``. If the block raises and leaves the folder empty, the
-    folder is removed again when this call created it.
+    the process ends, even by ``kill -9``. If the block raises, a lock file this call created is
+    removed, and so is the folder, when this call created it and the block left it empty.
 
     Raises
     ------
@@ -364,6 +476,7 @@ def folder_lock(
         raise ConfigError(f"Invalid value for `{option}`: {folder} is a file, expected a folder")
     created = _make_folder(folder, option)
     path = folder / LOCK_NAME
+    new_lock = not path.exists()
     handle = open(path, "a+")  # noqa: SIM115 (closed in the finally below)
     try:
         try:
@@ -371,13 +484,7 @@ def folder_lock(
         except OSError as exc:
             if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
                 raise
-            handle.seek(0)
-            pid, _, holder = handle.read().strip().partition(" ")
-            raise FolderInUseError(
-                f"Invalid value for `{option}`: {folder} is in use by another process "
-                f"(`{holder or 'mssoft'}`, process {pid or 'unknown'}); wait for it to finish or "
-                "choose another folder"
-            ) from None
+            raise _in_use(folder, handle, option) from None
         handle.seek(0)
         handle.truncate()
         handle.write(f"{os.getpid()} mssoft {command}\n")
@@ -385,8 +492,9 @@ def folder_lock(
         try:
             yield folder
         except BaseException:
-            if not _entries(folder):
+            if new_lock or not _entries(folder):  # leave a refused folder as it was found
                 path.unlink(missing_ok=True)
+            if not _entries(folder):
                 _remove_created(folder, created)
             raise
     finally:
@@ -428,7 +536,14 @@ def write_config(folder: str | Path, command: str, config: dict[str, Any], **ext
     -------
     Path
         The written file.
+
+    Raises
+    ------
+    DataError
+        ``status`` is ``"complete"`` but an output file the record lists is missing.
     """
+    if extra.get("status") == STATUS_COMPLETE:
+        _check_outputs_exist(Path(folder), {"command": command, **extra})
     record = {
         "command": command,
         "config": config,
@@ -438,6 +553,16 @@ def write_config(folder: str | Path, command: str, config: dict[str, Any], **ext
         "argv": list(sys.argv),
     }
     return write_json(record, Path(folder) / CONFIG_NAME)
+
+
+def _check_outputs_exist(folder: Path, record: dict[str, Any]) -> None:
+    """Refuse to mark ``folder`` complete while an output its record lists is missing."""
+    missing = [n for n in _listed_outputs(record) if not (folder / n).is_file()]
+    if missing:
+        raise DataError(
+            f"{folder}: {len(missing)} listed output file(s) missing ({', '.join(missing[:3])}); "
+            "the folder stays marked incomplete"
+        )
 
 
 def read_config(folder: str | Path, *, command: str | None = None) -> dict[str, Any]:

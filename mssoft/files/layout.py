@@ -13,7 +13,8 @@ Output folders
     ``calibration.json``
 ``mssoft export`` (an *export folder*)
     ``config.json``, ``mssoft.json`` (everything a user of the model needs, written last),
-    ``1/`` (the TensorFlow SavedModel, in TensorFlow Serving's version-folder layout), and
+    ``1/`` (the TensorFlow SavedModel, in TensorFlow Serving's version-folder layout),
+    ``model.keras`` (the run's Keras model, which ``mssoft predict`` loads), and
     ``calibration.json`` when the run was calibrated
 ``mssoft predict``
     ``config.json``, ``<scan>_prob.nii.gz``, ``<scan>_seg.nii.gz``
@@ -29,8 +30,8 @@ Output folders
 
 Every folder
     ``config.json`` is written before a command's first output file, with ``"status":
-    "incomplete"`` until the command has written everything (``"complete"``); ``mssoft fit`` holds
-    ``.mssoft.lock`` locked while it trains. Atomic writes go through hidden
+    "incomplete"`` until the command has written everything (``"complete"``); the command writing
+    a folder holds its ``.mssoft.lock`` locked (``mssoft fit`` while it trains). Atomic writes go through hidden
     ``.<name>.<random>.partial<suffix>`` files that exist only while a file is being written
     (:data:`mssoft.files.atomic.PARTIAL_MARK`).
 """

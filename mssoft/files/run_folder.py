@@ -59,6 +59,7 @@ __all__ = [
     "is_export_folder",
     "read_export",
     "read_model_folder",
+    "check_export_finished",
     "input_multiple_of",
     "normalisation_of",
     "RunsLike",
@@ -378,9 +379,37 @@ def read_model_folder(folder: str | Path) -> RunInfo:
     Raises
     ------
     DataError
-        See :func:`mssoft.files.run_folder.read_run` and :func:`read_export`.
+        See :func:`mssoft.files.run_folder.read_run` and :func:`read_export`; also an export
+        folder that ``mssoft export`` did not finish (stopped or killed part-way).
     """
+    check_export_finished(folder)
     return read_export(folder) if is_export_folder(folder) else read_run(folder)
+
+
+def check_export_finished(folder: str | Path) -> None:
+    """Refuse an export folder whose ``config.json`` says ``mssoft export`` did not finish.
+
+    An export stopped part-way (even by ``kill -9``) leaves ``config.json`` with ``"status":
+    "incomplete"``, or without ``mssoft.json`` (written last). Folders without ``config.json``
+    (an export copied without it) are not judged here.
+
+    Raises
+    ------
+    DataError
+        Naming the folder and the remedy.
+    """
+    path = Path(folder) / CONFIG_NAME
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return
+    if not isinstance(record, dict) or record.get("command") != "export":
+        return
+    if record.get("status") == "incomplete" or not is_export_folder(folder):
+        raise DataError(
+            f"{folder}: an incomplete export (`mssoft export` stopped before it had written "
+            "every file): delete it and run mssoft export again"
+        )
 
 
 RunsLike = str | Path | Sequence[str | Path]
@@ -491,12 +520,14 @@ def ensemble_binarisation(
             "default" if threshold is None else "option",
         )
     setup = _setup(folder)
+    # a run's own calibration.json (also in a copied run or an export folder) is the run's
+    own = len(runs) == 1 and folder.resolve() == runs[0].resolve()
     if setup is not None and threshold is None:
         wanted = sorted(str(r.resolve()) for r in runs)
         recorded = sorted(
             str(Path(r).resolve()) for r in setup.get("runs", [setup.get("run")]) if r
         )
-        if recorded and recorded != wanted:
+        if recorded and recorded != wanted and not own:
             logger.warning(
                 "%s was calibrated for the runs %s, not %s",
                 folder / CALIBRATION_NAME,

@@ -5,7 +5,9 @@ the target slices ``(K, X, Y, 1)`` (float32) into the run's ``slice_cache/`` fol
 (:func:`mssoft.files.layout.slice_cache_paths`), then a JSON record of what they were made from
 (the scan's files with their sizes and modification times, the channels and the target source).
 The record is written last, so a scan whose record is missing or differs is simply rebuilt; a
-resumed run (``--resume``, same folder) reads the cache instead of the NIfTI files.
+resumed run (``--resume``, same folder) reads the cache instead of the NIfTI files. A cached file
+that is shorter than its header says (a damaged or truncated cache) is rebuilt too, with a
+warning.
 
 The training pipeline then reads the slices of each batch from the files with ``os.pread``
 (:class:`NpySlices`): no array of the training set is held in memory, and since the slices are
@@ -16,6 +18,7 @@ kernel's page cache may keep them, and gives them back under memory pressure).
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,6 +32,8 @@ from mssoft.files.layout import slice_cache_paths
 __all__ = ["NpySlices", "scan_cache_key", "write_cached_slices", "read_cached_slices"]
 
 _FORMAT = 1
+
+logger = logging.getLogger(__name__)
 
 
 class NpySlices:
@@ -58,9 +63,13 @@ class NpySlices:
             )
             shape, fortran, dtype = read_header(handle)
             self._offset = handle.tell()
+            size = os.fstat(handle.fileno()).st_size
         if fortran or len(shape) != 4 or dtype != np.float32:
             raise ValueError(f"{self.path}: expected a C-ordered 4D float32 array")
         self._stored = tuple(int(n) for n in shape)
+        expected = self._offset + int(np.prod(self._stored)) * 4
+        if size < expected:
+            raise ValueError(f"{self.path}: truncated ({size} of {expected} bytes)")
         self._pad_to = tuple(pad_to) if pad_to is not None else self._stored[1:3]
         if any(p < s for p, s in zip(self._pad_to, self._stored[1:3], strict=True)):
             raise ValueError(f"{self.path}: cannot pad {self._stored[1:3]} to {self._pad_to}")
@@ -96,7 +105,11 @@ class NpySlices:
         finally:
             os.close(fd)
         if len(data) != size:
-            raise OSError(f"{self.path}: file is truncated")
+            raise OSError(
+                f"{self.path}: file is truncated (a damaged slice cache); delete the folder "
+                f"{self.path.parent} (mssoft fit --resume rebuilds it) or resume with "
+                "--slice-cache memory"
+            )
         out = np.frombuffer(data, dtype=np.float32).reshape(height, width, channels)
         if self._pad_to != (height, width):
             pad = [(0, self._pad_to[0] - height), (0, self._pad_to[1] - width), (0, 0)]
@@ -167,11 +180,15 @@ def read_cached_slices(
     try:
         record = json.loads(record_path.read_text())
         if record.get("key") != json.loads(json.dumps(key)):
-            return None
-        images, targets = NpySlices(image_path), NpySlices(target_path)
+            return None  # not cached, or cached from other files or settings
     except (OSError, ValueError, AttributeError):
         return None
-    kept = np.asarray(record["kept"], dtype=np.int64)
-    if len(images) != len(kept) or len(targets) != len(kept):
+    try:
+        images, targets = NpySlices(image_path), NpySlices(target_path)
+        kept = np.asarray(record["kept"], dtype=np.int64)
+        if len(images) != len(kept) or len(targets) != len(kept):
+            raise ValueError(f"{record_path}: {len(kept)} slices listed, {len(images)} stored")
+        return images, targets, kept, int(record["n_slices"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        logger.warning("damaged slice cache of %s (%s): rebuilding it", scan_id, exc)
         return None
-    return images, targets, kept, int(record["n_slices"])

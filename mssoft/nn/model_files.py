@@ -2,11 +2,20 @@
 
 A run's ``model.keras`` holds built-in Keras layers only; importing :mod:`mssoft.nn.losses` here
 registers the compiled loss and metric, and :mod:`mssoft.nn.legacy_layers` the padding layers of
-models saved by earlier versions.
+models saved by earlier versions. Every ``.keras`` file is loaded with Keras ``safe_mode``: a
+file whose configuration would run code (a ``Lambda`` layer) is refused.
+
+An export folder's TensorFlow SavedModel is a program: loading and calling it runs whatever
+graph its author put in it (which may read and write any file). So an export folder's model is
+loaded from the ``model.keras`` it carries, checked against the SHA-256 its ``mssoft.json``
+records, and its SavedModel is never run; an export folder without ``model.keras`` (written by an
+earlier mssoft, or by hand) is refused unless the caller trusts it (``trust_savedmodel``,
+``--trust-savedmodel``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Sequence
@@ -28,6 +37,7 @@ __all__ = [
     "load_run_model",
     "check_model_matches_record",
     "load_model_folder",
+    "file_sha256",
     "load_ensemble",
     "ExportedModel",
     "with_dtype_policy",
@@ -98,7 +108,7 @@ def load_run_model(
     if not path.is_file():
         raise DataError(f"{path}: not found (is {run_dir} a finished `mssoft fit` run?)")
     try:
-        model = keras.saving.load_model(path, compile=compile)
+        model = keras.saving.load_model(path, compile=compile, safe_mode=True)
     except (OSError, ValueError, TypeError) as exc:
         raise DataError(f"{path}: cannot load model ({type(exc).__name__}: {exc})") from None
     if (Path(run_dir) / CONFIG_NAME).is_file():
@@ -149,38 +159,82 @@ def check_model_matches_record(model: keras.Model, record: RunRecord, path: str 
         )
 
 
-def load_model_folder(folder: str | Path, *, mixed_precision: bool = False) -> Any:
-    """The model of a run folder (a Keras model) or of an export folder (:class:`ExportedModel`).
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 of a file's bytes, as 64 hexadecimal digits."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
-    Either has ``predict_on_batch``, so :func:`mssoft.nn.inference.predict_volume` takes both.
-    ``mixed_precision`` applies to a run folder's Keras model (:func:`load_run_model`); an
-    export folder's SavedModel computes in the precision it was exported with.
+
+def load_model_folder(
+    folder: str | Path, *, mixed_precision: bool = False, trust_savedmodel: bool = False
+) -> Any:
+    """The model of a run folder or of an export folder, without running an export's graph.
+
+    A run folder's ``model.keras``, or an export folder's copy of it (checked against the
+    ``keras_model.sha256`` of its ``mssoft.json``), loaded as a Keras model with ``safe_mode``.
+    An export folder without ``model.keras`` holds only its TensorFlow SavedModel: a program,
+    loaded (:class:`ExportedModel`) only with ``trust_savedmodel``. Either has
+    ``predict_on_batch``, so :func:`mssoft.nn.inference.predict_volume` takes both.
+    ``mixed_precision`` applies to a Keras model (:func:`load_run_model`); a SavedModel
+    computes in the precision it was exported with.
 
     Raises
     ------
     DataError
-        No model in ``folder``, or one that cannot be loaded.
+        No model in ``folder``, one that cannot be loaded, a ``model.keras`` that is not the
+        one ``mssoft.json`` records, or a SavedModel without ``model.keras`` and without
+        ``trust_savedmodel``.
     """
     folder = Path(folder)
     if not (folder / EXPORT_INFO_NAME).is_file():  # a run folder, not an export folder
         return load_run_model(folder, mixed_precision=mixed_precision)
+    info_path = folder / EXPORT_INFO_NAME
+    try:
+        info = json.loads(info_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{info_path}: cannot read ({exc})") from None
+    info = info if isinstance(info, dict) else {}
+    keras_file = folder / MODEL_NAME
+    if keras_file.is_file():
+        record = info.get("keras_model") if isinstance(info.get("keras_model"), dict) else {}
+        expected = record.get("sha256")
+        if expected is not None and file_sha256(keras_file) != expected:
+            raise DataError(
+                f"{keras_file}: its SHA-256 differs from the one {info_path} records (a changed "
+                "or damaged file); export the run again"
+            )
+        return load_run_model(folder, mixed_precision=mixed_precision)
+    saved_model = folder / SAVED_MODEL_DIR
+    if not trust_savedmodel:
+        raise DataError(
+            f"{folder}: holds no {MODEL_NAME}, only the TensorFlow SavedModel {saved_model}, "
+            "which is a program that can run any code when loaded; mssoft runs it only with "
+            "--trust-savedmodel (give it only for a folder you trust), or export the run again "
+            f"with this mssoft (which adds {MODEL_NAME})"
+        )
+    logger.warning("%s: running its TensorFlow SavedModel (--trust-savedmodel)", saved_model)
     if mixed_precision:
         logger.warning("%s is an export folder: --mixed-precision has no effect on it", folder)
-    info = json.loads((folder / EXPORT_INFO_NAME).read_text())
-    return load_saved_model(
-        folder / str(info.get("saved_model", SAVED_MODEL_DIR)),
-        input_multiple=int(info.get("input_multiple", 1)),
-    )
+    return load_saved_model(saved_model, input_multiple=int(info.get("input_multiple", 1)))
 
 
 def load_ensemble(
-    runs: Sequence[str | Path], *, tta: str = "none", mixed_precision: bool = False
+    runs: Sequence[str | Path],
+    *,
+    tta: str = "none",
+    mixed_precision: bool = False,
+    trust_savedmodel: bool = False,
 ) -> Any:
     """The models of several run or export folders as one predictor.
 
     One folder without test-time augmentation gives its own model; otherwise an
     :class:`mssoft.nn.inference.AveragedModel` (mean over the folders, ``tta="flip"``: each also
     averaged with the left-right mirror of the slices).
+
+    ``trust_savedmodel``: see :func:`load_model_folder`.
 
     Raises
     ------
@@ -191,7 +245,10 @@ def load_ensemble(
     """
     from mssoft.errors import ConfigError
 
-    models = [load_model_folder(r, mixed_precision=mixed_precision) for r in runs]
+    models = [
+        load_model_folder(r, mixed_precision=mixed_precision, trust_savedmodel=trust_savedmodel)
+        for r in runs
+    ]
     try:
         return averaged_model(models, tta=tta)
     except ValueError as exc:

@@ -12,6 +12,8 @@ Importing this module imports TensorFlow and Keras; ``import mssoft`` does not.
 
 from __future__ import annotations
 
+import errno
+import os
 import shutil
 import uuid
 from pathlib import Path
@@ -79,7 +81,7 @@ def write_saved_model(model: keras.Model, path: str | Path, *, multiple: int) ->
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.partial")
     old = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.old")
     try:
-        archive.write_out(str(tmp), verbose=False)
+        _write_archive(archive, tmp, path)
         if path.exists():
             path.rename(old)
         tmp.rename(path)
@@ -87,6 +89,23 @@ def write_saved_model(model: keras.Model, path: str | Path, *, multiple: int) ->
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.rmtree(old, ignore_errors=True)
     return path
+
+
+def _write_archive(archive: Any, tmp: Path, path: Path) -> None:
+    """Write ``archive`` to ``tmp``; TensorFlow's file errors become an ``OSError`` naming ``path``.
+
+    A full disk raises ``OSError(ENOSPC)``, a refused write ``OSError(EACCES)`` (the command line
+    prints them as one line), instead of TensorFlow's ``ResourceExhaustedError`` and the like.
+    """
+    try:
+        archive.write_out(str(tmp), verbose=False)
+    except tf.errors.OpError as exc:
+        message = str(getattr(exc, "message", exc))
+        if "No space left on device" in message:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from None
+        if isinstance(exc, tf.errors.PermissionDeniedError):
+            raise OSError(errno.EACCES, os.strerror(errno.EACCES), str(path)) from None
+        raise
 
 
 class ExportedModel:

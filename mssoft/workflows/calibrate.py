@@ -34,7 +34,12 @@ from mssoft.arrays.threshold_search import (
 from mssoft.choices import TTA_MODES
 from mssoft.errors import ConfigError, DataError
 from mssoft.files.atomic import write_json
-from mssoft.files.folders import check_not_in_use, package_versions
+from mssoft.files.folders import (
+    check_not_in_use,
+    check_output_location,
+    locked_output_folder,
+    package_versions,
+)
 from mssoft.files.geometry import geometry_record, run_geometry, voxel_size_warnings
 from mssoft.files.layout import CALIBRATION_NAME
 from mssoft.files.normalisation import run_normaliser
@@ -140,6 +145,7 @@ def calibrate_run(
     progress: Progress = no_progress,
     resample: bool = False,
     mixed_precision: bool = False,
+    trust_savedmodel: bool = False,
 ) -> Calibration:
     """Predict the calibration scans once, search the threshold, write ``RUN/calibration.json``.
 
@@ -176,6 +182,9 @@ def calibrate_run(
         without it, scans whose voxel size is more than 20 % off get a warning.
     mixed_precision : bool, optional
         Run the model in bfloat16 on CPU / float16 on GPU (the output layer stays float32).
+    trust_savedmodel : bool, optional
+        Allow running the TensorFlow SavedModel of an export folder that holds no ``model.keras``
+        (a SavedModel is a program; see :func:`mssoft.nn.model_files.load_model_folder`).
 
     Returns
     -------
@@ -214,6 +223,9 @@ def calibrate_run(
     for m in min_sizes:
         Binarisation(float(grid[0]), m, connectivity)  # validates min_size and connectivity
     path = Path(out if out is not None else runs[0]) / CALIBRATION_NAME
+    if out is not None:  # refused before anything is created (the folder only when writing)
+        check_output_location(out, data=data)
+        check_not_in_use(out, command="calibrate")
     if path.exists() and not overwrite:
         raise ConfigError(f"{path} already exists; pass --overwrite to replace it")
     selected, scan_source = _calibration_scans(info, data, scans, rater)
@@ -227,8 +239,9 @@ def calibrate_run(
         check_not_in_use(folder, command="calibrate", option="RUN")
     from mssoft.nn.model_files import load_ensemble  # imports TensorFlow
 
-    model = load_ensemble(runs, tta=tta, mixed_precision=mixed_precision)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    model = load_ensemble(
+        runs, tta=tta, mixed_precision=mixed_precision, trust_savedmodel=trust_savedmodel
+    )
     curves = []
     # the next scan is read while the model predicts this one (mssoft.workflows.overlap)
     loads = read_ahead(selected, lambda s: load_scan(s, modalities=info.modalities, rater=rater))
@@ -257,7 +270,9 @@ def calibrate_run(
     record["geometry"] = geometry_record(geometry, off, resample=resample)
     record["mixed_precision"] = bool(mixed_precision)
     record["grid_warning"] = warning
-    write_json(record, path)
+    option = "--out" if out is not None else "RUN"
+    with locked_output_folder(path.parent, command="calibrate", data=None if out is None else data, option=option):
+        write_json(record, path)
     logger.info(
         "chose %s: mean Dice %.4f over %d scans", chosen.describe(), mean_dice, len(selected)
     )

@@ -2,16 +2,22 @@
 
 Export folder (``out``)::
 
-    config.json       command "export", the run exported, versions
+    config.json       command "export", the run exported, versions; "status": "incomplete"
+                      until every file below is written
     1/                the TensorFlow SavedModel (TensorFlow Serving serves ``out`` as it is:
                       version 1 of the model); signature ``serving_default``: input ``slices``
                       float32 (batch, X, Y, C) normalised axial slices of any size, output
                       ``probabilities`` float32 (batch, X, Y, 1)
+    model.keras       the run's Keras model, copied (its SHA-256 is in mssoft.json)
     calibration.json  the run's calibration, copied (only when the run was calibrated)
     mssoft.json       how to use the model, written last (see :func:`export_description`)
 
 ``mssoft predict`` takes the export folder in place of the run folder and gives the same outputs.
-TensorFlow is imported only to load and write the model.
+It loads ``model.keras`` (Keras ``safe_mode``) and never runs the SavedModel, which is a program
+(:func:`mssoft.nn.model_files.load_model_folder`). The folder is locked while it is written, and
+an export stopped part-way (even by ``kill -9``) keeps ``"status": "incomplete"``, which the
+reading commands report as an incomplete export. TensorFlow is imported only to load and write the
+model.
 """
 
 from __future__ import annotations
@@ -24,11 +30,18 @@ from typing import Any
 
 from mssoft.arrays.postprocess import Binarisation
 from mssoft.files.atomic import atomic_path, write_json
-from mssoft.files.folders import package_versions, prepare_output_folder, write_config
+from mssoft.files.folders import (
+    STATUS_COMPLETE,
+    STATUS_INCOMPLETE,
+    open_output_folder,
+    package_versions,
+    write_config,
+)
 from mssoft.files.layout import (
     CALIBRATION_NAME,
     EXPORT_INFO_NAME,
     LANDMARKS_NAME,
+    MODEL_NAME,
     SAVED_MODEL_DIR,
 )
 from mssoft.files.normalisation import read_landmarks
@@ -90,7 +103,12 @@ def _normalisation(info: RunInfo) -> dict[str, Any]:
 
 
 def export_description(
-    info: RunInfo, binarisation: Binarisation, *, calibrated: bool, channels: int
+    info: RunInfo,
+    binarisation: Binarisation,
+    *,
+    calibrated: bool,
+    channels: int,
+    keras_sha256: str | None = None,
 ) -> dict[str, Any]:
     """The content of ``mssoft.json``: everything needed to use the exported model right.
 
@@ -104,13 +122,16 @@ def export_description(
         Whether ``binarisation`` comes from ``mssoft calibrate`` (else: mssoft's defaults).
     channels : int
         The model's number of input channels.
+    keras_sha256 : str, optional
+        SHA-256 of the ``model.keras`` copied into the export (recorded as ``keras_model``).
 
     Returns
     -------
     dict
         JSON-ready: ``format``, ``format_version``, ``saved_model``, ``signature`` (input and
         output names, shapes, dtypes), ``modalities``, ``normalisation``, ``slicing``,
-        ``input_multiple``, ``binarisation``, ``training`` (voxel size and orientation when the
+        ``input_multiple``, ``keras_model`` (file name, SHA-256, how to load it),
+        ``binarisation``, ``training`` (voxel size and orientation when the
         run records them, rater, scans), ``run_config`` (the run's ``config.json``) and
         ``versions``.
     """
@@ -145,6 +166,14 @@ def export_description(
             f"the signature zero-pads X and Y at their end to multiples of {multiple} and crops "
             "the probabilities back; callers of the Keras model.keras must do so themselves"
         ),
+        "keras_model": {
+            "file": MODEL_NAME,
+            "sha256": keras_sha256,
+            "loading": (
+                "keras.saving.load_model(file, safe_mode=True): the same model as the "
+                "SavedModel, loadable without running any code of the export"
+            ),
+        },
         "binarisation": {
             **binarisation.to_dict(),
             "source": "calibration" if calibrated else "default",
@@ -199,26 +228,39 @@ def export_run(run: str | Path, out: str | Path, *, overwrite: bool = False) -> 
             binarisation.min_size,
         )
     run_files = [p for p in Path(run).iterdir() if p.is_file()]
-    from mssoft.nn.model_files import load_run_model  # imports TensorFlow
+    from mssoft.nn.model_files import file_sha256, load_run_model  # imports TensorFlow
     from mssoft.nn.saved_model import write_saved_model
 
     model = load_run_model(run)  # before creating the output folder: a bad model leaves nothing
-    out = prepare_output_folder(out, command="export", input_files=run_files, overwrite=overwrite)
-    (out / EXPORT_INFO_NAME).unlink(missing_ok=True)  # until the new export is complete
-    write_config(out, "export", {"run": str(Path(run).resolve())})
-    saved_model = write_saved_model(model, out / SAVED_MODEL_DIR, multiple=input_multiple_of(info))
-    for name, present in (
-        (CALIBRATION_NAME, calibrated is not None),
-        (LANDMARKS_NAME, (Path(run) / LANDMARKS_NAME).is_file()),  # --normalise histogram
-    ):
-        if present:
-            with atomic_path(out / name) as tmp:
-                shutil.copyfile(Path(run) / name, tmp)
-        else:
-            (out / name).unlink(missing_ok=True)
-    description = export_description(
-        info, binarisation, calibrated=calibrated is not None, channels=int(model.input_shape[-1])
-    )
-    write_json(description, out / EXPORT_INFO_NAME)
+    config = {"run": str(Path(run).resolve())}
+    copies = {
+        MODEL_NAME: True,
+        CALIBRATION_NAME: calibrated is not None,
+        LANDMARKS_NAME: (Path(run) / LANDMARKS_NAME).is_file(),  # --normalise histogram
+    }
+    outputs = [name for name, present in copies.items() if present] + [EXPORT_INFO_NAME]
+    with open_output_folder(
+        out, command="export", data=run, input_files=run_files, overwrite=overwrite
+    ) as out:
+        (out / EXPORT_INFO_NAME).unlink(missing_ok=True)  # until the new export is complete
+        write_config(out, "export", config, status=STATUS_INCOMPLETE, outputs=outputs)
+        saved_model = write_saved_model(
+            model, out / SAVED_MODEL_DIR, multiple=input_multiple_of(info)
+        )
+        for name, present in copies.items():
+            if present:
+                with atomic_path(out / name) as tmp:
+                    shutil.copyfile(Path(run) / name, tmp)
+            else:
+                (out / name).unlink(missing_ok=True)
+        description = export_description(
+            info,
+            binarisation,
+            calibrated=calibrated is not None,
+            channels=int(model.input_shape[-1]),
+            keras_sha256=file_sha256(out / MODEL_NAME),
+        )
+        write_json(description, out / EXPORT_INFO_NAME)
+        write_config(out, "export", config, status=STATUS_COMPLETE, outputs=outputs)
     logger.info("exported %s to %s", run, saved_model)
     return ExportReport(out, saved_model, binarisation, calibrated is not None)

@@ -55,6 +55,7 @@ from mssoft.arrays.slices import SliceSet, Split, split_slices
 from mssoft.errors import ConfigError, DataError
 from mssoft.files.atomic import atomic_path, write_json
 from mssoft.files.folders import (
+    check_output_location,
     folder_lock,
     prepare_output_folder,
     read_config,
@@ -450,6 +451,8 @@ def fit(config: TrainConfig, *, callbacks: Sequence[keras.callbacks.Callback] = 
     strategy = get_strategy(config.strategy, config.devices)
     role = worker_role(strategy)
     # one run per folder: a second fit on config.out fails at once (the lock ends with the process)
+    if role.is_chief:  # before the lock creates the folder
+        check_output_location(config.out, data=config.data)
     lock = folder_lock(config.out, command="fit") if role.is_chief else contextlib.nullcontext()
     with lock:
         return _fit_locked(config, strategy, role, callbacks)
@@ -486,8 +489,9 @@ def _fit_locked(
         if stored is not None:
             _check_resumable(stored, record, out)
         extra = {"strategy": describe_strategy(strategy), "split_file": SPLIT_NAME}
-        if role.is_chief:
-            write_config(out, "fit", record, **extra)
+        if role.is_chief:  # a resumed run keeps the result of its last finished training
+            kept = {"result": stored["result"]} if stored and "result" in stored else {}
+            write_config(out, "fit", record, **extra, **kept)
             write_json(data.split.record(data.slices)["slices"], out / SPLIT_NAME)
             if data.normaliser.landmarks is not None:
                 write_landmarks(out, data.modalities, data.normaliser.landmarks)

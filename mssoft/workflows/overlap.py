@@ -37,7 +37,8 @@ def read_ahead(items: Iterable[T], load: Callable[[T], R]) -> Iterator[R]:
     The results of ``load``, in the order of ``items``.
     """
     items = iter(items)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mssoft-read") as pool:
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mssoft-read")
+    try:
         pending: Future[R] | None = None
         for item in items:
             pending = pool.submit(load, item)
@@ -49,6 +50,10 @@ def read_ahead(items: Iterable[T], load: Callable[[T], R]) -> Iterator[R]:
                 pending = pool.submit(load, item)
                 break
             yield current.result()
+    finally:
+        # never wait here: a generator its caller dropped (after an error or Ctrl-C) is closed
+        # by the garbage collector, possibly in the pool's own thread, which cannot join itself
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 class WriteBehind:

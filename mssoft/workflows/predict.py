@@ -158,6 +158,7 @@ def predict_folder(
     mixed_precision: bool = False,
     tta: str = "none",
     calibration: str | Path | None = None,
+    trust_savedmodel: bool = False,
 ) -> PredictionReport:
     """Predict every scan of ``data`` (or the listed ones) with a run and write the results.
 
@@ -195,6 +196,9 @@ def predict_folder(
     calibration : path-like, optional
         Folder with the ``calibration.json`` to use (default: the run's own; needed for the
         threshold of an ensemble).
+    trust_savedmodel : bool, optional
+        Allow running the TensorFlow SavedModel of an export folder that holds no ``model.keras``
+        (a SavedModel is a program; see :func:`mssoft.nn.model_files.load_model_folder`).
 
     Returns
     -------
@@ -225,7 +229,9 @@ def predict_folder(
     from mssoft.nn.model_files import load_ensemble  # imports TensorFlow
 
     # before creating the output folder: a bad model leaves nothing
-    model = load_ensemble(runs, tta=tta, mixed_precision=mixed_precision)
+    model = load_ensemble(
+        runs, tta=tta, mixed_precision=mixed_precision, trust_savedmodel=trust_savedmodel
+    )
     config = {
         "run": str(runs[0].resolve()),
         "runs": [str(r.resolve()) for r in runs],

@@ -466,7 +466,10 @@ def _cached_scan_slices(
     write_cached_slices(cache, scan.scan_id, images, targets, kept, n, key)
     hit = read_cached_slices(cache, scan.scan_id, key)
     if hit is None:
-        raise DataError(f"{cache}: the slice cache of {scan.scan_id} cannot be read back")
+        raise DataError(
+            f"{cache}: the slice cache of {scan.scan_id} cannot be read back; delete the folder "
+            f"{cache} (it is rebuilt) or use --slice-cache memory"
+        )
     return hit
 
 

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from mssoft.errors import ConfigError, DataError
-from mssoft.experiments.demo.folder import prepare_demo_folder
+from mssoft.experiments.demo.folder import holding_demo_folder, prepare_demo_folder
 from mssoft.experiments.demo.report import saved_epoch_dice
 from mssoft.experiments.demo.types import FLAIR_MODEL, CrossSiteConfig, CrossSiteResult, SiteScore
 from mssoft.files.atomic import atomic_path
@@ -252,6 +252,7 @@ def _generate(root: Path, config: CrossSiteConfig) -> None:
         )
 
 
+@holding_demo_folder
 def run_cross_site(
     config: CrossSiteConfig, *, progress: Progress = no_progress, data: Path | None = None
 ) -> CrossSiteResult:

@@ -36,7 +36,7 @@ from pathlib import Path
 
 from mssoft.experiments.demo import analysis
 from mssoft.experiments.demo.baseline import run_baseline
-from mssoft.experiments.demo.folder import prepare_demo_folder
+from mssoft.experiments.demo.folder import holding_demo_folder, prepare_demo_folder
 from mssoft.experiments.demo.report import (
     failed_models,
     render_report,
@@ -182,6 +182,7 @@ def _model_run(
     return run, evaluation
 
 
+@holding_demo_folder
 def run_demo(config: DemoConfig, *, progress: Progress = no_progress) -> DemoResult:
     """Run the demo and write its folder (see the module docstring).
 
