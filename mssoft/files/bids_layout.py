@@ -12,7 +12,8 @@ become ``t1``, ``t2`` and ``pd``; other suffixes (``T2starw``, JSON sidecars, ..
 Lesion masks are binary ``_mask`` files with the entity ``label-lesion`` in any pipeline folder
 under ``derivatives/``; ``desc-rater<N>`` makes a mask rater N's (rater 1 without it). Two images
 of one modality in a session (e.g. ``acq-`` or ``run-`` variants), or two masks of one rater,
-are an error naming both files: mssoft reads one image per modality.
+are an error naming both files: mssoft reads one image per modality. Derivative datasets written
+by ``mssoft predict`` (``GeneratedBy`` mssoft) are skipped: their masks are predictions.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import re
 from pathlib import Path
 
 from mssoft.errors import DataError
+from mssoft.files.bids_derivatives import is_mssoft_derivative
 from mssoft.files.scan_files import ScanFiles
 
 __all__ = ["BIDS_SUFFIXES", "is_bids_dataset", "discover_bids"]
@@ -63,6 +65,9 @@ def _masks(root: Path) -> dict[str, dict[int, Path]]:
     """Scan id -> {rater: mask} from every pipeline under ``derivatives/``."""
     found: dict[str, dict[int, Path]] = {}
     for path in _anat_files(root, "derivatives/*/"):
+        pipeline = root / "derivatives" / path.relative_to(root / "derivatives").parts[0]
+        if is_mssoft_derivative(pipeline):
+            continue  # mssoft's own predictions are no rater's masks
         parsed = _parse(path)
         if parsed is None:
             continue

@@ -79,6 +79,17 @@ def _inside(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
+def _bids_derivative(out: Path, root: Path) -> bool:
+    """Whether ``out`` is a folder under ``root/derivatives/`` of a BIDS dataset ``root``.
+
+    The one place inside the input data an output may go: BIDS keeps derivative datasets there.
+    """
+    from mssoft.files.bids_layout import is_bids_dataset
+
+    derivatives = root / "derivatives"
+    return derivatives in out.parents and is_bids_dataset(root)
+
+
 def _entries(folder: Path) -> list[Path]:
     """What a folder holds, apart from the lock file (which marks no output)."""
     return [p for p in folder.iterdir() if p.name != LOCK_NAME]
@@ -125,8 +136,9 @@ def prepare_output_folder(
     command : str
         The command writing it (recorded in its ``config.json``).
     data : path-like, optional
-        The input data: an ISBI data root (``out`` may not be inside it) or a manifest (``out``
-        may not be the manifest's own folder).
+        The input data: a data root (``out`` may not be inside it, except below
+        ``derivatives/`` of a BIDS dataset) or a manifest (``out`` may not be the manifest's own
+        folder).
     input_files : iterable of Path
         Input files; ``out`` may not be a folder that directly holds one of them.
     overwrite : bool
@@ -152,7 +164,9 @@ def prepare_output_folder(
     if data is not None:
         data_path = Path(data).expanduser().resolve()
         root = data_path.parent if data_path.is_file() else data_path
-        if (data_path.is_dir() and _inside(out, root)) or (data_path.is_file() and out == root):
+        if (data_path.is_dir() and _inside(out, root) and not _bids_derivative(out, root)) or (
+            data_path.is_file() and out == root
+        ):
             raise ConfigError(
                 f"Invalid value for `{option}`: {out} is inside the input data {data_path}; "
                 "choose a folder outside it"

@@ -34,11 +34,18 @@ import numpy as np
 from mssoft.errors import ConfigError, DataError
 from mssoft.files.bids_layout import discover_bids, is_bids_dataset
 from mssoft.files.nifti import VolumeMeta, check_same_grid, read_header, read_volume
-from mssoft.files.nnunet_layout import discover_nnunet, is_nnunet_dataset
+from mssoft.files.nnunet_layout import (
+    discover_nnunet,
+    discover_nnunet_images,
+    is_nnunet_dataset,
+    is_nnunet_images_folder,
+)
 from mssoft.files.scan_files import LabelMap, ScanFiles
 
 __all__ = [
     "Scan",
+    "data_kind",
+    "discover_run_scans",
     "LabelMap",
     "LoadedScan",
     "discover_scans",
@@ -285,6 +292,42 @@ def discover_scans(data: str | Path, *, label: str | int | None = None) -> list[
         raise DataError(f"{data}: no scans found")
     logger.info("found %d scans (%d patients) in %s", len(scans), len(patients_of(scans)), data)
     return scans
+
+
+def discover_run_scans(data: str | Path, modalities: Sequence[str]) -> list[Scan]:
+    """:func:`discover_scans`, or for a bare nnU-Net images folder its cases with channel ``i``
+    as ``modalities[i]`` (the channel order of the run that reads them)."""
+    if data_kind(data) == "nnunet_images":
+        scans = [Scan.from_files(f) for f in discover_nnunet_images(Path(data), list(modalities))]
+        logger.info("found %d cases in %s (channels: %s)", len(scans), data, ", ".join(modalities))
+        return scans
+    return discover_scans(data)
+
+
+def data_kind(data: str | Path) -> str:
+    """The layout of ``data``, as :func:`discover_scans` would read it.
+
+    Returns
+    -------
+    str
+        ``"manifest"``, ``"nnunet"`` (a dataset with ``dataset.json``), ``"isbi"``, ``"bids"``,
+        ``"nnunet_images"`` (a bare folder of ``<case>_XXXX.nii.gz`` files, which only a run's
+        modalities can map to channels) or ``"unknown"``.
+    """
+    data = Path(data)
+    if data.is_file():
+        return "manifest"
+    if not data.is_dir():
+        return "unknown"
+    if is_nnunet_dataset(data):
+        return "nnunet"
+    if _isbi_depth(data) is not None:
+        return "isbi"
+    if is_bids_dataset(data):
+        return "bids"
+    if is_nnunet_images_folder(data):
+        return "nnunet_images"
+    return "unknown"
 
 
 def patients_of(scans: Sequence[Scan]) -> list[str]:

@@ -34,19 +34,16 @@ from mssoft.arrays.threshold_search import (
 from mssoft.errors import ConfigError, DataError
 from mssoft.files.atomic import write_json
 from mssoft.files.folders import check_not_in_use, package_versions
-from mssoft.files.geometry import geometry_record, run_geometry, voxel_size_warnings
 from mssoft.files.layout import CALIBRATION_NAME
-from mssoft.files.normalisation import run_normaliser
 from mssoft.files.run_folder import (
     RunInfo,
     RunsLike,
     as_runs,
-    check_modalities,
-    input_multiple_of,
     read_ensemble,
 )
-from mssoft.files.scans import Scan, check_scan, discover_scans, load_scan, select_scans
-from mssoft.nn.inference import TTA_MODES, predict_volume_resampled
+from mssoft.files.scans import Scan, discover_scans, load_scan, select_scans
+from mssoft.nn.inference import TTA_MODES
+from mssoft.workflows.model_input import model_input
 from mssoft.workflows.overlap import read_ahead
 from mssoft.workflows.progress import Progress, no_progress
 
@@ -216,12 +213,7 @@ def calibrate_run(
     if path.exists() and not overwrite:
         raise ConfigError(f"{path} already exists; pass --overwrite to replace it")
     selected, scan_source = _calibration_scans(info, data, scans, rater)
-    check_modalities(selected, info)
-    normaliser = run_normaliser(runs[0], info.record.get("config", {}), info.modalities)
-    multiple = max(input_multiple_of(i) for i in infos)
-    metas = {s.scan_id: check_scan(s, modalities=info.modalities, rater=rater) for s in selected}
-    geometry = run_geometry(info.record, runs[0])
-    off = voxel_size_warnings(metas, geometry, resample=resample, run=runs[0])
+    setup = model_input(runs, infos, selected, resample=resample, rater=rater)
     for folder in runs:  # a run still training: refused
         check_not_in_use(folder, command="calibrate", option="RUN")
     from mssoft.nn.model_files import load_ensemble  # imports TensorFlow
@@ -233,15 +225,7 @@ def calibrate_run(
     loads = read_ahead(selected, lambda s: load_scan(s, modalities=info.modalities, rater=rater))
     for scan, loaded in zip(progress(selected, "calibrate"), loads, strict=True):
         assert loaded.mask is not None  # load_scan(rater=...) always reads the mask
-        prob = predict_volume_resampled(
-            model,
-            loaded.image,
-            loaded.meta.spacing_mm,
-            geometry.voxel_size_mm if resample and geometry is not None else None,
-            batch_size=batch_size,
-            multiple=multiple,
-            normaliser=normaliser,
-        )
+        prob = setup.predict(model, loaded, batch_size=batch_size)
         curves.append(
             dice_curves(prob, loaded.mask, grid, min_sizes=min_sizes, connectivity=connectivity)
         )
@@ -253,7 +237,7 @@ def calibrate_run(
     )
     warning = edge_warning(result)
     record = _record(result, runs, data, scan_source, tta)
-    record["geometry"] = geometry_record(geometry, off, resample=resample)
+    record["geometry"] = setup.geometry
     record["mixed_precision"] = bool(mixed_precision)
     record["grid_warning"] = warning
     write_json(record, path)
