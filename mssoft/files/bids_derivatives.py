@@ -103,7 +103,8 @@ def write_derivative_description(
         f"{LESIONS_NAME}.*",
         f"{SCANS_NAME}.*",
         QC_INDEX_NAME,
-        f"{QC_DIR}/",
+        QC_DIR,
+        f"{QC_DIR}/**",
     ]
     with atomic_path(out / BIDS_IGNORE_NAME) as tmp:
         tmp.write_text("\n".join(ignored) + "\n")
