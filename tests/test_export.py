@@ -106,6 +106,12 @@ def test_export_writes_the_saved_model_and_its_description(trained, exported):
     )
     assert set(info["training"]) >= {"voxel_size_mm", "orientation", "rater", "train_scans"}
     assert info["signature"]["input"]["name"] == "slices"
+    inputs = info["inputs"]
+    assert inputs["skull_stripped"] is True and inputs["co_registered"] is True
+    assert inputs["voxel_size_mm"] == info["training"]["voxel_size_mm"] == [1.0, 1.0, 1.0]
+    assert inputs["voxel_size_tolerance"] == 0.2 and "20 %" in inputs["voxel_size_rule"]
+    assert inputs["orientation"] == info["training"]["orientation"]
+    assert "trilinear" in inputs["resampling"]
     assert info["versions"]["tensorflow"] and info["run_config"]["command"] == "fit"
     # the export folder is an output folder of its own: not again without --overwrite
     again = run("export", run_dir, "--out", exported)
@@ -120,6 +126,7 @@ def test_predict_from_an_export_folder_gives_the_run_outputs(trained, exported):
         result = run("predict", source, data, "--out", out, "--scans", "training01_01")
         assert result.exit_code == 0, result.output
         assert "threshold_source=calibration" in result.output
+        assert (out / "lesions.csv").is_file() and (out / "scans.csv").is_file()
     for suffix in ("_prob.nii.gz", "_seg.nii.gz"):
         a = nib.load(base / "pred_run" / f"training01_01{suffix}").get_fdata()
         b = nib.load(base / "pred_exp" / f"training01_01{suffix}").get_fdata()

@@ -14,7 +14,8 @@ Output folders
 ``mssoft export`` (an *export folder*)
     ``config.json``, ``mssoft.json`` (everything a user of the model needs, written last),
     ``1/`` (the TensorFlow SavedModel, in TensorFlow Serving's version-folder layout), and
-    ``calibration.json`` when the run was calibrated
+    ``calibration.json`` when the run was calibrated; ``mssoft.json`` ``inputs`` says what an
+    input scan must be (skull-stripped, co-registered, voxel size and tolerance, resampling)
 ``mssoft predict``
     ``config.json``, ``<scan>_prob.nii.gz``, ``<scan>_seg.nii.gz`` (other namings:
     :mod:`mssoft.files.prediction_names`), ``lesions.csv``, ``scans.csv`` (``.tsv`` in a BIDS
