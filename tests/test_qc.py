@@ -48,3 +48,15 @@ def test_no_qc_skips_the_pictures(tmp_path):
     assert result.exit_code == 0, result.output
     assert (tmp_path / "pred" / "lesions.csv").is_file()
     assert not (tmp_path / "pred" / "qc").exists() and not (tmp_path / "pred" / "qc.md").exists()
+
+
+def test_overwrite_removes_the_pictures_of_the_earlier_predict(tmp_path):
+    data = write_isbi(tmp_path / "isbi", patients=1, timepoints=2)
+    run = make_run(tmp_path / "run")
+    out = tmp_path / "pred"
+    assert run_cli("predict", run, data, "--out", out).exit_code == 0
+    assert len(list((out / "qc").glob("*.png"))) == 2
+    again = run_cli("predict", run, data, "--out", out, "--overwrite", "--scans", "training01_02")
+    assert again.exit_code == 0, again.output
+    assert [p.name for p in (out / "qc").glob("*.png")] == ["training01_02_qc.png"]
+    assert len((out / "scans.csv").read_text().splitlines()) == 2

@@ -39,7 +39,12 @@ from typing import Any
 from mssoft.errors import ConfigError, DataError
 from mssoft.files.atomic import PARTIAL_MARK, write_json
 from mssoft.files.layout import (
+    BIDS_DESCRIPTION_NAME,
+    BIDS_IGNORE_NAME,
     CONFIG_NAME,
+    LESIONS_NAME,
+    QC_INDEX_NAME,
+    SCANS_NAME,
     LOCK_NAME,
     METRICS_NAME,
     SUMMARY_NAME,
@@ -72,7 +77,13 @@ STATUS_INCOMPLETE = "incomplete"
 STATUS_COMPLETE = "complete"
 
 #: Outputs with fixed names, per command (per-scan outputs are listed in ``config.json``).
-_FIXED_OUTPUTS = {"evaluate": (METRICS_NAME, SUMMARY_NAME)}
+_FIXED_OUTPUTS = {
+    "evaluate": (METRICS_NAME, SUMMARY_NAME),
+    "predict": tuple(
+        f"{name}{suffix}" for name in (LESIONS_NAME, SCANS_NAME) for suffix in (".csv", ".tsv", ".json")
+    )
+    + (QC_INDEX_NAME, BIDS_DESCRIPTION_NAME, BIDS_IGNORE_NAME),
+}
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -216,13 +227,21 @@ def _listed_outputs(record: dict[str, Any]) -> list[str]:
     return names
 
 
+def _plain_relative(name: str) -> bool:
+    """A relative path below the folder: no ``..``, ``.`` or empty part, not absolute."""
+    parts = Path(name).parts
+    return bool(parts) and not Path(name).is_absolute() and all(
+        p not in ("", ".", "..") for p in parts
+    )
+
+
 def remove_earlier_outputs(folder: str | Path, command: str) -> list[Path]:
     """Remove an earlier ``command`` run's outputs from ``folder`` (for ``--overwrite``).
 
     Removed: the files the earlier ``config.json`` lists (per-scan volumes, fixed-name tables),
-    mssoft's temporary ``.*.partial*`` files, and ``config.json`` itself. Only plain file names in
-    ``folder`` itself are touched, a link is removed rather than followed, and any other file (one
-    mssoft did not write) stays.
+    mssoft's temporary ``.*.partial*`` files, and ``config.json`` itself. Only paths below
+    ``folder`` without ``..`` are touched (e.g. ``qc/<scan>_qc.png``), a link is removed rather
+    than followed, and any other file (one mssoft did not write) stays.
 
     Returns
     -------
@@ -242,8 +261,10 @@ def remove_earlier_outputs(folder: str | Path, command: str) -> list[Path]:
     removed = []
     for name in dict.fromkeys(names):
         path = folder / name
-        if Path(name).name != name or name in ("", ".", "..") or path.is_dir():
+        if not _plain_relative(name) or path.is_dir():
             continue
+        if not _inside(path.parent.resolve(), folder.resolve()):
+            continue  # a linked subfolder: never followed out of the output folder
         if path.is_symlink() or path.exists():
             path.unlink()
             removed.append(path)
