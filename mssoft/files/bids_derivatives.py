@@ -23,14 +23,15 @@ so that reading the raw dataset again does not take its predictions for rater ma
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from mssoft._version import __version__
+from mssoft.arrays.lesion_table import LESION_UNITS, SCAN_UNITS
 from mssoft.files.atomic import atomic_path, write_json
+from mssoft.files.bids_layout import GENERATOR_NAME, is_mssoft_derivative
 from mssoft.files.layout import (
     BIDS_DESCRIPTION_NAME,
     BIDS_IGNORE_NAME,
@@ -40,7 +41,6 @@ from mssoft.files.layout import (
     QC_INDEX_NAME,
     SCANS_NAME,
 )
-from mssoft.files.lesion_tables import LESION_UNITS, SCAN_UNITS
 from mssoft.files.prediction_names import ScanOutputs
 
 __all__ = [
@@ -52,7 +52,6 @@ __all__ = [
 ]
 
 BIDS_VERSION = "1.10.0"
-GENERATOR_NAME = "mssoft"
 _RAW = "raw"
 
 
@@ -166,12 +165,3 @@ def write_sidecars(
         },
         outputs.seg_sidecar,
     )
-
-
-def is_mssoft_derivative(folder: Path) -> bool:
-    """Whether ``folder`` is a derivative dataset written by mssoft (its ``GeneratedBy``)."""
-    try:
-        record = json.loads((folder / BIDS_DESCRIPTION_NAME).read_text())
-        return any(g.get("Name") == GENERATOR_NAME for g in record.get("GeneratedBy", []))
-    except (OSError, ValueError, AttributeError, TypeError):
-        return False

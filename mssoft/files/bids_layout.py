@@ -18,14 +18,20 @@ by ``mssoft predict`` (``GeneratedBy`` mssoft) are skipped: their masks are pred
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 from mssoft.errors import DataError
-from mssoft.files.bids_derivatives import is_mssoft_derivative
 from mssoft.files.scan_files import ScanFiles
 
-__all__ = ["BIDS_SUFFIXES", "is_bids_dataset", "discover_bids"]
+__all__ = [
+    "BIDS_SUFFIXES",
+    "GENERATOR_NAME",
+    "is_bids_dataset",
+    "is_mssoft_derivative",
+    "discover_bids",
+]
 
 #: BIDS suffix -> mssoft modality.
 BIDS_SUFFIXES = {"FLAIR": "flair", "T1w": "t1", "T2w": "t2", "PDw": "pd"}
@@ -33,6 +39,8 @@ _ORDER = ("flair", "t1", "t2", "pd")
 _NAME = re.compile(
     r"^(?P<entities>sub-[A-Za-z0-9]+(?:_[A-Za-z]+-[A-Za-z0-9]+)*)_(?P<suffix>[A-Za-z0-9]+)\.nii(?:\.gz)?$"
 )
+#: ``GeneratedBy`` name of the derivative datasets mssoft writes.
+GENERATOR_NAME = "mssoft"
 _RATER = re.compile(r"^rater(\d+)$", re.IGNORECASE)
 
 
@@ -133,3 +141,12 @@ def discover_bids(root: Path) -> list[ScanFiles]:
             ScanFiles(scan_id, patient, ordered, dict(sorted(masks.get(scan_id, {}).items())))
         )
     return scans
+
+
+def is_mssoft_derivative(folder: Path) -> bool:
+    """Whether ``folder`` is a derivative dataset written by mssoft (its ``GeneratedBy``)."""
+    try:
+        record = json.loads((folder / "dataset_description.json").read_text())
+        return any(g.get("Name") == GENERATOR_NAME for g in record.get("GeneratedBy", []))
+    except (OSError, ValueError, AttributeError, TypeError):
+        return False

@@ -30,47 +30,11 @@ from mssoft.files.layout import LESIONS_NAME, SCANS_NAME
 from mssoft.files.nifti import check_same_grid, read_volume
 
 __all__ = [
-    "LESION_UNITS",
-    "SCAN_UNITS",
     "table_paths",
     "write_lesion_tables",
     "measure_files",
 ]
 
-#: Column -> (description, unit) of ``lesions.csv``: the docs and the BIDS data dictionary.
-LESION_UNITS: dict[str, tuple[str, str]] = {
-    "scan": ("Scan id", ""),
-    "lesion": ("Lesion id within the scan (1..n)", ""),
-    "voxels": ("Voxels of the lesion", "voxel"),
-    "volume_ml": ("Lesion volume", "mL"),
-    "centroid_x_mm": ("Centre of mass, scanner RAS x (towards the Right)", "mm"),
-    "centroid_y_mm": ("Centre of mass, scanner RAS y (towards Anterior)", "mm"),
-    "centroid_z_mm": ("Centre of mass, scanner RAS z (towards Superior)", "mm"),
-    "centroid_i": ("Centre of mass, voxel index along the RAS x axis", "voxel"),
-    "centroid_j": ("Centre of mass, voxel index along the RAS y axis", "voxel"),
-    "centroid_k": ("Centre of mass, voxel index along the RAS z (axial) axis", "voxel"),
-    "bbox_i_min": ("Bounding box, first RAS x index (inclusive)", "voxel"),
-    "bbox_i_max": ("Bounding box, last RAS x index (inclusive)", "voxel"),
-    "bbox_j_min": ("Bounding box, first RAS y index (inclusive)", "voxel"),
-    "bbox_j_max": ("Bounding box, last RAS y index (inclusive)", "voxel"),
-    "bbox_k_min": ("Bounding box, first RAS z index (inclusive)", "voxel"),
-    "bbox_k_max": ("Bounding box, last RAS z index (inclusive)", "voxel"),
-    "first_slice": ("First axial slice with the lesion (RAS z index, from inferior)", "voxel"),
-    "last_slice": ("Last axial slice with the lesion (RAS z index, from inferior)", "voxel"),
-    "mean_prob": ("Mean lesion probability over the lesion's voxels", ""),
-    "max_prob": ("Maximum lesion probability over the lesion's voxels", ""),
-}
-SCAN_UNITS: dict[str, tuple[str, str]] = {
-    "scan": ("Scan id", ""),
-    "lesions": ("Number of lesions", ""),
-    "lesion_volume_ml": ("Total lesion volume", "mL"),
-    "brain_volume_ml": ("Brain volume (non-zero voxels of the skull-stripped FLAIR)", "mL"),
-    "lesion_load": ("Lesion volume as a share of the brain volume (0..1)", ""),
-    "threshold": ("Probability threshold of the segmentation", ""),
-    "min_size": ("Lesions kept have more than min_size voxels", "voxel"),
-    "model": ("Run folder(s) of the model, ';'-separated for an ensemble", ""),
-}
-assert tuple(LESION_UNITS) == LESION_COLUMNS and tuple(SCAN_UNITS) == SCAN_COLUMNS
 
 
 def table_paths(folder: str | Path, *, tsv: bool = False) -> tuple[Path, Path]:

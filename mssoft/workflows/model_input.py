@@ -16,14 +16,14 @@ from typing import Any
 import numpy as np
 
 from mssoft.arrays.intensity import Normaliser
+from mssoft.errors import DataError
 from mssoft.files.geometry import geometry_record, run_geometry, voxel_size_warnings
 from mssoft.files.nifti import VolumeMeta
 from mssoft.files.normalisation import run_normaliser
-from mssoft.files.run_folder import RunInfo, check_modalities, input_multiple_of
 from mssoft.files.scans import LoadedScan, Scan, check_scan
 from mssoft.nn.inference import predict_volume_resampled
 
-__all__ = ["ModelInput", "model_input"]
+__all__ = ["ModelInput", "model_input", "check_modalities"]
 
 
 @dataclass(frozen=True)
@@ -66,9 +66,24 @@ class ModelInput:
         )
 
 
+def check_modalities(scans: Sequence[Scan], run: Any) -> None:
+    """Raise :class:`DataError` naming the first scan that lacks one of the run's modalities.
+
+    ``run`` is the run's :class:`~mssoft.files.run_folder.RunInfo`.
+    """
+    for scan in scans:
+        missing = [m for m in run.modalities if m not in scan.images]
+        if missing:
+            raise DataError(
+                f"scan {scan.scan_id} ({scan.images['flair'].parent}) has no "
+                f"{', '.join(missing)} image, "
+                f"which the model of {run.path} needs (modalities {','.join(run.modalities)})"
+            )
+
+
 def model_input(
     runs: Sequence[Path],
-    infos: Sequence[RunInfo],
+    infos: Sequence[Any],
     scans: Sequence[Scan],
     *,
     resample: bool = False,
@@ -81,7 +96,8 @@ def model_input(
     runs : sequence of Path
         Run or export folders (the first one gives modalities, normalisation and geometry).
     infos : sequence of RunInfo
-        Their :func:`~mssoft.files.run_folder.read_ensemble` records.
+        Their :func:`~mssoft.files.run_folder.read_ensemble` records
+        (:class:`~mssoft.files.run_folder.RunInfo`).
     scans : sequence of Scan
     resample : bool, optional
         Resample to the training voxel size (else scans far off it get a warning).
@@ -103,7 +119,7 @@ def model_input(
     return ModelInput(
         modalities=tuple(info.modalities),
         normaliser=normaliser,
-        multiple=max(input_multiple_of(i) for i in infos),
+        multiple=max(i.input_multiple for i in infos),
         target_mm=target,
         metas=metas,
         geometry=geometry_record(geometry, off, resample=resample),
