@@ -41,9 +41,9 @@ from mssoft.files.run_folder import (
     as_runs,
     read_ensemble,
 )
-from mssoft.files.scans import Scan, discover_scans, load_scan, select_scans
+from mssoft.files.scans import LoadedScan, Scan, discover_scans, load_scan, select_scans
 from mssoft.nn.inference import TTA_MODES
-from mssoft.workflows.model_input import model_input
+from mssoft.workflows.model_input import ModelInput, model_input
 from mssoft.workflows.overlap import read_ahead
 from mssoft.workflows.progress import Progress, no_progress
 
@@ -195,17 +195,7 @@ def calibrate_run(
             "for its calibration.json (then `mssoft predict RUN... DATA --calibration FOLDER`)"
         )
     rater = info.rater if rater is None else int(rater)
-    grid = threshold_grid() if thresholds is None else np.asarray(thresholds, dtype=np.float64)
-    if (
-        grid.ndim != 1
-        or grid.size == 0
-        or np.any(np.diff(grid) <= 0)
-        or grid[0] <= 0
-        or grid[-1] > 1
-    ):
-        raise ConfigError(
-            "Invalid value for `thresholds`. Expected strictly increasing values in (0, 1]."
-        )
+    grid = _checked_grid(thresholds)
     min_sizes = parse_min_sizes(min_sizes)
     for m in min_sizes:
         Binarisation(float(grid[0]), m, connectivity)  # validates min_size and connectivity
@@ -223,30 +213,82 @@ def calibrate_run(
     curves = []
     # the next scan is read while the model predicts this one (mssoft.workflows.overlap)
     loads = read_ahead(selected, lambda s: load_scan(s, modalities=info.modalities, rater=rater))
-    for scan, loaded in zip(progress(selected, "calibrate"), loads, strict=True):
-        assert loaded.mask is not None  # load_scan(rater=...) always reads the mask
-        prob = setup.predict(model, loaded, batch_size=batch_size)
+    for _, loaded in zip(progress(selected, "calibrate"), loads, strict=True):
         curves.append(
-            dice_curves(prob, loaded.mask, grid, min_sizes=min_sizes, connectivity=connectivity)
+            scan_dice_curves(model, loaded, setup, grid, min_sizes, connectivity, batch_size)
         )
-        logger.info("%s: best Dice %.4f", scan.scan_id, float(curves[-1].max()))
     stack = np.stack(curves)
     chosen, mean_dice = choose_binarisation(stack, grid, min_sizes, connectivity=connectivity)
     result = Calibration(
         chosen, mean_dice, rater, tuple(s.scan_id for s in selected), grid, min_sizes, stack, path
     )
+    _write_calibration(result, runs, data, scan_source, tta, setup.geometry, mixed_precision)
+    return result
+
+
+def _checked_grid(thresholds: Sequence[float] | np.ndarray | None) -> np.ndarray:
+    """The threshold grid (default :func:`threshold_grid`), strictly increasing in (0, 1]."""
+    grid = threshold_grid() if thresholds is None else np.asarray(thresholds, dtype=np.float64)
+    if (
+        grid.ndim != 1
+        or grid.size == 0
+        or np.any(np.diff(grid) <= 0)
+        or grid[0] <= 0
+        or grid[-1] > 1
+    ):
+        raise ConfigError(
+            "Invalid value for `thresholds`. Expected strictly increasing values in (0, 1]."
+        )
+    return grid
+
+
+def scan_dice_curves(
+    model: Any,
+    loaded: LoadedScan,
+    setup: ModelInput,
+    grid: np.ndarray,
+    min_sizes: Sequence[int],
+    connectivity: int,
+    batch_size: int,
+) -> np.ndarray:
+    """The per-scan step of :func:`calibrate_run`: Dice of the scan at every candidate.
+
+    Returns
+    -------
+    ndarray of float64, shape (len(min_sizes), len(grid))
+        As :func:`mssoft.arrays.threshold_search.dice_curves`, against ``loaded.mask``.
+    """
+    assert loaded.mask is not None  # load_scan(rater=...) always reads the mask
+    prob = setup.predict(model, loaded, batch_size=batch_size)
+    curves = dice_curves(prob, loaded.mask, grid, min_sizes=min_sizes, connectivity=connectivity)
+    logger.info("%s: best Dice %.4f", loaded.scan.scan_id, float(curves.max()))
+    return curves
+
+
+def _write_calibration(
+    result: Calibration,
+    runs: Sequence[Path],
+    data: str | Path,
+    scan_source: str,
+    tta: str,
+    geometry: dict[str, Any],
+    mixed_precision: bool,
+) -> None:
+    """Write ``calibration.json`` and log the choice (and a warning at an end of the grid)."""
     warning = edge_warning(result)
     record = _record(result, runs, data, scan_source, tta)
-    record["geometry"] = setup.geometry
+    record["geometry"] = geometry
     record["mixed_precision"] = bool(mixed_precision)
     record["grid_warning"] = warning
-    write_json(record, path)
+    write_json(record, result.path)
     logger.info(
-        "chose %s: mean Dice %.4f over %d scans", chosen.describe(), mean_dice, len(selected)
+        "chose %s: mean Dice %.4f over %d scans",
+        result.binarisation.describe(),
+        result.mean_dice,
+        len(result.scans),
     )
     if warning:
         logger.warning("%s", warning)
-    return result
 
 
 def edge_warning(result: Calibration) -> str | None:
