@@ -44,32 +44,17 @@ PLAIN_KERAS = textwrap.dedent(
     import sys
     import numpy as np
     import keras
-    model = keras.saving.load_model(sys.argv[1], compile=False)
+    model = keras.saving.load_model(sys.argv[1])  # the inference model: no compile=False needed
     y = model.predict(np.zeros((2, 24, 28, 2), "float32"), verbose=0)
     assert "mssoft" not in sys.modules, "mssoft was imported"
     print("SHAPE", y.shape, y.dtype, float(y.min()) >= 0.0, float(y.max()) <= 1.0)
     """
 )
 
-COMPILED_AFTER_MSSOFT = textwrap.dedent(
-    """
-    import sys
-    import keras
-    import mssoft
-    import mssoft.nn.losses  # registers SoftDiceLoss, BinarisedDice and the warm-up schedule
-    model = keras.saving.load_model(sys.argv[1])
-    print("LOSS", type(model.loss).__name__)
-    """
-)
-
-
 @pytest.mark.slow
 def test_model_loads_with_plain_keras_in_a_process_without_mssoft(trained):
     _, _, run_dir = trained
-    for code, expected in [
-        (PLAIN_KERAS, "SHAPE (2, 24, 28, 1) float32 True True"),
-        (COMPILED_AFTER_MSSOFT, "LOSS SoftDiceLoss"),
-    ]:
+    for code, expected in [(PLAIN_KERAS, "SHAPE (2, 24, 28, 1) float32 True True")]:
         proc = subprocess.run(
             [sys.executable, "-c", code, str(run_dir / "model.keras")],
             capture_output=True,
