@@ -80,4 +80,8 @@ def test_build_masks_and_predict_read_bids(tmp_path):
     run = make_run(tmp_path / "run", modalities=("flair", "t1", "t2"))
     result = run_cli("predict", run, root, "--out", tmp_path / "pred")
     assert result.exit_code == 0, result.output
-    assert (tmp_path / "pred" / "sub-01_ses-02_seg.nii.gz").is_file()
+    anat = tmp_path / "pred" / "sub-01" / "ses-02" / "anat"
+    assert (anat / "sub-01_ses-02_space-orig_label-lesion_mask.nii.gz").is_file()  # BIDS names
+    flat = run_cli("predict", run, root, "--out", tmp_path / "flat", "--naming", "mssoft")
+    assert flat.exit_code == 0, flat.output
+    assert (tmp_path / "flat" / "sub-01_ses-02_seg.nii.gz").is_file()

@@ -219,7 +219,7 @@ def test_bad_predictions_are_named(tmp_path, isbi_root):
     partial = fake_predictions(tmp_path / "partial", {"training01_01": ok["training01_01"]})
     result = evaluate(partial)
     assert result.exit_code == 1
-    assert "no segmentation (<scan>_seg.nii.gz) for 3 of 4 scans" in result.stderr
+    assert "no segmentation (<scan>_seg.nii.gz or <case>.nii.gz) for 3 of 4 scans" in result.stderr
     assert "training01_02, training02_01, training02_02 (use --scans" in result.stderr
     assert evaluate(partial, "--scans", "training01_01").exit_code == 0
 

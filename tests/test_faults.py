@@ -539,7 +539,7 @@ def test_predict_killed_part_way_leaves_an_incomplete_folder_evaluate_refuses(
     script = textwrap.dedent(
         """
         import os, sys
-        import mssoft.workflows.predict as predict
+        import mssoft.workflows.predict_outputs as predict
         real = predict.write_volume
         calls = []
         def write(*args, **kwargs):

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from mssoft.cli.main import cli
+from test_predict import make_run
 
 from mssoft.errors import DataError
 from mssoft.files.scan_files import LabelMap
@@ -133,7 +134,7 @@ def test_build_masks_fit_predict_read_an_nnunet_dataset_unchanged(tmp_path):
     result = run_cli("predict", run, data, "--out", pred)
     assert result.exit_code == 0, result.output
     for case in ("case001", "case002", "case003", "test001"):
-        seg = nib.load(pred / f"{case}_seg.nii.gz")
+        seg = nib.load(pred / f"{case}.nii.gz")  # nnU-Net's naming
         folder = "imagesTs" if case.startswith("test") else "imagesTr"
         flair = nib.load(data / folder / f"{case}_0000.nii.gz")
         assert seg.shape == flair.shape and np.allclose(seg.affine, flair.affine)
@@ -148,3 +149,46 @@ def test_writer_never_overwrites_a_dataset(tmp_path):
     (root / "dataset.json").unlink()
     with pytest.raises(DataError, match="imagesTr/case001_0000.nii.gz: exists"):
         write_nnunet_dataset(root, n_train=1, shape=(16, 16, 16))
+
+
+def test_predictions_use_nnunet_names_and_evaluate_scores_them(tmp_path):
+    data = tmp_path / "Dataset003_MS"
+    write_nnunet_dataset(data, n_train=2, n_test=1, shape=SHAPE, modalities=("flair", "t1"))
+    run = make_run(tmp_path / "run", modalities=("flair", "t1"))
+    pred = tmp_path / "pred"
+    result = run_cli("predict", run, data, "--out", pred, "--no-qc")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in pred.glob("*.nii.gz")) == [
+        "case001.nii.gz",
+        "case001_prob.nii.gz",
+        "case002.nii.gz",
+        "case002_prob.nii.gz",
+        "test001.nii.gz",
+        "test001_prob.nii.gz",
+    ]
+    result = run_cli("evaluate", pred, data, "--out", tmp_path / "eval")
+    assert result.exit_code == 0, result.output
+    metrics = (tmp_path / "eval" / "metrics.csv").read_text()
+    assert "case001" in metrics and "case002" in metrics
+    # nnU-Net's own output folder: <case>.nii.gz only, no config.json
+    bare = tmp_path / "nnunet_out"
+    bare.mkdir()
+    for case in ("case001", "case002"):
+        (bare / f"{case}.nii.gz").write_bytes((pred / f"{case}.nii.gz").read_bytes())
+    result = run_cli("evaluate", bare, data, "--out", tmp_path / "eval2")
+    assert result.exit_code == 0, result.output
+
+
+def test_a_bare_images_folder_is_data_with_the_run_channels(tmp_path):
+    data = tmp_path / "Dataset004_MS"
+    write_nnunet_dataset(data, n_train=0, n_test=2, shape=SHAPE, modalities=("flair", "t2"))
+    images_ts = data / "imagesTs"
+    run = make_run(tmp_path / "run", modalities=("flair", "t2"))
+    result = run_cli("predict", run, images_ts, "--out", tmp_path / "pred", "--naming", "nnunet")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "pred" / "test001.nii.gz").is_file()
+    assert (tmp_path / "pred" / "test002.nii.gz").is_file()
+    three = make_run(tmp_path / "run3", modalities=("flair", "t1", "t2"))
+    result = run_cli("predict", three, images_ts, "--out", tmp_path / "pred3")
+    assert result.exit_code == 1
+    assert "case test001 has no .nii.gz file for channel(s) 0002 (T2)" in result.stderr

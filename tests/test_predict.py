@@ -251,3 +251,49 @@ def test_mixed_precision_copy_of_the_unet_has_a_float32_head():
     got = np.asarray(mixed.predict_on_batch(x))
     assert got.dtype == np.float32
     np.testing.assert_allclose(got, np.asarray(model.predict_on_batch(x)), atol=3e-2)
+
+
+def test_one_scan_from_its_files_without_a_manifest(tmp_path):
+    data = write_isbi(tmp_path / "isbi", patients=1, timepoints=1)
+    images = data / "training01" / "preprocessed"
+    run = make_run(tmp_path / "run", modalities=("flair", "t2"))
+    flair, t2 = images / "training01_01_flair_pp.nii.gz", images / "training01_01_t2_pp.nii.gz"
+    out = tmp_path / "one"
+    result = run_cli("predict", run, "--flair", flair, "--t2", t2, "--out", out)
+    assert result.exit_code == 0, result.output
+    seg = out / "training01_01_flair_pp_seg.nii.gz"
+    assert seg.is_file() and (out / "lesions.csv").is_file() and (out / "qc.md").is_file()
+    scan = discover_scans(data)[0]
+    expected = postprocess(expected_prob(load_scan(scan, modalities=("flair", "t2")).image), 0.5)
+    np.testing.assert_array_equal(np.asarray(nib.load(seg).dataobj).astype(bool), expected)
+    missing = run_cli("predict", run, "--flair", flair, "--out", tmp_path / "two")
+    assert missing.exit_code != 0 and not (tmp_path / "two").exists()
+    assert "Error: Missing option `--t2`: the model of" in missing.output
+    same_folder = run_cli("predict", run, "--flair", flair, "--t2", t2, "--out", images)
+    assert same_folder.exit_code != 0 and "holds input file" in same_folder.output
+
+
+def test_nnunet_naming_for_any_input(tmp_path):
+    data = write_isbi(tmp_path / "isbi", patients=1, timepoints=1)
+    run = make_run(tmp_path / "run")
+    out = tmp_path / "pred"
+    result = run_cli("predict", run, data, "--out", out, "--naming", "nnunet", "--no-qc")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.glob("*.nii.gz")) == [
+        "training01_01.nii.gz",
+        "training01_01_prob.nii.gz",
+    ]
+    bids = run_cli("predict", run, data, "--out", tmp_path / "b", "--naming", "bids")
+    assert bids.exit_code != 0 and "bids needs a BIDS dataset as DATA" in bids.output
+
+
+def test_lesion_tables_of_an_ensemble_with_tta(tmp_path):
+    data = write_isbi(tmp_path / "isbi", patients=1, timepoints=2)
+    runs = [make_run(tmp_path / f"run{k}") for k in (1, 2)]
+    out = tmp_path / "pred"
+    result = run_cli("predict", *runs, data, "--out", out, "--tta", "flip", "--threshold", 0.5)
+    assert result.exit_code == 0, result.output
+    rows = (out / "scans.csv").read_text().splitlines()
+    assert len(rows) == 3 and f"{runs[0].resolve()};{runs[1].resolve()}" in rows[1]
+    lesions = (out / "lesions.csv").read_text().splitlines()
+    assert sum(int(r.split(",")[1]) for r in rows[1:]) == len(lesions) - 1

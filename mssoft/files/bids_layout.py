@@ -12,18 +12,27 @@ become ``t1``, ``t2`` and ``pd``; other suffixes (``T2starw``, JSON sidecars, ..
 Lesion masks are binary ``_mask`` files with the entity ``label-lesion`` in any pipeline folder
 under ``derivatives/``; ``desc-rater<N>`` makes a mask rater N's (rater 1 without it). Two images
 of one modality in a session (e.g. ``acq-`` or ``run-`` variants), or two masks of one rater,
-are an error naming both files: mssoft reads one image per modality.
+are an error naming both files: mssoft reads one image per modality. Derivative datasets written
+by ``mssoft predict`` (``GeneratedBy`` mssoft) are skipped: their masks are predictions.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 from mssoft.errors import DataError
 from mssoft.files.scan_files import ScanFiles, ScanLayout
 
-__all__ = ["LAYOUT", "BIDS_SUFFIXES", "is_bids_dataset", "discover_bids"]
+__all__ = [
+    "LAYOUT",
+    "BIDS_SUFFIXES",
+    "GENERATOR_NAME",
+    "is_bids_dataset",
+    "is_mssoft_derivative",
+    "discover_bids",
+]
 
 #: BIDS suffix -> mssoft modality.
 BIDS_SUFFIXES = {"FLAIR": "flair", "T1w": "t1", "T2w": "t2", "PDw": "pd"}
@@ -31,6 +40,8 @@ _ORDER = ("flair", "t1", "t2", "pd")
 _NAME = re.compile(
     r"^(?P<entities>sub-[A-Za-z0-9]+(?:_[A-Za-z]+-[A-Za-z0-9]+)*)_(?P<suffix>[A-Za-z0-9]+)\.nii(?:\.gz)?$"
 )
+#: ``GeneratedBy`` name of the derivative datasets mssoft writes.
+GENERATOR_NAME = "mssoft"
 _RATER = re.compile(r"^rater(\d+)$", re.IGNORECASE)
 
 
@@ -63,6 +74,9 @@ def _masks(root: Path) -> dict[str, dict[int, Path]]:
     """Scan id -> {rater: mask} from every pipeline under ``derivatives/``."""
     found: dict[str, dict[int, Path]] = {}
     for path in _anat_files(root, "derivatives/*/"):
+        pipeline = root / "derivatives" / path.relative_to(root / "derivatives").parts[0]
+        if is_mssoft_derivative(pipeline):
+            continue  # mssoft's own predictions are no rater's masks
         parsed = _parse(path)
         if parsed is None:
             continue
@@ -131,6 +145,15 @@ def discover_bids(root: Path, *, label: str | int | None = None) -> list[ScanFil
             ScanFiles(scan_id, patient, ordered, dict(sorted(masks.get(scan_id, {}).items())))
         )
     return scans
+
+
+def is_mssoft_derivative(folder: Path) -> bool:
+    """Whether ``folder`` is a derivative dataset written by mssoft (its ``GeneratedBy``)."""
+    try:
+        record = json.loads((folder / "dataset_description.json").read_text())
+        return any(g.get("Name") == GENERATOR_NAME for g in record.get("GeneratedBy", []))
+    except (OSError, ValueError, AttributeError, TypeError):
+        return False
 
 
 #: The BIDS layout in the registry :data:`mssoft.files.scans.LAYOUTS`.

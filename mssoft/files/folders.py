@@ -44,7 +44,12 @@ from typing import Any
 from mssoft.errors import ConfigError, DataError
 from mssoft.files.atomic import PARTIAL_MARK, write_json
 from mssoft.files.layout import (
+    BIDS_DESCRIPTION_NAME,
+    BIDS_IGNORE_NAME,
     CONFIG_NAME,
+    LESIONS_NAME,
+    QC_INDEX_NAME,
+    SCANS_NAME,
     LOCK_NAME,
     METRICS_NAME,
     SUMMARY_NAME,
@@ -79,11 +84,28 @@ STATUS_INCOMPLETE = "incomplete"
 STATUS_COMPLETE = "complete"
 
 #: Outputs with fixed names, per command (per-scan outputs are listed in ``config.json``).
-_FIXED_OUTPUTS = {"evaluate": (METRICS_NAME, SUMMARY_NAME)}
+_FIXED_OUTPUTS = {
+    "evaluate": (METRICS_NAME, SUMMARY_NAME),
+    "predict": tuple(
+        f"{name}{suffix}" for name in (LESIONS_NAME, SCANS_NAME) for suffix in (".csv", ".tsv", ".json")
+    )
+    + (QC_INDEX_NAME, BIDS_DESCRIPTION_NAME, BIDS_IGNORE_NAME),
+}
 
 
 def _inside(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
+
+
+def _bids_derivative(out: Path, root: Path) -> bool:
+    """Whether ``out`` is a folder under ``root/derivatives/`` of a BIDS dataset ``root``.
+
+    The one place inside the input data an output may go: BIDS keeps derivative datasets there.
+    """
+    from mssoft.files.bids_layout import is_bids_dataset
+
+    derivatives = root / "derivatives"
+    return derivatives in out.parents and is_bids_dataset(root)
 
 
 def _entries(folder: Path) -> list[Path]:
@@ -151,7 +173,9 @@ def check_output_location(
     if data is not None:
         data_path = Path(data).expanduser().resolve()
         root = data_path.parent if data_path.is_file() else data_path
-        if (data_path.is_dir() and _inside(out, root)) or (data_path.is_file() and out == root):
+        if (data_path.is_dir() and _inside(out, root) and not _bids_derivative(out, root)) or (
+            data_path.is_file() and out == root
+        ):
             raise ConfigError(
                 f"Invalid value for `{option}`: {out} is inside the input data {data_path}; "
                 "choose a folder outside it"
@@ -180,8 +204,9 @@ def prepare_output_folder(
     command : str
         The command writing it (recorded in its ``config.json``).
     data : path-like, optional
-        The input data: an ISBI data root (``out`` may not be inside it) or a manifest (``out``
-        may not be the manifest's own folder).
+        The input data: a data root (``out`` may not be inside it, except below
+        ``derivatives/`` of a BIDS dataset) or a manifest (``out`` may not be the manifest's own
+        folder).
     input_files : iterable of Path
         Input files; ``out`` may not be a folder that directly holds one of them.
     overwrite : bool
@@ -247,13 +272,21 @@ def _listed_outputs(record: dict[str, Any]) -> list[str]:
     return names
 
 
+def _plain_relative(name: str) -> bool:
+    """A relative path below the folder: no ``..``, ``.`` or empty part, not absolute."""
+    parts = Path(name).parts
+    return bool(parts) and not Path(name).is_absolute() and all(
+        p not in ("", ".", "..") for p in parts
+    )
+
+
 def remove_earlier_outputs(folder: str | Path, command: str) -> list[Path]:
     """Remove an earlier ``command`` run's outputs from ``folder`` (for ``--overwrite``).
 
     Removed: the files the earlier ``config.json`` lists (per-scan volumes, fixed-name tables),
-    mssoft's temporary ``.*.partial*`` files, and ``config.json`` itself. Only plain file names in
-    ``folder`` itself are touched, a link is removed rather than followed, and any other file (one
-    mssoft did not write) stays.
+    mssoft's temporary ``.*.partial*`` files, and ``config.json`` itself. Only paths below
+    ``folder`` without ``..`` are touched (e.g. ``qc/<scan>_qc.png``), a link is removed rather
+    than followed, and any other file (one mssoft did not write) stays.
 
     Returns
     -------
@@ -274,13 +307,15 @@ def remove_earlier_outputs(folder: str | Path, command: str) -> list[Path]:
     removed = []
     for name in dict.fromkeys(names):
         path = folder / name
-        if Path(name).name != name or name in ("", ".", ".."):
+        if not _plain_relative(name):
             continue
         if path.is_dir() and not path.is_symlink():
             if name in partial:  # a folder mssoft was writing (e.g. a SavedModel) when stopped
                 shutil.rmtree(path)
                 removed.append(path)
             continue
+        if not _inside(path.parent.resolve(), folder.resolve()):
+            continue  # a linked subfolder: never followed out of the output folder
         if path.is_symlink() or path.exists():
             path.unlink()
             removed.append(path)

@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -23,7 +23,6 @@ from mssoft.arrays.resample import SPACING_TOLERANCE, spacing_deviation
 from mssoft.errors import ConfigError
 from mssoft.files.layout import CONFIG_NAME
 from mssoft.files.nifti import VolumeMeta, read_header
-from mssoft.files.scans import Scan
 
 if TYPE_CHECKING:  # the record is passed in; importing it here would deepen the import graph
     from mssoft.files.run_record import RunRecord
@@ -59,7 +58,13 @@ class TrainingGeometry:
         return {"voxel_size_mm": list(self.voxel_size_mm), "orientation": self.orientation}
 
 
-def training_geometry(scans: Sequence[Scan]) -> TrainingGeometry:
+class _WithFlair(Protocol):
+    """A scan (:class:`mssoft.files.scans.Scan`): its images by modality, FLAIR among them."""
+
+    images: dict[str, Path]
+
+
+def training_geometry(scans: Sequence[_WithFlair]) -> TrainingGeometry:
     """Median voxel size and most common orientation of the scans' FLAIR files (headers only)."""
     metas = [read_header(scan.images["flair"]) for scan in scans]
     sizes = np.median(np.array([m.spacing_mm for m in metas], dtype=np.float64), axis=0)

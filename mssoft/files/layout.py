@@ -15,9 +15,13 @@ Output folders
     ``config.json``, ``mssoft.json`` (everything a user of the model needs, written last),
     ``1/`` (the TensorFlow SavedModel, in TensorFlow Serving's version-folder layout),
     ``model.keras`` (the run's Keras model, which ``mssoft predict`` loads), and
-    ``calibration.json`` when the run was calibrated
+    ``calibration.json`` when the run was calibrated; ``mssoft.json`` ``inputs`` says what an
+    input scan must be (skull-stripped, co-registered, voxel size and tolerance, resampling)
 ``mssoft predict``
-    ``config.json``, ``<scan>_prob.nii.gz``, ``<scan>_seg.nii.gz``
+    ``config.json``, ``<scan>_prob.nii.gz``, ``<scan>_seg.nii.gz`` (other namings:
+    :mod:`mssoft.files.prediction_names`), ``lesions.csv``, ``scans.csv`` (``.tsv`` in a BIDS
+    derivative dataset, with ``dataset_description.json`` and ``.bidsignore``), ``qc/<scan>_qc.png``
+    and ``qc.md`` (unless ``--no-qc``)
 ``mssoft evaluate``
     ``config.json``, ``metrics.csv``, ``summary.json``, ``reliability.png`` (when the predict
     folder holds the probability maps)
@@ -57,6 +61,13 @@ __all__ = [
     "SOFTMASK_SUFFIX",
     "PROB_SUFFIX",
     "SEG_SUFFIX",
+    "LESIONS_NAME",
+    "SCANS_NAME",
+    "QC_DIR",
+    "QC_INDEX_NAME",
+    "qc_path",
+    "BIDS_DESCRIPTION_NAME",
+    "BIDS_IGNORE_NAME",
     "METRICS_NAME",
     "SUMMARY_NAME",
     "RELIABILITY_NAME",
@@ -127,6 +138,16 @@ SAVED_MODEL_FILE = "saved_model.pb"
 SOFTMASK_SUFFIX = "_softmask.nii.gz"
 PROB_SUFFIX = "_prob.nii.gz"
 SEG_SUFFIX = "_seg.nii.gz"
+
+# --- mssoft predict ---------------------------------------------------------------------------
+#: One row per lesion and one row per scan (``.csv``; ``.tsv`` in a BIDS derivative dataset).
+LESIONS_NAME = "lesions"
+SCANS_NAME = "scans"
+#: Folder of the per-scan QC pictures, and the cohort index beside it.
+QC_DIR = "qc"
+QC_INDEX_NAME = "qc.md"
+BIDS_DESCRIPTION_NAME = "dataset_description.json"
+BIDS_IGNORE_NAME = ".bidsignore"
 
 # --- mssoft evaluate ---------------------------------------------------------------------------
 METRICS_NAME = "metrics.csv"
@@ -205,6 +226,11 @@ def prob_path(folder: str | Path, scan_id: str) -> Path:
 def seg_path(folder: str | Path, scan_id: str) -> Path:
     """``folder/<scan_id>_seg.nii.gz``."""
     return Path(folder) / f"{scan_id}{SEG_SUFFIX}"
+
+
+def qc_path(folder: str | Path, scan_id: str) -> Path:
+    """``folder/qc/<scan_id>_qc.png``."""
+    return Path(folder) / QC_DIR / f"{scan_id}_qc.png"
 
 
 def slice_cache_paths(folder: str | Path, scan_id: str) -> tuple[Path, Path, Path]:

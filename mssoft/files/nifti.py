@@ -24,6 +24,7 @@ import numpy as np
 from nibabel.orientations import (
     apply_orientation,
     axcodes2ornt,
+    inv_ornt_aff,
     io_orientation,
     ornt_transform,
 )
@@ -87,6 +88,11 @@ class VolumeMeta:
     def to_ras(self) -> np.ndarray:
         """Orientation transform (nibabel ``ornt``) from the file's axes to RAS."""
         return ornt_transform(io_orientation(self.affine), _RAS)
+
+    @property
+    def ras_affine(self) -> np.ndarray:
+        """Voxel-to-world (scanner RAS mm) affine of the RAS array of :func:`read_volume`."""
+        return self.affine @ inv_ornt_aff(self.to_ras, self.shape)
 
     @property
     def from_ras(self) -> np.ndarray:

@@ -12,6 +12,10 @@ MPRAGE), T2 (T2w) or PD (PDw), case-insensitive; a FLAIR channel is required. Th
 patient id are the case id. The lesion is every voxel whose label is above 0 (``labels``'
 background is 0); ``label`` picks one entry of ``labels`` instead. A label map may hold only the
 values ``labels`` lists. Only NIfTI files (``file_ending`` ``.nii.gz`` or ``.nii``) are read.
+
+A bare folder of ``<case>_XXXX.nii.gz`` files without ``dataset.json`` (an ``imagesTs/`` handed
+over on its own) is read by :func:`discover_nnunet_images`, its channels mapped by the modalities
+of the run that predicts it (channel 0 = the run's first modality, ...).
 """
 
 from __future__ import annotations
@@ -25,7 +29,15 @@ from typing import Any
 from mssoft.errors import DataError
 from mssoft.files.scan_files import LabelMap, ScanFiles, ScanLayout
 
-__all__ = ["LAYOUT", "DATASET_JSON", "NNUNET_MODALITIES", "is_nnunet_dataset", "discover_nnunet"]
+__all__ = [
+    "LAYOUT",
+    "DATASET_JSON",
+    "NNUNET_MODALITIES",
+    "is_nnunet_dataset",
+    "discover_nnunet",
+    "is_nnunet_images_folder",
+    "discover_nnunet_images",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -217,6 +229,42 @@ def discover_nnunet(root: Path, *, label: str | int | None = None) -> list[ScanF
     ]
     scans += [ScanFiles(case, case, images, {}, label_map) for case, images in sorted(test.items())]
     return scans
+
+
+_CHANNEL_FILE = re.compile(r"^.+_\d{4}\.nii(?:\.gz)?$")
+
+
+def is_nnunet_images_folder(folder: Path) -> bool:
+    """Whether ``folder`` directly holds ``<case>_XXXX.nii[.gz]`` files (and no ``dataset.json``)."""
+    return (
+        folder.is_dir()
+        and not (folder / DATASET_JSON).is_file()
+        and any(_CHANNEL_FILE.match(p.name) for p in folder.glob("*.nii*"))
+    )
+
+
+def discover_nnunet_images(folder: Path, modalities: tuple[str, ...] | list[str]) -> list[ScanFiles]:
+    """The cases of a bare nnU-Net images folder, channel ``i`` being ``modalities[i]``.
+
+    Parameters
+    ----------
+    folder : Path
+        Holds ``<case>_0000.nii.gz``, ``<case>_0001.nii.gz``, ... (``.nii`` also read).
+    modalities : sequence of str
+        The run's modalities, in its channel order (FLAIR among them).
+
+    Raises
+    ------
+    DataError
+        A file not named ``<case>_XXXX.nii[.gz]``, a channel the run does not have, or a case
+        missing one of the run's channels.
+    """
+    channels = dict(enumerate(modalities))
+    endings = {".nii.gz" if p.name.endswith(".nii.gz") else ".nii" for p in folder.glob("*.nii*")}
+    if len(endings) != 1:
+        raise DataError(f"{folder}: mixes .nii and .nii.gz files; use one of them")
+    cases = _cases(folder, endings.pop(), channels)
+    return [ScanFiles(case, case, images) for case, images in sorted(cases.items())]
 
 
 #: The nnU-Net v2 raw layout in the registry :data:`mssoft.files.scans.LAYOUTS`.

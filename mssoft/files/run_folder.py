@@ -43,14 +43,13 @@ from mssoft.files.layout import (
     SAVED_MODEL_DIR,
     SAVED_MODEL_FILE,
 )
-from mssoft.files.scans import Scan, normalise_modality
+from mssoft.files.scans import normalise_modality
 
 __all__ = [
     "MODEL_NAME",
     "CALIBRATION_NAME",
     "RunInfo",
     "read_run",
-    "check_modalities",
     "read_calibration",
     "resolve_binarisation",
     "EXPORT_FORMAT",
@@ -107,6 +106,15 @@ class RunInfo:
     train_scans: tuple[str, ...] | None
     record: dict[str, Any] = field(repr=False)
     run_record: RunRecord = field(repr=False)
+
+    @property
+    def input_multiple(self) -> int:
+        """What the model's slice sides must be multiples of (the slices are zero-padded to it).
+
+        The run's ``config["input_multiple"]``; ``2 ** depth`` for runs that do not record it.
+        """
+        return self.run_record.input_multiple
+
 
 
 def _scan_ids(value: Any) -> tuple[str, ...] | None:
@@ -243,18 +251,6 @@ def resolve_binarisation(
     return binarisation, source
 
 
-def check_modalities(scans: Sequence[Scan], run: RunInfo) -> None:
-    """Raise :class:`DataError` naming the first scan that lacks one of the run's modalities."""
-    for scan in scans:
-        missing = [m for m in run.modalities if m not in scan.images]
-        if missing:
-            raise DataError(
-                f"scan {scan.scan_id} ({scan.images['flair'].parent}) has no "
-                f"{', '.join(missing)} image, "
-                f"which the model of {run.path} needs (modalities {','.join(run.modalities)})"
-            )
-
-
 #: ``mssoft.json``'s ``format`` and ``format_version``.
 EXPORT_FORMAT = "mssoft-export"
 EXPORT_FORMAT_VERSION = 1
@@ -290,11 +286,8 @@ def normalisation_of(info: RunInfo) -> dict[str, Any]:
 
 
 def input_multiple_of(info: RunInfo) -> int:
-    """What the model's slice sides must be multiples of (the slices are zero-padded to it).
-
-    The run's ``config["input_multiple"]``; ``2 ** depth`` for runs that do not record it.
-    """
-    return info.run_record.input_multiple
+    """What the model's slice sides must be multiples of (:attr:`RunInfo.input_multiple`)."""
+    return info.input_multiple
 
 
 def is_export_folder(folder: str | Path) -> bool:

@@ -25,9 +25,12 @@ from mssoft.errors import ConfigError, DataError
 from mssoft.files import bids_layout, isbi_layout, manifest_layout, nnunet_layout
 from mssoft.files.nifti import VolumeMeta, check_same_grid, read_header, read_volume
 from mssoft.files.scan_files import LabelMap, ScanFiles, ScanLayout, normalise_modality
+from mssoft.files.nnunet_layout import discover_nnunet_images, is_nnunet_images_folder
 
 __all__ = [
     "Scan",
+    "data_kind",
+    "discover_run_scans",
     "LabelMap",
     "LoadedScan",
     "LAYOUTS",
@@ -167,6 +170,37 @@ def discover_scans(data: str | Path, *, label: str | int | None = None) -> list[
         raise DataError(f"{data}: no scans found")
     logger.info("found %d scans (%d patients) in %s", len(scans), len(patients_of(scans)), data)
     return scans
+
+
+def discover_run_scans(data: str | Path, modalities: Sequence[str]) -> list[Scan]:
+    """:func:`discover_scans`, or for a bare nnU-Net images folder its cases with channel ``i``
+    as ``modalities[i]`` (the channel order of the run that reads them)."""
+    if data_kind(data) == "nnunet_images":
+        scans = [Scan.from_files(f) for f in discover_nnunet_images(Path(data), list(modalities))]
+        logger.info("found %d cases in %s (channels: %s)", len(scans), data, ", ".join(modalities))
+        return scans
+    return discover_scans(data)
+
+
+def data_kind(data: str | Path) -> str:
+    """The layout of ``data``, as :func:`discover_scans` would read it.
+
+    Returns
+    -------
+    str
+        ``"manifest"``, ``"nnunet"`` (a dataset with ``dataset.json``), ``"isbi"``, ``"bids"``,
+        ``"nnunet_images"`` (a bare folder of ``<case>_XXXX.nii.gz`` files, which only a run's
+        modalities can map to channels) or ``"unknown"``.
+    """
+    data = Path(data)
+    if not data.exists():
+        return "unknown"
+    layout = next((lay for lay in LAYOUTS if lay.detect(data)), None)
+    if layout is not None:
+        return layout.name
+    if is_nnunet_images_folder(data):
+        return "nnunet_images"
+    return "unknown"
 
 
 def patients_of(scans: Sequence[Scan]) -> list[str]:

@@ -27,6 +27,7 @@ from mssoft.files.layout import (
 )
 
 __all__ = [
+    "save_inference_model",
     "FitResult",
     "best_epoch_row",
     "COLLAPSE_LOSS",
@@ -148,6 +149,20 @@ class EpochLog(keras.callbacks.Callback):
         )
 
 
+def save_inference_model(model: keras.Model, path: str | Path) -> Path:
+    """Save ``model`` to ``path`` (``.keras``, atomically) as an inference model.
+
+    The saved model is an uncompiled copy with the same architecture and weights: no optimizer,
+    loss, metrics or learning-rate schedule, so ``keras.saving.load_model(path)`` works in any
+    process with Keras alone (the training state for ``--resume`` lives in ``backup/``).
+    """
+    copy = model.__class__.from_config(model.get_config())
+    copy.set_weights(model.get_weights())
+    with atomic_path(path) as tmp:
+        copy.save(tmp)
+    return Path(path)
+
+
 class BestModelCheckpoint(keras.callbacks.Callback):
     """Saves the model to ``path`` (atomically) whenever ``monitor`` reaches a new minimum.
 
@@ -192,8 +207,7 @@ class BestModelCheckpoint(keras.callbacks.Callback):
             logger.warning("epoch %d: %s is %s; model not saved", epoch + 1, self.monitor, value)
             return
         if float(value) < self.best:
-            with atomic_path(self.path) as tmp:
-                self.model.save(tmp)
+            save_inference_model(self.model, self.path)
             logger.debug(
                 "epoch %d: %s improved from %.4f to %.4f; saved %s",
                 epoch + 1,

@@ -4,7 +4,8 @@ A new user has no ISBI 2015 data on day one (it is registration-gated); tests, e
 demo run on data generated here. :func:`make_scan` returns one scan in memory;
 :func:`write_isbi_dataset` writes patients and time points in the ISBI 2015 layout that
 :func:`mssoft.files.scans.discover_scans` reads; :func:`write_nnunet_dataset` writes cases as an
-nnU-Net v2 raw dataset, which it reads too.
+nnU-Net v2 raw dataset, which it reads too, and :func:`write_bids_dataset` a BIDS dataset with lesion
+masks in its derivatives.
 
 The phantom is procedural: see :mod:`mssoft.synthetic.anatomy` (tissues),
 :mod:`~mssoft.synthetic.lesion_model` (lesions and their evolution),
@@ -39,6 +40,7 @@ from mssoft.synthetic.sites import SITE_A, SITE_B, SITES, Site
 from mssoft.synthetic.writer import (
     isbi_affine,
     write_isbi_dataset,
+    write_bids_dataset,
     write_nnunet_dataset,
     write_site_dataset,
 )
@@ -61,6 +63,7 @@ __all__ = [
     "make_patient",
     "make_scan",
     "write_isbi_dataset",
+    "write_bids_dataset",
     "write_nnunet_dataset",
     "write_site_dataset",
 ]

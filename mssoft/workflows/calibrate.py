@@ -40,19 +40,15 @@ from mssoft.files.folders import (
     locked_output_folder,
     package_versions,
 )
-from mssoft.files.geometry import geometry_record, run_geometry, voxel_size_warnings
 from mssoft.files.layout import CALIBRATION_NAME
-from mssoft.files.normalisation import run_normaliser
 from mssoft.files.run_folder import (
     RunInfo,
     RunsLike,
     as_runs,
-    check_modalities,
-    input_multiple_of,
     read_ensemble,
 )
-from mssoft.files.scans import Scan, check_scan, discover_scans, load_scan, select_scans
-from mssoft.nn.inference import predict_volume_resampled
+from mssoft.files.scans import LoadedScan, Scan, discover_scans, load_scan, select_scans
+from mssoft.workflows.model_input import ModelInput, model_input
 from mssoft.workflows.overlap import read_ahead
 from mssoft.workflows.progress import Progress, no_progress
 
@@ -208,6 +204,47 @@ def calibrate_run(
             "for its calibration.json (then `mssoft predict RUN... DATA --calibration FOLDER`)"
         )
     rater = info.rater if rater is None else int(rater)
+    grid = _checked_grid(thresholds)
+    min_sizes = parse_min_sizes(min_sizes)
+    for m in min_sizes:
+        Binarisation(float(grid[0]), m, connectivity)  # validates min_size and connectivity
+    path = Path(out if out is not None else runs[0]) / CALIBRATION_NAME
+    if out is not None:  # refused before anything is created (the folder only when writing)
+        check_output_location(out, data=data)
+        check_not_in_use(out, command="calibrate")
+    if path.exists() and not overwrite:
+        raise ConfigError(f"{path} already exists; pass --overwrite to replace it")
+    selected, scan_source = _calibration_scans(info, data, scans, rater)
+    setup = model_input(runs, infos, selected, resample=resample, rater=rater)
+    for folder in runs:  # a run still training: refused
+        check_not_in_use(folder, command="calibrate", option="RUN")
+    from mssoft.nn.model_files import load_ensemble  # imports TensorFlow
+
+    model = load_ensemble(
+        runs, tta=tta, mixed_precision=mixed_precision, trust_savedmodel=trust_savedmodel
+    )
+    curves = []
+    # the next scan is read while the model predicts this one (mssoft.workflows.overlap)
+    loads = read_ahead(selected, lambda s: load_scan(s, modalities=info.modalities, rater=rater))
+    for _, loaded in zip(progress(selected, "calibrate"), loads, strict=True):
+        curves.append(
+            scan_dice_curves(model, loaded, setup, grid, min_sizes, connectivity, batch_size)
+        )
+    stack = np.stack(curves)
+    chosen, mean_dice = choose_binarisation(stack, grid, min_sizes, connectivity=connectivity)
+    result = Calibration(
+        chosen, mean_dice, rater, tuple(s.scan_id for s in selected), grid, min_sizes, stack, path
+    )
+    option = "--out" if out is not None else "RUN"
+    with locked_output_folder(
+        path.parent, command="calibrate", data=None if out is None else data, option=option
+    ):
+        _write_calibration(result, runs, data, scan_source, tta, setup.geometry, mixed_precision)
+    return result
+
+
+def _checked_grid(thresholds: Sequence[float] | np.ndarray | None) -> np.ndarray:
+    """The threshold grid (default :func:`threshold_grid`), strictly increasing in (0, 1]."""
     grid = threshold_grid() if thresholds is None else np.asarray(thresholds, dtype=np.float64)
     if (
         grid.ndim != 1
@@ -219,66 +256,56 @@ def calibrate_run(
         raise ConfigError(
             "Invalid value for `thresholds`. Expected strictly increasing values in (0, 1]."
         )
-    min_sizes = parse_min_sizes(min_sizes)
-    for m in min_sizes:
-        Binarisation(float(grid[0]), m, connectivity)  # validates min_size and connectivity
-    path = Path(out if out is not None else runs[0]) / CALIBRATION_NAME
-    if out is not None:  # refused before anything is created (the folder only when writing)
-        check_output_location(out, data=data)
-        check_not_in_use(out, command="calibrate")
-    if path.exists() and not overwrite:
-        raise ConfigError(f"{path} already exists; pass --overwrite to replace it")
-    selected, scan_source = _calibration_scans(info, data, scans, rater)
-    check_modalities(selected, info)
-    normaliser = run_normaliser(runs[0], info.run_record.config, info.modalities)
-    multiple = max(input_multiple_of(i) for i in infos)
-    metas = {s.scan_id: check_scan(s, modalities=info.modalities, rater=rater) for s in selected}
-    geometry = run_geometry(info.run_record)
-    off = voxel_size_warnings(metas, geometry, resample=resample, run=runs[0])
-    for folder in runs:  # a run still training: refused
-        check_not_in_use(folder, command="calibrate", option="RUN")
-    from mssoft.nn.model_files import load_ensemble  # imports TensorFlow
+    return grid
 
-    model = load_ensemble(
-        runs, tta=tta, mixed_precision=mixed_precision, trust_savedmodel=trust_savedmodel
-    )
-    curves = []
-    # the next scan is read while the model predicts this one (mssoft.workflows.overlap)
-    loads = read_ahead(selected, lambda s: load_scan(s, modalities=info.modalities, rater=rater))
-    for scan, loaded in zip(progress(selected, "calibrate"), loads, strict=True):
-        assert loaded.mask is not None  # load_scan(rater=...) always reads the mask
-        prob = predict_volume_resampled(
-            model,
-            loaded.image,
-            loaded.meta.spacing_mm,
-            geometry.voxel_size_mm if resample and geometry is not None else None,
-            batch_size=batch_size,
-            multiple=multiple,
-            normaliser=normaliser,
-        )
-        curves.append(
-            dice_curves(prob, loaded.mask, grid, min_sizes=min_sizes, connectivity=connectivity)
-        )
-        logger.info("%s: best Dice %.4f", scan.scan_id, float(curves[-1].max()))
-    stack = np.stack(curves)
-    chosen, mean_dice = choose_binarisation(stack, grid, min_sizes, connectivity=connectivity)
-    result = Calibration(
-        chosen, mean_dice, rater, tuple(s.scan_id for s in selected), grid, min_sizes, stack, path
-    )
+
+def scan_dice_curves(
+    model: Any,
+    loaded: LoadedScan,
+    setup: ModelInput,
+    grid: np.ndarray,
+    min_sizes: Sequence[int],
+    connectivity: int,
+    batch_size: int,
+) -> np.ndarray:
+    """The per-scan step of :func:`calibrate_run`: Dice of the scan at every candidate.
+
+    Returns
+    -------
+    ndarray of float64, shape (len(min_sizes), len(grid))
+        As :func:`mssoft.arrays.threshold_search.dice_curves`, against ``loaded.mask``.
+    """
+    assert loaded.mask is not None  # load_scan(rater=...) always reads the mask
+    prob = setup.predict(model, loaded, batch_size=batch_size)
+    curves = dice_curves(prob, loaded.mask, grid, min_sizes=min_sizes, connectivity=connectivity)
+    logger.info("%s: best Dice %.4f", loaded.scan.scan_id, float(curves.max()))
+    return curves
+
+
+def _write_calibration(
+    result: Calibration,
+    runs: Sequence[Path],
+    data: str | Path,
+    scan_source: str,
+    tta: str,
+    geometry: dict[str, Any],
+    mixed_precision: bool,
+) -> None:
+    """Write ``calibration.json`` and log the choice (and a warning at an end of the grid)."""
     warning = edge_warning(result)
     record = _record(result, runs, data, scan_source, tta)
-    record["geometry"] = geometry_record(geometry, off, resample=resample)
+    record["geometry"] = geometry
     record["mixed_precision"] = bool(mixed_precision)
     record["grid_warning"] = warning
-    option = "--out" if out is not None else "RUN"
-    with locked_output_folder(path.parent, command="calibrate", data=None if out is None else data, option=option):
-        write_json(record, path)
+    write_json(record, result.path)
     logger.info(
-        "chose %s: mean Dice %.4f over %d scans", chosen.describe(), mean_dice, len(selected)
+        "chose %s: mean Dice %.4f over %d scans",
+        result.binarisation.describe(),
+        result.mean_dice,
+        len(result.scans),
     )
     if warning:
         logger.warning("%s", warning)
-    return result
 
 
 def edge_warning(result: Calibration) -> str | None:

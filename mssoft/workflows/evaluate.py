@@ -1,6 +1,7 @@
 """Evaluating segmentations against every rater (docs/design.md §7): ``mssoft evaluate``.
 
-The segmentations are the ``<scan>_seg.nii.gz`` files of a ``mssoft predict`` output folder; the
+The segmentations are the files of a ``mssoft predict`` output folder (any naming: its
+``config.json`` lists them), or ``<scan>_seg.nii.gz`` or nnU-Net's ``<case>.nii.gz`` files; the
 references are the rater masks of the data set. Every scan is compared with every rater it has a
 mask for (or the raters asked for), with :func:`mssoft.arrays.metrics.scan_metrics`; the results are
 averaged per rater with :func:`mssoft.arrays.metrics.summarise`.
@@ -44,10 +45,9 @@ from mssoft.files.layout import (
     RELIABILITY_NAME,
     SEG_SUFFIX,
     SUMMARY_NAME,
-    prob_path,
-    seg_path,
 )
 from mssoft.files.nifti import check_same_grid, read_header
+from mssoft.files.prediction_names import find_segmentation
 from mssoft.files.scans import Scan, discover_scans, read_mask, select_scans
 from mssoft.workflows.calibration_report import (
     RATERS_MEAN,
@@ -208,7 +208,8 @@ def evaluate_folder(
     Parameters
     ----------
     pred : path-like
-        Folder with ``<scan>_seg.nii.gz`` files (the output of ``mssoft predict``).
+        Output folder of ``mssoft predict`` (any naming), or a folder of ``<scan>_seg.nii.gz`` or
+        ``<case>.nii.gz`` segmentations (nnU-Net's naming).
     data : path-like
         ISBI 2015 data folder or CSV manifest with the rater masks.
     out : path-like
@@ -242,26 +243,17 @@ def evaluate_folder(
     connectivity, postprocessing = _prediction_config(pred)
     found = select_scans(discover_scans(data), scans, source=str(data))
     chosen, raters = _choose_scans(found, data, raters, inter_rater)
-    missing = [s.scan_id for s in chosen if not seg_path(pred, s.scan_id).is_file()]
-    if missing:
-        raise DataError(
-            f"{pred}: no segmentation (<scan>{SEG_SUFFIX}) for {len(missing)} of {len(chosen)} "
-            f"scans of {data}: {', '.join(missing)} (use --scans to evaluate a subset)"
-        )
+    files = _prediction_files(pred, chosen, data)
     inter = [s for s in chosen if inter_rater and 1 in s.masks and _INTER_REF in s.masks]
-    for scan in chosen:
-        seg_meta = read_header(seg_path(pred, scan.scan_id))
-        for rater in [r for r in raters if r in scan.masks]:
-            check_same_grid([read_header(scan.masks[rater]), seg_meta])
-    for scan in inter:
-        check_same_grid([read_header(scan.masks[_INTER_REF]), read_header(scan.masks[1])])
-    seg_files = [seg_path(pred, s.scan_id) for s in chosen]
-    with_prob = all(prob_path(pred, s.scan_id).is_file() for s in chosen)
+    _check_grids(chosen, files, raters, inter)
+    with_prob = all(prob is not None for _, prob in files.values())
     if not with_prob:
         logger.warning(
-            "%s lacks <scan>_prob.nii.gz files: the calibration of the probabilities is skipped",
+            "%s lacks probability maps (<scan>_prob.nii.gz): the calibration of the "
+            "probabilities is skipped",
             pred,
         )
+    seg_files = [seg for seg, _ in files.values()]
     with open_output_folder(
         out, command="evaluate", data=data, input_files=seg_files, overwrite=overwrite
     ) as out:
@@ -269,71 +261,118 @@ def evaluate_folder(
         inter_ids = {s.scan_id for s in inter}
         rows: list[EvaluationRow] = []
         for scan in progress(chosen, "evaluate"):
-            seg_file = seg_path(pred, scan.scan_id)
-            spacing = read_header(seg_file).spacing_mm
-            comparisons = [(PRED_SOURCE, seg_file, r) for r in raters if r in scan.masks]
-            if scan.scan_id in inter_ids:
-                comparisons.append((_INTER_SOURCE, scan.masks[1], _INTER_REF))
-            files = dict.fromkeys(
-                [f for _, f, _ in comparisons] + [scan.masks[r] for _, _, r in comparisons]
+            seg_file, prob_file = files[scan.scan_id]
+            scan_rows, masks = _evaluate_scan(
+                scan, seg_file, raters, scan.scan_id in inter_ids, connectivity
             )
-            coded = {path: scan.label_map for path in scan.masks.values()}  # rater masks
-            # each file read (and checked binary, or decoded as a label map) once
-            arrays = {f: read_mask(f, coded.get(f)) for f in files}
-            for source, source_file, rater in comparisons:
-                metrics = scan_metrics(
-                    arrays[source_file],
-                    arrays[scan.masks[rater]],
-                    spacing_mm=spacing,
-                    connectivity=connectivity,
-                )
-                rows.append(
-                    EvaluationRow(
-                        scan.scan_id,
-                        scan.patient_id,
-                        source,
-                        rater,
-                        source_file,
-                        scan.masks[rater],
-                        metrics,
-                    )
-                )
-                logger.info(
-                    "%s: %s against rater %d: Dice %.4f", scan.scan_id, source, rater, metrics.dice
-                )
+            rows += scan_rows
             if with_prob:
-                masks = {r: arrays[scan.masks[r]] for r in raters if r in scan.masks}
-                calibration[scan.scan_id] = scan_calibration(
-                    scan, prob_path(pred, scan.scan_id), masks
-                )
-
-        keys = [(PRED_SOURCE, r) for r in raters] + ([(_INTER_SOURCE, _INTER_REF)] if inter else [])
-        groups = []
-        for source, rater in keys:
-            members = [row.metrics for row in rows if (row.source, row.rater) == (source, rater)]
-            label = f"Rater {rater}" if source == PRED_SOURCE else "R1 vs R2"
-            groups.append(GroupSummary(source, rater, label, summarise(members)))
-        pred_scores = [g.summary.isbi_score for g in groups if g.source == PRED_SOURCE]
-        isbi = sum(pred_scores) / len(pred_scores)  # NaN if any rater's score is NaN
-        summaries = summarise_calibration(calibration) if calibration else []
-        evaluation = Evaluation(out, rows, groups, connectivity, postprocessing, isbi, summaries)
-        if summaries:
-            plot_reliability(summaries, out / RELIABILITY_NAME)
-        _write_csv(rows, out / METRICS_NAME, calibration)
-        write_json(_summary_record(evaluation, pred, data), out / SUMMARY_NAME)
-        write_config(
-            out,
-            "evaluate",
-            {
-                "pred": str(pred.resolve()),
-                "data": str(data.resolve()),
-                "raters": raters,
-                "inter_rater": inter_rater,
-                "connectivity": connectivity,
-            },
-            status=STATUS_COMPLETE,
-            scans=[s.scan_id for s in chosen],
+                calibration[scan.scan_id] = scan_calibration(scan, prob_file, masks)
+        evaluation = _write_evaluation(
+            out, rows, raters, bool(inter), calibration, connectivity, postprocessing, pred, data
         )
+        config = {
+            "pred": str(pred.resolve()),
+            "data": str(data.resolve()),
+            "raters": raters,
+            "inter_rater": inter_rater,
+            "connectivity": connectivity,
+        }
+        write_config(
+            out, "evaluate", config, status=STATUS_COMPLETE, scans=[s.scan_id for s in chosen]
+        )
+    return evaluation
+
+
+def _prediction_files(
+    pred: Path, chosen: Sequence[Scan], data: Path
+) -> dict[str, tuple[Path, Path | None]]:
+    """Scan id -> (segmentation, probability map or None), in any naming of ``mssoft predict``
+    (and nnU-Net's own ``<case>.nii.gz``); every scan must have its segmentation."""
+    found = {s.scan_id: find_segmentation(pred, s.scan_id) for s in chosen}
+    missing = [scan_id for scan_id, hit in found.items() if hit is None]
+    if missing:
+        raise DataError(
+            f"{pred}: no segmentation (<scan>{SEG_SUFFIX} or <case>.nii.gz) for {len(missing)} "
+            f"of {len(chosen)} scans of {data}: {', '.join(missing)} (use --scans to evaluate a "
+            "subset)"
+        )
+    return {scan_id: hit for scan_id, hit in found.items() if hit is not None}
+
+
+def _check_grids(
+    chosen: Sequence[Scan],
+    files: dict[str, tuple[Path, Path | None]],
+    raters: Sequence[int],
+    inter: Sequence[Scan],
+) -> None:
+    """Every segmentation on its references' grid; rater 2's masks on rater 1's."""
+    for scan in chosen:
+        seg_meta = read_header(files[scan.scan_id][0])
+        for rater in [r for r in raters if r in scan.masks]:
+            check_same_grid([read_header(scan.masks[rater]), seg_meta])
+    for scan in inter:
+        check_same_grid([read_header(scan.masks[_INTER_REF]), read_header(scan.masks[1])])
+
+
+def _evaluate_scan(
+    scan: Scan, seg_file: Path, raters: Sequence[int], inter: bool, connectivity: int
+) -> tuple[list[EvaluationRow], dict[int, Any]]:
+    """The rows of one scan (its segmentation against each rater, and rater 1 against rater 2),
+    and the raters' masks (bool arrays) for the calibration."""
+    spacing = read_header(seg_file).spacing_mm
+    comparisons = [(PRED_SOURCE, seg_file, r) for r in raters if r in scan.masks]
+    if inter:
+        comparisons.append((_INTER_SOURCE, scan.masks[1], _INTER_REF))
+    files = dict.fromkeys([f for _, f, _ in comparisons] + [scan.masks[r] for _, _, r in comparisons])
+    coded = {path: scan.label_map for path in scan.masks.values()}  # rater masks
+    # each file read (and checked binary, or decoded as a label map) once
+    arrays = {f: read_mask(f, coded.get(f)) for f in files}
+    rows = []
+    for source, source_file, rater in comparisons:
+        metrics = scan_metrics(
+            arrays[source_file],
+            arrays[scan.masks[rater]],
+            spacing_mm=spacing,
+            connectivity=connectivity,
+        )
+        rows.append(
+            EvaluationRow(
+                scan.scan_id, scan.patient_id, source, rater, source_file, scan.masks[rater], metrics
+            )
+        )
+        logger.info("%s: %s against rater %d: Dice %.4f", scan.scan_id, source, rater, metrics.dice)
+    masks = {r: arrays[scan.masks[r]] for r in raters if r in scan.masks}
+    return rows, masks
+
+
+def _write_evaluation(
+    out: Path,
+    rows: list[EvaluationRow],
+    raters: Sequence[int],
+    inter: bool,
+    calibration: dict[str, dict[str, Any]],
+    connectivity: int,
+    postprocessing: str | None,
+    pred: Path,
+    data: Path,
+) -> Evaluation:
+    """Summarise the rows per reference and write ``metrics.csv``, ``summary.json`` and the
+    reliability diagram."""
+    keys = [(PRED_SOURCE, r) for r in raters] + ([(_INTER_SOURCE, _INTER_REF)] if inter else [])
+    groups = []
+    for source, rater in keys:
+        members = [row.metrics for row in rows if (row.source, row.rater) == (source, rater)]
+        label = f"Rater {rater}" if source == PRED_SOURCE else "R1 vs R2"
+        groups.append(GroupSummary(source, rater, label, summarise(members)))
+    pred_scores = [g.summary.isbi_score for g in groups if g.source == PRED_SOURCE]
+    isbi = sum(pred_scores) / len(pred_scores)  # NaN if any rater's score is NaN
+    summaries = summarise_calibration(calibration) if calibration else []
+    evaluation = Evaluation(out, rows, groups, connectivity, postprocessing, isbi, summaries)
+    if summaries:
+        plot_reliability(summaries, out / RELIABILITY_NAME)
+    _write_csv(rows, out / METRICS_NAME, calibration)
+    write_json(_summary_record(evaluation, pred, data), out / SUMMARY_NAME)
     return evaluation
 
 

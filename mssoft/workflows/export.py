@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from mssoft.arrays.postprocess import Binarisation
+from mssoft.arrays.resample import SPACING_TOLERANCE
 from mssoft.files.atomic import atomic_path, write_json
 from mssoft.files.folders import (
     STATUS_COMPLETE,
@@ -55,7 +56,7 @@ from mssoft.files.run_folder import (
     read_run,
 )
 
-__all__ = ["ExportReport", "export_description", "export_run"]
+__all__ = ["ExportReport", "export_description", "export_run", "input_requirements"]
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +103,55 @@ def _normalisation(info: RunInfo) -> dict[str, Any]:
     return record
 
 
+def input_requirements(config: dict[str, Any]) -> dict[str, Any]:
+    """What every input scan must be for the exported model (``mssoft.json`` ``inputs``).
+
+    Parameters
+    ----------
+    config : dict
+        The run's resolved configuration (``config.json`` ``config``).
+
+    Returns
+    -------
+    dict
+        ``skull_stripped``, ``co_registered``, ``voxel_size_mm`` (the training voxel size, None
+        when the run does not record it) with ``voxel_size_tolerance`` (relative, per axis),
+        ``orientation`` and ``resampling``: each a value and, beside it, a sentence saying why.
+    """
+    voxel = config.get("voxel_size_mm")
+    tolerance = SPACING_TOLERANCE
+    return {
+        "skull_stripped": True,
+        "skull_stripped_reason": (
+            "intensities are normalised over the non-zero voxels (the brain); skull and "
+            "background must be 0, as in the training data"
+        ),
+        "co_registered": True,
+        "co_registered_reason": (
+            "every modality must be on the FLAIR image's grid (same shape and affine within "
+            "1e-3 mm): the channels of a voxel are read at the same index"
+        ),
+        "voxel_size_mm": voxel,
+        "voxel_size_tolerance": tolerance,
+        "voxel_size_rule": (
+            f"a scan whose voxel size differs from voxel_size_mm by more than "
+            f"{round(tolerance * 100)} % on any axis is off the training distribution: "
+            "resample it (mssoft predict --resample) or expect worse segmentations"
+        ),
+        "orientation": config.get("orientation"),
+        "orientation_rule": (
+            "any orientation is accepted: the voxel axes are reordered to RAS+ (see slicing) and "
+            "outputs are written back in the input file's orientation; orientation is the one "
+            "of the training files, for reference"
+        ),
+        "resampling": (
+            "with --resample, each scan is resampled trilinearly (order 1, no anti-aliasing) over "
+            "its field of view to voxel_size_mm, and the probabilities trilinearly back to the "
+            "scan's grid; without it, scans are used on their own grid"
+        ),
+    }
+
+
 def export_description(
     info: RunInfo,
     binarisation: Binarisation,
@@ -131,8 +181,9 @@ def export_description(
         JSON-ready: ``format``, ``format_version``, ``saved_model``, ``signature`` (input and
         output names, shapes, dtypes), ``modalities``, ``normalisation``, ``slicing``,
         ``input_multiple``, ``keras_model`` (file name, SHA-256, how to load it),
-        ``binarisation``, ``training`` (voxel size and orientation when the
-        run records them, rater, scans), ``run_config`` (the run's ``config.json``) and
+        ``binarisation``, ``training`` (voxel size and orientation when the run records them,
+        rater, scans), ``inputs`` (:func:`input_requirements`), ``run_config`` (the run's
+        ``config.json``) and
         ``versions``.
     """
     from mssoft.nn.saved_model import ENDPOINT_NAME, INPUT_NAME, OUTPUT_NAME
@@ -187,6 +238,7 @@ def export_description(
             "depth": config.get("depth"),
             "base_filters": config.get("base_filters"),
         },
+        "inputs": input_requirements(config),
         "run_config": info.record,
         "run": str(Path(info.path).resolve()),
         "versions": package_versions(),

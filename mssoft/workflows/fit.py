@@ -21,9 +21,11 @@ The model's input is normalised axial slices ``(batch, X, Y, C)`` (``config.norm
 by default; ``intensity_landmarks.json`` holds the histogram landmarks) in the channel order of
 ``config["config"]["modalities"]``, ``X`` and ``Y`` multiples of
 ``config["config"]["input_multiple"]`` (``2 ** depth``; the training batches are zero-padded to
-it); its output ``(batch, X, Y, 1)`` lesion probabilities. It holds built-in Keras layers only:
-``keras.saving.load_model(path, compile=False)`` loads it in any process, and
-:func:`mssoft.nn.model_files.load_run_model` too.
+it); its output ``(batch, X, Y, 1)`` lesion probabilities. It is saved uncompiled (no optimizer,
+loss or schedule: :func:`mssoft.nn.callbacks.save_inference_model`) and holds built-in Keras
+layers only, so ``keras.saving.load_model(path)`` loads it in any process that has Keras, without
+mssoft; :func:`mssoft.nn.model_files.load_run_model` too (also for runs saved compiled by earlier
+versions). The training state for ``--resume`` is in ``backup/``.
 
 The steps are small functions (:func:`resolve_inputs`, :func:`prepare_data`, :func:`build_model`,
 :func:`mssoft.nn.callbacks.run_callbacks`) so that other training loops can reuse them: under
@@ -75,7 +77,12 @@ from mssoft.files.layout import (
 from mssoft.files.normalisation import normalise_record, write_landmarks
 from mssoft.files.run_record import resume_differences, settings_entry
 from mssoft.files.scans import Scan, discover_scans, resolve_modalities
-from mssoft.nn.callbacks import FitResult, completed_epochs, run_callbacks
+from mssoft.nn.callbacks import (
+    FitResult,
+    completed_epochs,
+    run_callbacks,
+    save_inference_model,
+)
 from mssoft.nn.dataset import make_dataset
 from mssoft.nn.distribute import (
     describe_strategy,
@@ -517,8 +524,7 @@ def _fit_locked(
     result = FitResult.from_history(out, read_history(out / HISTORY_NAME), data.monitor)
     if not result.model_path.is_file():
         logger.warning("no epoch had a finite %s: saving the last model", data.monitor)
-        with atomic_path(result.model_path) as tmp:
-            model.save(tmp)
+        save_inference_model(model, result.model_path)
     summary = {
         k: v for k, v in asdict(result).items() if k not in ("history", "run_dir", "model_path")
     }

@@ -130,6 +130,7 @@ def run_pipeline(
             scans=list(predict_scans),
             progress=labelled(progress, f"predict {name}"),
             tta=tta,
+            qc=False,  # experiments report their own figures; the lesion tables are written
         )
         if eval_dir is not None and to_evaluate:
             evaluation = evaluate_folder(

@@ -2,20 +2,24 @@
 
 The array-level core is :func:`mssoft.nn.inference.predict_volume`: it z-scores a scan exactly as
 training does, feeds its axial slices to the model in batches and stacks the outputs back into a
-volume. :func:`predict_folder` is the file-level layer of
-``mssoft predict``: for every scan it writes ``<scan>_prob.nii.gz`` (float32) and
-``<scan>_seg.nii.gz`` (uint8) on the scan's FLAIR grid, in the FLAIR file's own orientation,
-affine and header.
+volume. :func:`predict_folder` (a data folder or manifest) and :func:`predict_files` (one scan's
+image files) are the file-level layer of ``mssoft predict``. For every scan they write the
+probability map (float32) and the segmentation (uint8) on the scan's FLAIR grid, in the FLAIR
+file's own orientation, affine and header, named by the output's naming
+(:mod:`mssoft.files.prediction_names`: mssoft, nnU-Net or BIDS derivatives), and a QC picture;
+for the whole folder the lesion tables (``lesions.csv``, ``scans.csv``) and the QC index
+(:mod:`mssoft.workflows.predict_outputs`).
 
-The run folder is read with :mod:`mssoft.files.run_folder`; an export folder of ``mssoft export``
-(read by the same module) can stand in for it and gives the same outputs. TensorFlow is
-imported only when a model is loaded or called.
+The per-scan step is :func:`segment_scan` (probabilities, segmentation, lesion rows); the run
+folder is read with :mod:`mssoft.files.run_folder`; an export folder of ``mssoft export`` (read
+by the same module) can stand in for it and gives the same outputs. TensorFlow is imported only
+when a model is loaded or called.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,47 +27,48 @@ from typing import Any
 import numpy as np
 
 from mssoft.arrays.intensity import Normaliser
-from mssoft.arrays.lesions import label_lesions
-from mssoft.arrays.postprocess import Binarisation, bounding_box
+from mssoft.arrays.lesion_table import LesionRow, ScanRow, lesion_rows, scan_row
+from mssoft.arrays.postprocess import Binarisation
+from mssoft.errors import ConfigError
 from mssoft.files.folders import (
     STATUS_COMPLETE,
     STATUS_INCOMPLETE,
     open_output_folder,
     write_config,
 )
-from mssoft.files.geometry import geometry_record, run_geometry, voxel_size_warnings
-from mssoft.files.layout import prob_path, seg_path
-from mssoft.files.nifti import VolumeMeta, write_volume
-from mssoft.files.normalisation import run_normaliser
-from mssoft.files.run_folder import (
-    RunsLike,
-    as_runs,
-    check_modalities,
-    ensemble_binarisation,
-    input_multiple_of,
-    read_ensemble,
+from mssoft.files.nifti import VolumeMeta
+from mssoft.files.prediction_names import NAMINGS, ScanOutputs, default_naming, scan_outputs
+from mssoft.files.run_folder import RunInfo, RunsLike, as_runs, ensemble_binarisation, read_ensemble
+from mssoft.files.scans import (
+    LoadedScan,
+    Scan,
+    data_kind,
+    discover_run_scans,
+    load_scan,
+    normalise_modality,
+    select_scans,
 )
-from mssoft.files.scans import Scan, check_scan, discover_scans, load_scan, select_scans
 from mssoft.nn.inference import predict_volume_resampled
+from mssoft.workflows.model_input import ModelInput, model_input
 from mssoft.workflows.overlap import WriteBehind, read_ahead
+from mssoft.workflows.predict_outputs import (
+    OutputSettings,
+    write_folder_outputs,
+    write_scan_outputs,
+)
 from mssoft.workflows.progress import Progress, no_progress
 
 __all__ = [
     "predict_scan",
+    "segment_scan",
+    "ScanSegmentation",
     "ScanPrediction",
     "PredictionReport",
     "predict_folder",
+    "predict_files",
 ]
 
 logger = logging.getLogger(__name__)
-
-
-def _write_outputs(
-    prob: np.ndarray, seg: np.ndarray, meta: VolumeMeta, out: Path, scan_id: str
-) -> None:
-    """Write ``<scan>_prob.nii.gz`` (float32) and ``<scan>_seg.nii.gz`` (uint8)."""
-    write_volume(prob, meta, prob_path(out, scan_id), dtype=np.float32)
-    write_volume(seg.astype(np.uint8), meta, seg_path(out, scan_id), dtype=np.uint8)
 
 
 def predict_scan(
@@ -104,6 +109,69 @@ def predict_scan(
 
 
 @dataclass(frozen=True)
+class ScanSegmentation:
+    """The per-scan result of :func:`segment_scan` (arrays in RAS orientation).
+
+    Attributes
+    ----------
+    prob : ndarray of float32, shape (X, Y, Z)
+    seg : ndarray of bool, shape (X, Y, Z)
+    flair : ndarray of float32, shape (X, Y, Z)
+        The raw FLAIR channel (for the QC picture; its non-zero voxels are the brain).
+    lesions : list of LesionRow
+    summary : ScanRow
+    """
+
+    prob: np.ndarray
+    seg: np.ndarray
+    flair: np.ndarray
+    lesions: list[LesionRow]
+    summary: ScanRow
+
+
+def segment_scan(
+    model: Any,
+    loaded: LoadedScan,
+    setup: ModelInput,
+    binarisation: Binarisation,
+    *,
+    model_name: str,
+    batch_size: int = 16,
+) -> ScanSegmentation:
+    """Predict, binarise and measure one loaded scan.
+
+    Parameters
+    ----------
+    model : keras.Model or ExportedModel
+    loaded : LoadedScan
+        The scan's images in the run's channel order.
+    setup : ModelInput
+        The run's model input (:func:`mssoft.workflows.model_input.model_input`).
+    binarisation : Binarisation
+    model_name : str
+        Written into the scan row (the run folders).
+    batch_size : int, optional
+    """
+    scan_id = loaded.scan.scan_id
+    prob = setup.predict(model, loaded, batch_size=batch_size)
+    seg = binarisation.apply(prob)
+    channel = loaded.modalities.index("flair") if "flair" in loaded.modalities else 0
+    flair = loaded.image[..., channel]
+    affine = loaded.meta.ras_affine
+    rows = lesion_rows(scan_id, seg, affine, prob, connectivity=binarisation.connectivity)
+    summary = scan_row(
+        scan_id,
+        rows,
+        flair != 0,
+        affine,
+        threshold=binarisation.threshold,
+        min_size=binarisation.min_size,
+        model=model_name,
+    )
+    return ScanSegmentation(prob, seg, flair, rows, summary)
+
+
+@dataclass(frozen=True)
 class ScanPrediction:
     """What ``predict`` wrote for one scan.
 
@@ -115,6 +183,8 @@ class ScanPrediction:
     volume_ml : float
         Segmented volume in mL.
     prob_path, seg_path : Path
+    qc_path : Path or None
+        The QC picture (None with ``qc=False``).
     """
 
     scan_id: str
@@ -122,11 +192,12 @@ class ScanPrediction:
     volume_ml: float
     prob_path: Path
     seg_path: Path
+    qc_path: Path | None = None
 
 
 @dataclass(frozen=True)
 class PredictionReport:
-    """Result of :func:`predict_folder`.
+    """Result of :func:`predict_folder` and :func:`predict_files`.
 
     Attributes
     ----------
@@ -135,12 +206,40 @@ class PredictionReport:
     threshold_source : str
         ``"calibration"``, ``"option"`` or ``"default"``.
     scans : list of ScanPrediction
+    naming : str
+        The output naming (``mssoft``, ``nnunet`` or ``bids``).
+    tables : list of Path
+        ``lesions.csv`` and ``scans.csv`` (``.tsv`` for BIDS), then the QC index if drawn.
+    lesions : list of LesionRow
+    scan_rows : list of ScanRow
     """
 
     out: Path
     binarisation: Binarisation
     threshold_source: str
     scans: list[ScanPrediction]
+    naming: str = "mssoft"
+    tables: list[Path] | None = None
+    lesions: list[LesionRow] | None = None
+    scan_rows: list[ScanRow] | None = None
+
+
+@dataclass(frozen=True)
+class _Options:
+    """The options every prediction shares (the keyword arguments of the public functions)."""
+
+    threshold: float | None = None
+    min_size: int | None = None
+    batch_size: int = 16
+    overwrite: bool = False
+    progress: Progress = no_progress
+    resample: bool = False
+    mixed_precision: bool = False
+    tta: str = "none"
+    calibration: str | Path | None = None
+    naming: str | None = None
+    qc: bool = True
+    trust_savedmodel: bool = False
 
 
 def predict_folder(
@@ -148,17 +247,8 @@ def predict_folder(
     data: str | Path,
     out: str | Path,
     *,
-    threshold: float | None = None,
-    min_size: int | None = None,
     scans: str | Sequence[str] | None = None,
-    batch_size: int = 16,
-    overwrite: bool = False,
-    progress: Progress = no_progress,
-    resample: bool = False,
-    mixed_precision: bool = False,
-    tta: str = "none",
-    calibration: str | Path | None = None,
-    trust_savedmodel: bool = False,
+    **options: Any,
 ) -> PredictionReport:
     """Predict every scan of ``data`` (or the listed ones) with a run and write the results.
 
@@ -170,35 +260,31 @@ def predict_folder(
         ``calibration.json``), or several such folders whose probabilities are averaged (an
         ensemble; see :mod:`mssoft.files.run_folder`).
     data : path-like
-        ISBI 2015 data folder or CSV manifest; masks are not needed.
+        Data folder (ISBI 2015, nnU-Net v2 raw, BIDS, or a bare folder of nnU-Net
+        ``<case>_XXXX.nii.gz`` images whose channels are the run's modalities in order) or CSV
+        manifest; masks are not needed.
     out : path-like
-        Output folder; may not be inside ``data`` nor hold the run's files.
-    threshold, min_size : optional
-        Override the calibration (default without calibration: 0.5 and 18).
+        Output folder; may not be inside ``data`` (except under ``derivatives/`` of a BIDS
+        dataset) nor hold the run's files.
     scans : str or sequence of str, optional
         Scan ids to predict, or one comma-separated string (default: all).
-    batch_size : int, optional
-        Slices per model call.
-    overwrite : bool, optional
-        Replace an earlier ``predict`` output in ``out``: all its segmentations and
-        probabilities are removed first, also those of scans this run does not predict.
-    progress : callable, optional
-        ``progress(items, label)`` wraps the iteration over scans (a progress bar).
-    resample : bool, optional
-        Resample each scan to the run's training voxel size for the model, and the
-        probabilities back to the scan's grid (outputs stay on the input grid). Without it, a
-        scan whose voxel size differs by more than 20 % on any axis gets a warning.
-    mixed_precision : bool, optional
-        Run the model in bfloat16 on CPU / float16 on GPU (the output layer stays float32):
-        about twice as fast on CPUs with AVX512_BF16; probabilities differ slightly.
-    tta : {"none", "flip"}, optional
-        ``flip`` averages each slice's probabilities with those of its left-right mirror.
-    calibration : path-like, optional
-        Folder with the ``calibration.json`` to use (default: the run's own; needed for the
-        threshold of an ensemble).
-    trust_savedmodel : bool, optional
-        Allow running the TensorFlow SavedModel of an export folder that holds no ``model.keras``
-        (a SavedModel is a program; see :func:`mssoft.nn.model_files.load_model_folder`).
+    **options
+        threshold, min_size : Override the calibration (default without calibration: 0.5 and 18).
+        batch_size : Slices per model call (16).
+        overwrite : Replace an earlier ``predict`` output in ``out`` (its listed files are
+        removed first).
+        progress : ``progress(items, label)`` wraps the iteration over scans.
+        resample : Resample each scan to the run's training voxel size for the model and the
+        probabilities back (without it, a voxel size >20 % off warns).
+        mixed_precision : bfloat16 on CPU / float16 on GPU (output layer float32).
+        tta : ``"none"`` or ``"flip"`` (average with the left-right mirror).
+        calibration : Folder with the ``calibration.json`` to use (default: the run's own).
+        naming : ``"mssoft"``, ``"nnunet"`` or ``"bids"`` (default: that of ``data``'s layout;
+        ``bids`` needs BIDS input).
+        qc : Draw the QC pictures and their index (default True).
+        trust_savedmodel : Allow running the TensorFlow SavedModel of an export folder that
+        holds no ``model.keras`` (a SavedModel is a program; see
+        :func:`mssoft.nn.model_files.load_model_folder`).
 
     Returns
     -------
@@ -210,79 +296,203 @@ def predict_folder(
         Bad run folder, unknown scan ids, a scan without one of the model's modalities or with
         files on different grids, or an output folder that is not allowed.
     """
+    settings = _Options(**options)
     runs = as_runs(run)
     infos = read_ensemble(runs)  # run folders or export folders
-    info = infos[0]
+    kind = data_kind(data)
+    found = discover_run_scans(data, infos[0].modalities)
+    selected = select_scans(found, scans, source=str(data))
+    data_root = Path(data).resolve() if kind == "bids" else None
+    return _predict(runs, infos, selected, out, settings, data=data, kind=kind, root=data_root)
+
+
+def predict_files(
+    run: RunsLike,
+    images: Mapping[str, str | Path],
+    out: str | Path,
+    *,
+    scan_id: str | None = None,
+    **options: Any,
+) -> PredictionReport:
+    """Predict one scan given as image files (no data folder, no manifest).
+
+    Parameters
+    ----------
+    run : path-like or sequence of path-like
+        As :func:`predict_folder`.
+    images : mapping of str to path-like
+        Modality (``flair``, ``t1``, ``t2``, ``pd``; aliases such as ``mprage`` accepted) to
+        image file; every modality of the run is required.
+    out : path-like
+        Output folder (may not be the folder of an input image).
+    scan_id : str, optional
+        Name of the outputs (default: the FLAIR file name without ``.nii[.gz]``, and without
+        an nnU-Net channel suffix ``_0000``).
+    **options
+        As :func:`predict_folder` (``naming`` ``bids`` is not available here).
+
+    Raises
+    ------
+    ConfigError
+        A modality of the run without its file (the message names the option to add).
+    DataError
+        As :func:`predict_folder`.
+    """
+    settings = _Options(**options)
+    runs = as_runs(run)
+    infos = read_ensemble(runs)
+    given = {normalise_modality(k): Path(v) for k, v in images.items() if v is not None}
+    missing = [m for m in infos[0].modalities if m not in given]
+    if missing:
+        raise ConfigError(
+            f"Missing option `--{missing[0]}`: the model of {runs[0]} needs "
+            f"{', '.join(infos[0].modalities)} images (give --{' FILE --'.join(missing)} FILE)"
+        )
+    if "flair" not in given:
+        raise ConfigError("Missing option `--flair`: every scan needs a FLAIR image")
+    for modality, path in given.items():
+        if not path.is_file():
+            raise ConfigError(f"Invalid value for `--{modality}`: {path}: no such file")
+    if scan_id is None:
+        scan_id = given["flair"].name.split(".nii")[0]
+        if len(scan_id) > 5 and scan_id[-5] == "_" and scan_id[-4:].isdigit():
+            scan_id = scan_id[:-5]  # nnU-Net's channel suffix
+    ordered = {"flair": given.pop("flair"), **given}
+    scan = Scan(scan_id, scan_id, ordered)
+    if settings.naming == "bids":
+        raise ConfigError("Invalid value for `--naming`: bids needs a BIDS dataset as DATA")
+    return _predict(runs, infos, [scan], out, settings, data=None, kind="files", root=None)
+
+
+def _predict(
+    runs: list[Path],
+    infos: list[RunInfo],
+    selected: list[Scan],
+    out: str | Path,
+    options: _Options,
+    *,
+    data: str | Path | None,
+    kind: str,
+    root: Path | None,
+) -> PredictionReport:
+    """Check everything, load the model, then predict and write every scan and the tables."""
+    naming = options.naming or default_naming(kind)
+    if naming not in NAMINGS:
+        raise ConfigError(f"Invalid value for `--naming`: {naming!r} (one of {', '.join(NAMINGS)})")
+    if naming == "bids" and root is None:
+        raise ConfigError("Invalid value for `--naming`: bids needs a BIDS dataset as DATA")
     binarisation, source = ensemble_binarisation(
-        runs, calibration=calibration, threshold=threshold, min_size=min_size, tta=tta
+        runs,
+        calibration=options.calibration,
+        threshold=options.threshold,
+        min_size=options.min_size,
+        tta=options.tta,
     )
-    selected = select_scans(discover_scans(data), scans, source=str(data))
-    check_modalities(selected, info)
-    normaliser = run_normaliser(runs[0], info.run_record.config, info.modalities)
-    metas = {scan.scan_id: check_scan(scan, modalities=info.modalities) for scan in selected}
-    geometry = run_geometry(info.run_record)
-    off = voxel_size_warnings(metas, geometry, resample=resample, run=runs[0])
-    target = geometry.voxel_size_mm if resample and geometry is not None else None
-    multiple = max(input_multiple_of(i) for i in infos)
+    setup = model_input(runs, infos, selected, resample=options.resample)
     run_files = [p for r in runs for p in Path(r).iterdir() if p.is_file()]
     inputs = [p for scan in selected for p in scan.files()] + run_files
     from mssoft.nn.model_files import load_ensemble  # imports TensorFlow
 
     # before creating the output folder: a bad model leaves nothing
     model = load_ensemble(
-        runs, tta=tta, mixed_precision=mixed_precision, trust_savedmodel=trust_savedmodel
+        runs,
+        tta=options.tta,
+        mixed_precision=options.mixed_precision,
+        trust_savedmodel=options.trust_savedmodel,
     )
     config = {
         "run": str(runs[0].resolve()),
         "runs": [str(r.resolve()) for r in runs],
-        "tta": tta,
-        "data": str(Path(data).resolve()),
-        "modalities": list(info.modalities),
-        "batch_size": int(batch_size),
-        "normalise": normaliser.method,
-        "mixed_precision": bool(mixed_precision),
+        "tta": options.tta,
+        "data": str(Path(data).resolve()) if data is not None else None,
+        "images": None if data is not None else {m: str(p) for m, p in selected[0].images.items()},
+        "modalities": list(setup.modalities),
+        "batch_size": int(options.batch_size),
+        "normalise": setup.normaliser.method,
+        "mixed_precision": bool(options.mixed_precision),
         **binarisation.to_dict(),
         "threshold_source": source,
-        "geometry": geometry_record(geometry, off, resample=resample),
+        "geometry": setup.geometry,
+        "naming": naming,
+        "qc": bool(options.qc),
     }
     with open_output_folder(
-        out, command="predict", data=data, input_files=inputs, overwrite=overwrite
+        out, command="predict", data=data, input_files=inputs, overwrite=options.overwrite
     ) as out:
         outputs = {
-            s.scan_id: {
-                "prob": prob_path(out, s.scan_id).name,
-                "seg": seg_path(out, s.scan_id).name,
-            }
-            for s in selected
+            s.scan_id: scan_outputs(out, s.scan_id, naming, s.images["flair"]) for s in selected
         }
+        listed = {scan_id: o.relative(out) for scan_id, o in outputs.items()}
         # first: lists every file this run is about to write (an --overwrite removes them all)
-        write_config(out, "predict", config, status=STATUS_INCOMPLETE, scans=outputs)
-        results = []
-        # the next scan is read and the previous one written while the model predicts
-        loads = read_ahead(selected, lambda s: load_scan(s, modalities=info.modalities))
-        with WriteBehind() as writer:
-            for scan, loaded in zip(progress(selected, "predict"), loads, strict=True):
-                prob = predict_volume_resampled(
-                    model,
-                    loaded.image,
-                    loaded.meta.spacing_mm,
-                    target,
-                    batch_size=batch_size,
-                    multiple=multiple,
-                    normaliser=normaliser,
-                )
-                seg = binarisation.apply(prob)
-                writer.submit(_write_outputs, prob, seg, loaded.meta, out, scan.scan_id)
-                box = bounding_box(seg)
-                connectivity = binarisation.connectivity
-                lesions = (
-                    0 if box is None else label_lesions(seg[box], connectivity=connectivity)[1]
-                )
-                voxel_ml = float(np.prod(metas[scan.scan_id].spacing_mm)) / 1000.0
-                volume = float(np.count_nonzero(seg)) * voxel_ml
-                paths = prob_path(out, scan.scan_id), seg_path(out, scan.scan_id)
-                result = ScanPrediction(scan.scan_id, lesions, volume, *paths)
-                logger.info("%s: %d lesions, %.3f mL", scan.scan_id, lesions, volume)
-                results.append(result)
-        write_config(out, "predict", config, status=STATUS_COMPLETE, scans=outputs)
-    return PredictionReport(out, binarisation, source, results)
+        write_config(out, "predict", config, status=STATUS_INCOMPLETE, scans=listed)
+        settings = OutputSettings(out, naming, options.qc, tuple(runs), binarisation, root)
+        results = _predict_scans(model, selected, setup, binarisation, settings, outputs, options)
+        lesions = [row for _, scan_lesions, _ in results for row in scan_lesions]
+        rows = [summary for _, _, summary in results]
+        tables = write_folder_outputs(settings, lesions, rows, outputs)
+        write_config(out, "predict", config, status=STATUS_COMPLETE, scans=listed)
+    return PredictionReport(
+        out,
+        binarisation,
+        source,
+        [r for r, _, _ in results],
+        naming,
+        tables,
+        lesions,
+        rows,
+    )
+
+
+def _predict_scans(
+    model: Any,
+    selected: list[Scan],
+    setup: ModelInput,
+    binarisation: Binarisation,
+    settings: OutputSettings,
+    outputs: dict[str, ScanOutputs],
+    options: _Options,
+) -> list[tuple[ScanPrediction, list[LesionRow], ScanRow]]:
+    """Segment every scan; its files are written in the background while the next one runs.
+
+    Only the measurements are kept (not the volumes), so memory does not grow with the cohort.
+    """
+    model_name = ";".join(str(r.resolve()) for r in settings.runs)
+    results = []
+    # the next scan is read and the previous one written while the model predicts
+    loads = read_ahead(selected, lambda s: load_scan(s, modalities=setup.modalities))
+    with WriteBehind() as writer:
+        for scan, loaded in zip(options.progress(selected, "predict"), loads, strict=True):
+            segmented = segment_scan(
+                model,
+                loaded,
+                setup,
+                binarisation,
+                model_name=model_name,
+                batch_size=options.batch_size,
+            )
+            files = outputs[scan.scan_id]
+            writer.submit(
+                write_scan_outputs,
+                settings,
+                files,
+                scan.images,
+                segmented.prob,
+                segmented.seg,
+                segmented.flair,
+                loaded.meta,
+                segmented.lesions,
+            )
+            summary = segmented.summary
+            result = ScanPrediction(
+                scan.scan_id,
+                summary.lesions,
+                summary.lesion_volume_ml,
+                files.prob,
+                files.seg,
+                files.qc if settings.qc else None,
+            )
+            logger.info(
+                "%s: %d lesions, %.3f mL", scan.scan_id, summary.lesions, summary.lesion_volume_ml
+            )
+            results.append((result, segmented.lesions, summary))
+    return results
