@@ -2,7 +2,7 @@
 
 Everything a script needs is importable from here, lazily: ``import mssoft`` loads neither
 TensorFlow nor Keras; the first use of a Keras name (``mssoft.build_unet``, ``mssoft.SoftDiceLoss``,
-``mssoft.make_dataset`` ...) does. The package is layered (see the README's "Layout"):
+``mssoft.make_dataset`` ...) does. The package is layered (see docs/explanation/architecture.md):
 ``mssoft.arrays`` (NumPy), ``mssoft.files`` (input/output), ``mssoft.nn`` (Keras),
 ``mssoft.workflows`` (one per command) and ``mssoft.experiments`` (cv, demo).
 """

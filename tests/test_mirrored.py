@@ -29,7 +29,8 @@ COLUMNS = ["epoch", "loss", "dice", "val_loss", "val_dice", "seconds", "collapse
 # `mssoft ARGS` with the training batches in a fixed order and not rotated. Under a distribution
 # strategy Keras's fit draws one batch to build the model before the first epoch, which advances
 # the per-epoch reshuffling of the pipeline: mirrored runs see the epochs' batches in another
-# order than one device (see the README). With a fixed order the loss curves must agree.
+# order than one device (see docs/how-to/gpus-and-machines.md). With a fixed order the loss
+# curves must agree.
 FIXED_ORDER_MSSOFT = textwrap.dedent(
     """
     import sys

@@ -363,7 +363,8 @@ def test_two_workers_crash_resume_and_train_like_one_device(data, tmp_path):
         np.testing.assert_array_equal(weights[0][key], weights[1][key])
     assert_rows_close(read_csv(run_dir / "history.csv"), read_csv(single_dir / "history.csv")[:1])
 
-    # 2. Restarted with the README's command, the cluster continues after epoch 1.
+    # 2. Restarted with the documented command (docs/how-to/gpus-and-machines.md), the cluster
+    #    continues after epoch 1.
     up = run_cluster(
         [
             "-c",
