@@ -141,7 +141,7 @@ def test_concurrent_predict_overwrite_cannot_destroy_the_first_runs_outputs(
 
     out = tmp_path / "pred"
     assert run("predict", run_dir, data, "--out", out, "--scans", SCANS[0]).exit_code == 0
-    real = predict_module.predict_volume_resampled
+    real = predict_module.segment_scan
     second = []
 
     def predict_and_interfere(*args, **kwargs):
@@ -150,7 +150,7 @@ def test_concurrent_predict_overwrite_cannot_destroy_the_first_runs_outputs(
                                                    str(out), "--overwrite"]))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(predict_module, "predict_volume_resampled", predict_and_interfere)
+    monkeypatch.setattr(predict_module, "segment_scan", predict_and_interfere)
     first = run("predict", run_dir, data, "--out", out, "--overwrite")
     assert first.exit_code == 0, first.output
     assert_one_error_line(second[0], out, "in use by another process", "mssoft predict")
@@ -364,7 +364,7 @@ def test_calibrate_out_that_fails_leaves_no_folder(data, run_dir, tmp_path, monk
     def broken(*args, **kwargs):
         raise DataError("the model failed")
 
-    monkeypatch.setattr(calibrate_module, "predict_volume_resampled", broken)
+    monkeypatch.setattr(calibrate_module, "scan_dice_curves", broken)
     out = tmp_path / "new" / "calibration"
     assert_one_error_line(run("calibrate", run_dir, data, "--out", out), "the model failed")
     assert not (tmp_path / "new").exists()
@@ -378,7 +378,7 @@ def test_predict_interrupted_before_its_first_output_leaves_no_folder(
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(predict_module, "predict_volume_resampled", interrupted)
+    monkeypatch.setattr(predict_module, "segment_scan", interrupted)
     out = tmp_path / "pred"
     result = run("predict", run_dir, data, "--out", out)
     assert result.exit_code == 130

@@ -258,9 +258,13 @@ def prepare_output_folder(
     return out
 
 
-def _listed_outputs(record: dict[str, Any]) -> list[str]:
-    """File names an earlier run's ``config.json`` lists as its outputs."""
-    names: list[str] = list(_FIXED_OUTPUTS.get(str(record.get("command")), ()))
+def _listed_outputs(record: dict[str, Any], *, fixed: bool = True) -> list[str]:
+    """File names an earlier run's ``config.json`` lists as its outputs.
+
+    With ``fixed``, also the fixed-name files the command may write (:data:`_FIXED_OUTPUTS`:
+    candidates for removal, not all of them written by every run).
+    """
+    names: list[str] = list(_FIXED_OUTPUTS.get(str(record.get("command")), ())) if fixed else []
     outputs = record.get("outputs")  # commands whose outputs are not per scan (export)
     if isinstance(outputs, list):
         names += [v for v in outputs if isinstance(v, str)]
@@ -592,7 +596,7 @@ def write_config(folder: str | Path, command: str, config: dict[str, Any], **ext
 
 def _check_outputs_exist(folder: Path, record: dict[str, Any]) -> None:
     """Refuse to mark ``folder`` complete while an output its record lists is missing."""
-    missing = [n for n in _listed_outputs(record) if not (folder / n).is_file()]
+    missing = [n for n in _listed_outputs(record, fixed=False) if not (folder / n).is_file()]
     if missing:
         raise DataError(
             f"{folder}: {len(missing)} listed output file(s) missing ({', '.join(missing[:3])}); "

@@ -394,7 +394,7 @@ def check_export_finished(folder: str | Path) -> None:
     path = Path(folder) / CONFIG_NAME
     try:
         record = json.loads(path.read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # judged by the record reader later
         return
     if not isinstance(record, dict) or record.get("command") != "export":
         return

@@ -111,7 +111,12 @@ def load_run_model(
         model = keras.saving.load_model(path, compile=compile, safe_mode=True)
     except (OSError, ValueError, TypeError) as exc:
         raise DataError(f"{path}: cannot load model ({type(exc).__name__}: {exc})") from None
-    if (Path(run_dir) / CONFIG_NAME).is_file():
+    if (Path(run_dir) / EXPORT_INFO_NAME).is_file():  # an export: its mssoft.json run_config
+        info_path = Path(run_dir) / EXPORT_INFO_NAME
+        run_config = json.loads(info_path.read_text()).get("run_config")
+        config = run_config.get("config") if isinstance(run_config, dict) else None
+        check_model_matches_record(model, parse_run_record(config, info_path), path)
+    elif (Path(run_dir) / CONFIG_NAME).is_file():
         record = parse_run_record(read_config(run_dir).get("config"), Path(run_dir) / CONFIG_NAME)
         check_model_matches_record(model, record, path)
     return with_dtype_policy(model, mixed_precision_policy()) if mixed_precision else model

@@ -422,7 +422,10 @@ def _predict(
         outputs = {
             s.scan_id: scan_outputs(out, s.scan_id, naming, s.images["flair"]) for s in selected
         }
-        listed = {scan_id: o.relative(out) for scan_id, o in outputs.items()}
+        listed = {
+            scan_id: {k: v for k, v in o.relative(out).items() if options.qc or k != "qc"}
+            for scan_id, o in outputs.items()
+        }
         # first: lists every file this run is about to write (an --overwrite removes them all)
         write_config(out, "predict", config, status=STATUS_INCOMPLETE, scans=listed)
         settings = OutputSettings(out, naming, options.qc, tuple(runs), binarisation, root)
@@ -430,7 +433,10 @@ def _predict(
         lesions = [row for _, scan_lesions, _ in results for row in scan_lesions]
         rows = [summary for _, _, summary in results]
         tables = write_folder_outputs(settings, lesions, rows, outputs)
-        write_config(out, "predict", config, status=STATUS_COMPLETE, scans=listed)
+        written = [Path(t).resolve().relative_to(Path(out).resolve()).as_posix() for t in tables]
+        write_config(
+            out, "predict", config, status=STATUS_COMPLETE, scans=listed, outputs=written
+        )
     return PredictionReport(
         out,
         binarisation,
