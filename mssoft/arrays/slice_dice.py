@@ -72,8 +72,8 @@ def pooled_dice(
     Examples
     --------
     >>> counts = {"a": np.array([[1, 0, 1], [2, 2, 0]])}
-    >>> pooled_dice(counts, {"a": [0, 1]})
-    0.6
+    >>> round(pooled_dice(counts, {"a": [0, 1]}), 4)  # TP 3, FP 2, FN 1: 6 / 9
+    0.6667
     """
     total = np.zeros(3, dtype=np.int64)
     chosen = 0
