@@ -114,7 +114,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: Options that may change when a run is resumed; every other resolved option must match.
-_RESUMABLE_CHANGES = frozenset({"data", "epochs", "strategy", "devices", "slice_cache"})
+_RESUMABLE_CHANGES = frozenset(
+    {"data", "epochs", "strategy", "devices", "slice_cache", "jit_compile"}
+)
 
 
 @dataclass
@@ -241,6 +243,7 @@ def build_model(
         ),
         loss=SoftDiceLoss(eps=config.eps),
         metrics=[BinarisedDice()],
+        jit_compile=config.keras_jit_compile,
     )
     return model
 
@@ -328,6 +331,7 @@ def resolved_config(config: TrainConfig, data: TrainingData, dtype_policy: str) 
         "slice_shape": list(data.slices.slice_shape),
         "input_multiple": input_multiple(config.depth),
         "slice_cache": config.slice_cache,
+        "jit_compile": config.jit_compile,
         "lesion_free_slices": "excluded (no voxel of the rater's binary mask)"
         if len(data.source.raters) == 1
         else "excluded (no voxel of any of the raters' binary masks)",

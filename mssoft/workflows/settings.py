@@ -27,12 +27,21 @@ from mssoft.arrays.soft_masks import (
 )
 from mssoft.errors import ConfigError, DataError
 
-__all__ = ["MaskConfig", "TrainingSettings", "TrainConfig", "AUGMENTATIONS", "NORMALISATIONS"]
+__all__ = [
+    "MaskConfig",
+    "TrainingSettings",
+    "TrainConfig",
+    "AUGMENTATIONS",
+    "NORMALISATIONS",
+    "JIT_COMPILE_MODES",
+]
 
 #: Values of ``--augment``: the paper's rotation alone, or the strong set added to it.
 AUGMENTATIONS = ("paper", "strong")
 #: Values of ``--normalise`` (:data:`mssoft.arrays.intensity.METHODS`).
 NORMALISATIONS = METHODS
+#: Values of ``--jit-compile``: Keras's choice (XLA on GPUs, not on CPU-only machines), or forced.
+JIT_COMPILE_MODES = ("auto", "on", "off")
 
 
 def _check(ok: bool, option: str, expected: str, value: Any) -> None:
@@ -258,6 +267,11 @@ class TrainingSettings:
         Linear learning-rate warm-up over this many epochs' worth of steps (0 = none).
     normalization : {"none", "batch"}
         "none" is the paper's U-Net; "batch" adds batch normalisation after each 3x3 convolution.
+    jit_compile : {"auto", "on", "off"}
+        Compile the training step (and the calibration and prediction of ``cv``/``demo``) with
+        XLA: ``auto`` is Keras's choice (XLA on a GPU, not on a CPU-only machine, where it was
+        measured 2-8x slower: docs/explanation/performance-cv.md). A speed option: results
+        differ only by floating-point round-off.
     """
 
     modalities: tuple[str, ...] | None = None
@@ -281,6 +295,7 @@ class TrainingSettings:
     output_bias: str = "prior"
     warmup_epochs: float = 1.0
     normalization: str = "none"
+    jit_compile: str = "auto"
 
     def __post_init__(self) -> None:
         for name in ("modalities", "devices"):
@@ -344,6 +359,17 @@ class TrainingSettings:
             "'none' or 'batch'",
             self.normalization,
         )
+        _check(
+            self.jit_compile in JIT_COMPILE_MODES,
+            "--jit-compile",
+            "'auto', 'on' or 'off'",
+            self.jit_compile,
+        )
+
+    @property
+    def keras_jit_compile(self) -> bool | str:
+        """``jit_compile`` as Keras's ``Model.compile`` takes it: ``"auto"``, True or False."""
+        return {"auto": "auto", "on": True, "off": False}[self.jit_compile]
 
     def settings(self) -> dict[str, Any]:
         """The training settings alone, as keyword arguments (also of a :class:`TrainConfig`)."""

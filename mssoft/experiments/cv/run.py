@@ -101,7 +101,14 @@ logger = logging.getLogger(__name__)
 #: Options that may differ between runs of one sweep (they do not change any cell's result).
 _FREE_OPTIONS = ("shard", "jobs", "data", "out", "strategy", "devices")
 #: Grid axes added after the first sweeps, with the values those sweeps had.
-_NEW_AXES = {"raters": [None], "rings": ["constant"], "ring_sigma": 2.0, "tta": ["none"]}
+#: (``jit_compile``: a training option added later; a sweep from before it ran with ``auto``.)
+_NEW_AXES = {
+    "raters": [None],
+    "rings": ["constant"],
+    "ring_sigma": 2.0,
+    "tta": ["none"],
+    "jit_compile": "auto",
+}
 
 
 @dataclass(frozen=True)
