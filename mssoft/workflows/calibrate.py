@@ -139,6 +139,7 @@ def calibrate_run(
     progress: Progress = no_progress,
     resample: bool = False,
     mixed_precision: bool = False,
+    model: Any = None,
 ) -> Calibration:
     """Predict the calibration scans once, search the threshold, write ``RUN/calibration.json``.
 
@@ -175,6 +176,10 @@ def calibrate_run(
         without it, scans whose voxel size is more than 20 % off get a warning.
     mixed_precision : bool, optional
         Run the model in bfloat16 on CPU / float16 on GPU (the output layer stays float32).
+    model : object with ``predict_on_batch``, optional
+        The model of ``run`` already loaded (:func:`mssoft.nn.model_files.load_ensemble` with
+        the same ``tta`` and ``mixed_precision``), so that calibration and prediction of one
+        model load it once; default: loaded here.
 
     Returns
     -------
@@ -226,7 +231,8 @@ def calibrate_run(
         check_not_in_use(folder, command="calibrate", option="RUN")
     from mssoft.nn.model_files import load_ensemble  # imports TensorFlow
 
-    model = load_ensemble(runs, tta=tta, mixed_precision=mixed_precision)
+    if model is None:
+        model = load_ensemble(runs, tta=tta, mixed_precision=mixed_precision)
     path.parent.mkdir(parents=True, exist_ok=True)
     curves = []
     # the next scan is read while the model predicts this one (mssoft.workflows.overlap)

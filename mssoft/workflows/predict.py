@@ -158,6 +158,7 @@ def predict_folder(
     mixed_precision: bool = False,
     tta: str = "none",
     calibration: str | Path | None = None,
+    model: Any = None,
 ) -> PredictionReport:
     """Predict every scan of ``data`` (or the listed ones) with a run and write the results.
 
@@ -195,6 +196,10 @@ def predict_folder(
     calibration : path-like, optional
         Folder with the ``calibration.json`` to use (default: the run's own; needed for the
         threshold of an ensemble).
+    model : object with ``predict_on_batch``, optional
+        The model of ``run`` already loaded (:func:`mssoft.nn.model_files.load_ensemble` with
+        the same ``tta`` and ``mixed_precision``), so that calibration and prediction of one
+        model load it once; default: loaded here.
 
     Returns
     -------
@@ -225,7 +230,8 @@ def predict_folder(
     from mssoft.nn.model_files import load_ensemble  # imports TensorFlow
 
     # before creating the output folder: a bad model leaves nothing
-    model = load_ensemble(runs, tta=tta, mixed_precision=mixed_precision)
+    if model is None:
+        model = load_ensemble(runs, tta=tta, mixed_precision=mixed_precision)
     config = {
         "run": str(runs[0].resolve()),
         "runs": [str(r.resolve()) for r in runs],

@@ -26,6 +26,7 @@ Output folder::
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gc
 import json
@@ -82,9 +83,11 @@ from mssoft.files.layout import (
     soft_mask_path,
 )
 from mssoft.files.scans import Scan, discover_scans, resolve_modalities
+from mssoft.files.memo import keep_in_memory
 from mssoft.workflows.build_masks import build_soft_masks
 from mssoft.workflows.pipeline import run_pipeline
 from mssoft.workflows.settings import MaskConfig, TrainConfig, TrainingSettings
+from mssoft.workflows.training_data import available_memory_bytes
 
 __all__ = [
     "CVConfig",
@@ -98,6 +101,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+#: Share of the available memory the scans and slices kept between cells may take.
+MEMO_SHARE = 0.25
 #: Options that may differ between runs of one sweep (they do not change any cell's result).
 _FREE_OPTIONS = ("shard", "jobs", "data", "out", "strategy", "devices")
 #: Grid axes added after the first sweeps, with the values those sweeps had.
@@ -293,8 +298,13 @@ def _run_cell(
     modalities: tuple[str, ...],
     masks: Path | None,
     patients: tuple[str, ...],
+    *,
+    reuse: bool = True,
 ) -> dict[str, Any]:
-    """Fit on ``patients``, calibrate, predict and evaluate one cell; returns its result record."""
+    """Fit on ``patients``, calibrate, predict and evaluate one cell; returns its result record.
+
+    ``reuse``: load the trained model once for calibration and prediction (see
+    :func:`run_cells`)."""
     folder = cell.folder(config.out)
     folder.mkdir(parents=True, exist_ok=True)  # emptied by run_cells
     train_config = TrainConfig.from_settings(
@@ -315,6 +325,7 @@ def _run_cell(
         eval_dir=folder / "eval",
         name=f"model of {cell.key}",
         tta=cell.point.tta,
+        share_model=reuse,
     )
     fitted, calibration, evaluation = result.fit, result.calibration, result.evaluation
     assert evaluation is not None
@@ -393,14 +404,32 @@ def _calibration_values(
     return values
 
 
-def run_cells(config: CVConfig, *, plan: _PlanT | None = None) -> int:
+def run_cells(config: CVConfig, *, plan: _PlanT | None = None, reuse: bool = True) -> int:
     """Run this shard's unfinished cells (in this process). Returns how many were run.
 
     A cell that another process is running (it holds the cell folder's lock) is skipped.
 
     ``plan`` is :func:`_plan`'s result when the caller has already made it and checked the output
     folder; a spawned shard process plans (and checks) itself.
+
+    ``reuse`` (default) keeps the scans and training slices read for one cell in memory for the
+    next cells of the process (:func:`mssoft.files.memo.keep_in_memory`, at most
+    :data:`MEMO_SHARE` of the available memory: the cells of a fold share them, in the order the
+    plan runs them) and loads each trained model once for calibration and prediction. False runs
+    every cell as the separate commands would (the reference the results are compared with).
     """
+    with keep_in_memory(_memo_bytes()) if reuse else contextlib.nullcontext():
+        return _run_cells(config, plan, reuse)
+
+
+def _memo_bytes() -> int:
+    """Bytes the memo of :func:`run_cells` may hold."""
+    available = available_memory_bytes()
+    return int(MEMO_SHARE * available) if available > 0 else 2**30
+
+
+def _run_cells(config: CVConfig, plan: _PlanT | None, reuse: bool) -> int:
+    """:func:`run_cells` inside its memo."""
     if plan is None:
         plan = _plan(config)
         _prepare_out(config, plan[1])
@@ -432,7 +461,9 @@ def run_cells(config: CVConfig, *, plan: _PlanT | None = None) -> int:
                 if (folder / CELL_RESULT_NAME).is_file():
                     continue  # finished by another process meanwhile
                 clear_folder(folder)  # a cell interrupted earlier: start it again
-                record = _run_cell(cell, config, modalities, masks[cell.point], patients)
+                record = _run_cell(
+                    cell, config, modalities, masks[cell.point], patients, reuse=reuse
+                )
         except FolderInUseError:
             logger.warning("cell %s is being run by another process: skipped", cell.key)
             continue
