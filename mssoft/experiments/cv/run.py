@@ -97,6 +97,8 @@ __all__ = [
     "collect_rows",
     "collect_cells",
     "write_reports",
+    "job_threads",
+    "limit_threads",
 ]
 
 logger = logging.getLogger(__name__)
@@ -489,8 +491,44 @@ def _run_cells(config: CVConfig, plan: _PlanT | None, reuse: bool) -> int:
     return run
 
 
-def _run_shard(config: CVConfig) -> None:
-    """Entry point of a spawned shard process: logs to stderr, tagged with the shard."""
+def job_threads(jobs: int, gpus: int, cores: int | None = None) -> int | None:
+    """CPU threads each of ``jobs`` shard processes may use: the usable cores shared out
+    (at least 1); None (TensorFlow's default, every core) when each job has a GPU of its own.
+
+    Without the bound, each CPU-only job's TensorFlow starts a thread per core for its
+    operations (plus a pool of as many between them), so N jobs oversubscribe the cores N-fold.
+    """
+    if gpus >= jobs:
+        return None
+    if cores is None:
+        try:
+            cores = len(os.sched_getaffinity(0))
+        except AttributeError:  # pragma: no cover - macOS, Windows
+            cores = os.cpu_count() or 1
+    return max(1, cores // jobs)
+
+
+def limit_threads(threads: int) -> None:
+    """Bound this process's compute threads (before TensorFlow starts): TensorFlow's intra- and
+    inter-op pools, OpenMP and OpenCV."""
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    try:
+        import cv2
+
+        cv2.setNumThreads(threads)
+    except ImportError:  # pragma: no cover - OpenCV is a dependency
+        pass
+
+
+def _run_shard(config: CVConfig, threads: int | None = None) -> None:
+    """Entry point of a spawned shard process: logs to stderr, tagged with the shard; at most
+    ``threads`` compute threads (:func:`job_threads`)."""
+    if threads is not None:
+        limit_threads(threads)
     tag = f"shard{config.shard[0] + 1}/{config.shard[1]}"
     logging.basicConfig(
         level=logging.WARNING,
@@ -620,6 +658,9 @@ def run_cv(config: CVConfig) -> CVResult:
 
 def _run_processes(config: CVConfig) -> None:
     gpus = _gpu_count()
+    threads = job_threads(config.jobs, gpus)
+    if threads is not None:
+        logger.info("%d jobs on the CPU: %d compute threads each", config.jobs, threads)
     context = multiprocessing.get_context("spawn")
     processes = []
     saved = os.environ.get("CUDA_VISIBLE_DEVICES")
@@ -628,7 +669,8 @@ def _run_processes(config: CVConfig) -> None:
             if gpus >= config.jobs:
                 os.environ["CUDA_VISIBLE_DEVICES"] = str(k)  # inherited by the spawned process
             process = context.Process(
-                target=_run_shard, args=(replace(config, jobs=1, shard=(k, config.jobs)),)
+                target=_run_shard,
+                args=(replace(config, jobs=1, shard=(k, config.jobs)), threads),
             )
             process.start()
             processes.append(process)
