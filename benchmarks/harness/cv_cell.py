@@ -1,4 +1,4 @@
-"""cv-cell stage: one leave-one-patient-out cell of ``mssoft cv`` on real-scan-sized files, step by step.
+"""cv-cell stage: one leave-one-patient-out fold of ``mssoft cv`` on real-scan-sized files.
 
 Data: 3 generated patients of 2 time points (:func:`write_cell_data`): FLAIR and two raters'
 masks on a 256 x 256 x 120 grid (phantoms generated at half that size and upsampled, trilinear
@@ -9,7 +9,8 @@ One sweep of one grid point (ratio 1.2, gamma 0.3) and two repeats runs the two 
 fold, first with ``reuse=True`` (what ``mssoft cv`` runs) then with ``reuse=False`` (every step
 as the separate commands run it: the code before the reuse), each in a fresh output folder of
 the same process (the ``reuse=False`` run comes second, so it gets the warmer process: the
-comparison is conservative). Every step's wall time is taken by :class:`harness.step_clock.StepClock`:
+comparison is conservative). Every step's wall time is taken by
+:class:`harness.step_clock.StepClock`:
 reading and normalising scans, soft masks, slice loading, training, calibration, prediction,
 evaluation (exclusive times; the remainder is ``other``). The predictions of both runs are
 compared voxel by voxel.
@@ -51,7 +52,7 @@ CELL_QUICK = CellSettings(shape=(48, 48, 24), epochs=1, base_filters=4)
 
 
 def write_cell_data(root: Path, settings: CellSettings) -> Path:
-    """3 patients x 2 time points of FLAIR and 2 raters' masks on ``settings.shape`` (ISBI layout)."""
+    """3 patients x 2 time points: FLAIR, 2 raters' masks on ``settings.shape`` (ISBI layout)."""
     from scipy.ndimage import zoom
 
     from mssoft.files.nifti import grid_meta, read_volume, write_volume
@@ -84,7 +85,7 @@ def _step_targets() -> list[tuple[Any, str, str]]:
     import mssoft.workflows.calibrate as calibrate
     import mssoft.workflows.evaluate as evaluate
     import mssoft.workflows.fit as fit
-    import mssoft.workflows.pipeline  # noqa: F401  (imports calibrate_run etc. by name)
+    import mssoft.workflows.pipeline as pipeline
     import mssoft.workflows.predict as predict
     import mssoft.workflows.training_data as training_data
     from mssoft.arrays.intensity import Normaliser
@@ -97,6 +98,7 @@ def _step_targets() -> list[tuple[Any, str, str]]:
         (MaskConfig, "soft_mask", "soft masks"),
         (training_data, "load_slices", "slice loading"),
         (fit, "fit", "training"),
+        (pipeline, "_trained_model", "calibration"),  # the model both steps share
         (calibrate, "calibrate_run", "calibration"),
         (predict, "predict_folder", "prediction"),
         (evaluate, "evaluate_folder", "evaluation"),
@@ -218,6 +220,7 @@ def format_cell(record: dict[str, Any]) -> str:
     for step in old["steps"]:
         a, b = new["steps"][step], old["steps"][step]
         lines.append(
-            f"{step:32s} {a['seconds']:9.1f} {a['share']:6.1%} {b['seconds']:12.1f} {b['share']:6.1%}"
+            f"{step:32s} {a['seconds']:9.1f} {a['share']:6.1%} "
+            f"{b['seconds']:12.1f} {b['share']:6.1%}"
         )
     return "\n".join(lines)

@@ -98,7 +98,8 @@ class BenchSettings:
     xla_steps : int
         Timed training steps and prediction calls per model of the XLA stage.
     quick : bool
-        The smoke-test setting (also of the cv-cell stage: ``harness.cv_cell.CELL_QUICK``): its numbers are not meaningful.
+        The smoke-test setting (also of the cv-cell stage: ``harness.cv_cell.CELL_QUICK``): its
+        numbers are not meaningful.
     """
 
     shape: tuple[int, int, int] = (181, 217, 181)

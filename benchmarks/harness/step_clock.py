@@ -4,8 +4,8 @@
 and methods by timed wrappers for the duration of a ``with`` block. Time is *exclusive*: while a
 timed function calls another timed one (``fit`` calls ``load_scan``), the inner step's time is
 taken off the outer one, so the steps of one thread add up to at most its wall time. Each thread
-keeps its own stack: a scan read in a read-ahead thread (:func:`mssoft.workflows.overlap.read_ahead`)
-while the model predicts is counted as reading, so with such overlap the steps may add up to more
+keeps its own stack: a scan read in a read-ahead thread
+(:func:`mssoft.workflows.overlap.read_ahead`) while the model predicts is counted as reading, so with such overlap the steps may add up to more
 than the wall time of the whole run (``overlap_seconds`` in :meth:`StepClock.record`).
 """
 

@@ -10,6 +10,12 @@ re-running the same command skips them. ``shard=(k, n)`` runs every n-th cell, s
 machines sharing the output folder split a sweep; :func:`run_cv` with ``jobs > 1`` starts such
 processes itself.
 
+A process reads each scan once and cuts the training slices of a fold and mask setting once for
+all of its cells (:func:`run_cells`, :mod:`mssoft.files.memo`), and loads each cell's model once
+for calibration and prediction; results are those of the separate commands (up to
+floating-point noise). With ``jobs > 1`` on a CPU-only machine, each job gets its share of the
+cores (:func:`job_threads`).
+
 Output folder::
 
     config.json         the sweep (written first; a re-run must match it)
