@@ -145,3 +145,21 @@ def test_reused_cells_give_the_reference_predictions_and_resume(tmp_path, data):
     assert {p: p.stat().st_mtime_ns for p in finished} == finished
     with pytest.raises(ConfigError, match="jit_compile"):
         run_cv(_config(data, out, jit_compile="on"))
+
+
+@pytest.mark.slow
+def test_repeats_share_one_on_disk_slice_cache_per_fold_and_mask_setting(tmp_path, data):
+    from mssoft.experiments.cv.run import _plan, _prepare_out, run_cells
+
+    config = _config(data, tmp_path / "cv", slice_cache="disk")
+    plan = _plan(config)
+    _prepare_out(config, plan[1])
+    cells = [c for c in plan[3] if c.fold.held_out == "training01"]
+    assert run_cells(config, plan=(*plan[:3], cells[:1])) == 1
+    shared = config.out / "slice_cache" / "training01" / "ratio1.20_gamma0.30"
+    records = sorted(shared.glob("*.json"))
+    assert len(records) == 2  # the fold's two training scans
+    stamps = {p: p.stat().st_mtime_ns for p in records}
+    assert run_cells(config, plan=(*plan[:3], cells)) == 1  # the second repeat
+    assert {p: p.stat().st_mtime_ns for p in records} == stamps  # read, not rebuilt
+    assert not list(config.out.glob("cells/*/*/*/run/slice_cache"))

@@ -408,7 +408,12 @@ def _check_resumable(stored: dict[str, Any], current: dict[str, Any], out: Path)
         )
 
 
-def fit(config: TrainConfig, *, callbacks: Sequence[keras.callbacks.Callback] = ()) -> FitResult:
+def fit(
+    config: TrainConfig,
+    *,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    slice_cache: Path | None = None,
+) -> FitResult:
     """Train a U-Net and write the run folder ``config.out`` (see the module docstring).
 
     Parameters
@@ -416,6 +421,10 @@ def fit(config: TrainConfig, *, callbacks: Sequence[keras.callbacks.Callback] = 
     config : TrainConfig
     callbacks : sequence of keras.callbacks.Callback
         Extra callbacks, called after mssoft's own.
+    slice_cache : Path, optional
+        Folder of the on-disk slice cache when the slices go to disk (default
+        ``config.out / "slice_cache"``); runs on the same scans and targets may share one
+        (``mssoft cv`` shares one per fold and mask setting between repeats).
 
     Returns
     -------
@@ -445,7 +454,7 @@ def fit(config: TrainConfig, *, callbacks: Sequence[keras.callbacks.Callback] = 
     # one run per folder: a second fit on config.out fails at once (the lock ends with the process)
     lock = folder_lock(config.out, command="fit") if role.is_chief else contextlib.nullcontext()
     with lock:
-        return _fit_locked(config, strategy, role, callbacks)
+        return _fit_locked(config, strategy, role, callbacks, slice_cache)
 
 
 def _fit_locked(
@@ -453,6 +462,7 @@ def _fit_locked(
     strategy: tf.distribute.Strategy,
     role: Any,
     callbacks: Sequence[keras.callbacks.Callback],
+    slice_cache: Path | None = None,
 ) -> FitResult:
     """:func:`fit` once the chief holds the run folder's lock."""
     with _dtype_policy(config.mixed_precision) as policy:
@@ -463,6 +473,8 @@ def _fit_locked(
             out, stored = config.out.expanduser().resolve(), None
         # the chief caches slices in the run folder; another worker in a folder of its own
         cache = out / SLICE_CACHE_DIR if role.is_chief else Path(tempfile.mkdtemp("_mssoft"))
+        if slice_cache is not None and role.is_chief:
+            cache = Path(slice_cache).expanduser().resolve()
         data = prepare_data(config, inputs, cache=cache)
         if not is_multi_worker(strategy):
             _check_last_batches(config.batch_size, strategy.num_replicas_in_sync, data)

@@ -84,6 +84,7 @@ def run_pipeline(
     step: Step = log_step,
     tta: str = "none",
     share_model: bool = True,
+    slice_cache: str | Path | None = None,
 ) -> PipelineResult:
     """Fit a model, calibrate its threshold, segment scans and evaluate them.
 
@@ -115,6 +116,9 @@ def run_pipeline(
     share_model : bool
         Load the trained model once for calibration and prediction (compiled with XLA as
         ``train.jit_compile`` says); False loads it in each step, as the commands do.
+    slice_cache : path-like, optional
+        On-disk slice cache folder of the fit (default: in the run folder); see
+        :func:`mssoft.workflows.fit.fit`.
 
     Returns
     -------
@@ -123,7 +127,7 @@ def run_pipeline(
     from mssoft.workflows.fit import fit  # imports TensorFlow
 
     with step(f"training the {name} ({train.epochs} epochs)"):
-        fitted = fit(train)
+        fitted = fit(train, slice_cache=None if slice_cache is None else Path(slice_cache))
     model = _trained_model(train, tta) if share_model else None
     with step(f"calibrating the {name} on {len(calibrate_scans)} scans"):
         calibration = calibrate_run(

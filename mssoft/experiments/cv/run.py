@@ -21,6 +21,8 @@ Output folder::
     config.json         the sweep (written first; a re-run must match it)
     masks/<grid point>/ soft masks (build-masks output)
     cells/...           one folder per cell: run/, pred/, eval/, result.json
+    slice_cache/...     training slices on disk (only when they do not fit in memory), one
+                        folder per fold and mask setting, shared by its repeats; safe to delete
     cv_results.csv      a row per fold × grid point × repeat × rater (means over the fold's scans)
     cv_scans.csv        a row per held-out scan × grid point × repeat × rater
     comparison.csv      every grid point against binary, per rater and metric: pairs, mean
@@ -86,6 +88,7 @@ from mssoft.files.layout import (
     CV_SCANS_NAME,
     CV_TABLE_NAME,
     HISTORY_NAME,
+    SLICE_CACHE_DIR,
     soft_mask_path,
 )
 from mssoft.files.scans import Scan, discover_scans, resolve_modalities
@@ -334,6 +337,7 @@ def _run_cell(
         name=f"model of {cell.key}",
         tta=cell.point.tta,
         share_model=reuse,
+        slice_cache=_shared_slice_cache(config, cell) if reuse else None,
     )
     fitted, calibration, evaluation = result.fit, result.calibration, result.evaluation
     assert evaluation is not None
@@ -378,6 +382,14 @@ def _run_cell(
     }
     write_json(record, folder / CELL_RESULT_NAME)  # last: marks the cell finished
     return record
+
+
+def _shared_slice_cache(config: CVConfig, cell: Cell) -> Path:
+    """``out/slice_cache/<held-out patient>/<mask setting>``: the on-disk slice cache (when the
+    slices go to disk) that the repeats of a fold and mask setting share; the cache's own key
+    (files, channels, target source, normalisation) rebuilds any scan whose slices differ."""
+    mask_name = replace(cell.point, tta="none").name  # TTA: same training slices
+    return Path(config.out) / SLICE_CACHE_DIR / cell.fold.held_out / mask_name
 
 
 def _saved_epoch_dice(history: Sequence[dict[str, float]], best_epoch: int | None) -> float | None:
