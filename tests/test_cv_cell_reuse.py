@@ -163,3 +163,12 @@ def test_repeats_share_one_on_disk_slice_cache_per_fold_and_mask_setting(tmp_pat
     assert run_cells(config, plan=(*plan[:3], cells)) == 1  # the second repeat
     assert {p: p.stat().st_mtime_ns for p in records} == stamps  # read, not rebuilt
     assert not list(config.out.glob("cells/*/*/*/run/slice_cache"))
+
+
+def test_cpu_jobs_get_their_share_of_the_cores_only_when_it_is_several_threads():
+    from mssoft.experiments.cv.run import job_threads
+
+    assert job_threads(2, gpus=0, cores=2) is None  # 1 thread each measured slower
+    assert job_threads(4, gpus=0, cores=32) == 8
+    assert job_threads(3, gpus=0, cores=8) == 2
+    assert job_threads(2, gpus=2, cores=32) is None  # a GPU each

@@ -114,6 +114,9 @@ logger = logging.getLogger(__name__)
 
 #: Share of the available memory the scans and slices kept between cells may take.
 MEMO_SHARE = 0.25
+#: Fewest cores per job for which ``--jobs`` bounds each CPU-only job's threads
+#: (:func:`job_threads`).
+MIN_JOB_THREADS = 2
 #: Options that may differ between runs of one sweep (they do not change any cell's result).
 _FREE_OPTIONS = ("shard", "jobs", "data", "out", "strategy", "devices")
 #: Grid axes added after the first sweeps, with the values those sweeps had.
@@ -510,11 +513,13 @@ def _run_cells(config: CVConfig, plan: _PlanT | None, reuse: bool) -> int:
 
 
 def job_threads(jobs: int, gpus: int, cores: int | None = None) -> int | None:
-    """CPU threads each of ``jobs`` shard processes may use: the usable cores shared out
-    (at least 1); None (TensorFlow's default, every core) when each job has a GPU of its own.
+    """Compute threads for each of ``jobs`` CPU-only shard processes: the usable cores shared out
+    when that leaves each job at least :data:`MIN_JOB_THREADS`, else None (TensorFlow's default);
+    None too when each job has a GPU of its own.
 
-    Without the bound, each CPU-only job's TensorFlow starts a thread per core for its
-    operations (plus a pool of as many between them), so N jobs oversubscribe the cores N-fold.
+    Measured on 2 cores (docs/explanation/performance-cv.md): ``--jobs 2`` with one thread each
+    took 1.55x as long as with TensorFlow's default threads, which took about as long as
+    ``--jobs 1``; so small machines keep the default.
     """
     if gpus >= jobs:
         return None
@@ -523,17 +528,17 @@ def job_threads(jobs: int, gpus: int, cores: int | None = None) -> int | None:
             cores = len(os.sched_getaffinity(0))
         except AttributeError:  # pragma: no cover - macOS, Windows
             cores = os.cpu_count() or 1
-    return max(1, cores // jobs)
+    share = cores // jobs
+    return share if share >= MIN_JOB_THREADS else None
 
 
 def limit_threads(threads: int) -> None:
-    """Bound this process's compute threads (before TensorFlow starts): TensorFlow's intra- and
-    inter-op pools, OpenMP and OpenCV."""
+    """Bound this process's operator threads (before TensorFlow starts): TensorFlow's intra-op
+    pool, OpenMP and OpenCV (the inter-op pool and ``tf.data`` keep their defaults)."""
     os.environ["OMP_NUM_THREADS"] = str(threads)
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(threads)
-    tf.config.threading.set_inter_op_parallelism_threads(threads)
     try:
         import cv2
 
