@@ -194,7 +194,8 @@ def test_quick_bench_writes_every_figure(tmp_path):
     assert cell["max_prob_difference"] <= 1e-4  # reuse changes no result
     for run in ("reuse", "reference"):
         steps = cell[run]["steps"]
-        assert steps["training"]["seconds"] > 0 and steps["calibration"]["calls"] == 2
+        # calibration: calibrate_run per cell (and, with reuse, the shared model load)
+        assert steps["training"]["seconds"] > 0 and steps["calibration"]["calls"] >= 2
         assert steps["prediction"]["calls"] == 2 and steps["evaluation"]["calls"] == 2
         assert len(cell[run]["cell_seconds"]) == 2
     assert cell["reuse"]["steps"]["slice loading"]["calls"] == 2
