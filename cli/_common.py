@@ -339,6 +339,12 @@ _TRAINING_OPTIONS: dict[str, tuple[str, Any, str]] = {
         click.Choice(TRAINING_CHOICES["normalization"]),
         "Normalisation after each U-Net convolution: none (the paper) or batch.",
     ),
+    "jit_compile": (
+        "--jit-compile",
+        click.Choice(["auto", "on", "off"]),
+        "Compile the training step with XLA: auto = on a GPU, not on a CPU-only machine (where "
+        "XLA measured 2-8x slower); results differ only by floating-point round-off.",
+    ),
 }
 
 

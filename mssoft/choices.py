@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 __all__ = [
+    "JIT_COMPILE_MODES",
     "AUGMENTATIONS",
     "NORMALISATIONS",
     "NORMALIZATIONS",
@@ -42,6 +43,8 @@ STRATEGIES = ("auto", "default", "mirrored", "multiworker")
 TARGET_INTERPOLATIONS = ("nearest", "bilinear")
 #: ``--tta``: test-time augmentation of calibration and prediction.
 TTA_MODES = ("none", "flip")
+#: ``--jit-compile``: Keras's choice (XLA on GPUs, not on CPU-only machines), or forced.
+JIT_COMPILE_MODES = ("auto", "on", "off")
 
 
 def one_of(choices: Sequence[str]) -> str:

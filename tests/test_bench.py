@@ -185,8 +185,21 @@ def test_quick_bench_writes_every_figure(tmp_path):
         assert list(run["peak_rss_mb_after_epoch"]) == ["1", "2"]
         assert run["peak_rss_mb_last_epoch"] >= run["peak_rss_mb_first_epoch"] > 50
     # soft mask, 2 pipelines, 2 fit paths (1 width x 2 policies), bf16 speed-up (on CPUs with
-    # AVX512_BF16), fraction of peak, evaluation, 2 memory targets
-    assert len(record["targets"]) == 9 + ("avx512_bf16" in machine["vector_flags"])
+    # AVX512_BF16), fraction of peak, evaluation, 2 memory targets, the cv cell's speed-up
+    assert len(record["targets"]) == 10 + ("avx512_bf16" in machine["vector_flags"])
+    for row in record["xla"]["rows"]:  # 1 width x 2 policies
+        assert row["train_xla_speedup"] > 0 and row["predict_xla_speedup"] > 0
+    assert len(record["xla"]["rows"]) == 2
+    cell = record["cv_cell"]
+    assert cell["max_prob_difference"] <= 1e-4  # reuse changes no result
+    for run in ("reuse", "reference"):
+        steps = cell[run]["steps"]
+        # calibration: calibrate_run per cell (and, with reuse, the shared model load)
+        assert steps["training"]["seconds"] > 0 and steps["calibration"]["calls"] >= 2
+        assert steps["prediction"]["calls"] == 2 and steps["evaluation"]["calls"] == 2
+        assert len(cell[run]["cell_seconds"]) == 2
+    assert cell["reuse"]["steps"]["slice loading"]["calls"] == 2
+    assert "cv cell" in result.output and "XLA on" in result.output
     for row in record["training"]["paths"]:
         assert row["fit_slices_per_second"] > 0 and row["plain_slices_per_second"] > 0
     assert record["pipeline"]["slices_per_second_disk"] > 0
@@ -194,3 +207,33 @@ def test_quick_bench_writes_every_figure(tmp_path):
         assert record["prediction"]["files"][policy]["overlapped_seconds_per_scan"] > 0
     assert "Target" in result.output and "soft mask, per scan" in result.output
     assert result.output.rstrip().endswith(f"out={out}")
+
+
+def test_step_clock_times_steps_exclusively_and_restores_the_functions():
+    import time
+
+    from harness.step_clock import StepClock
+
+    import mssoft.workflows.overlap as overlap
+
+    class Work:
+        def outer(self):
+            time.sleep(0.05)
+            self.inner()
+
+        def inner(self):
+            time.sleep(0.1)
+
+    original = overlap.read_ahead
+    clock = StepClock(
+        [(Work, "outer", "outer"), (Work, "inner", "inner"), (overlap, "read_ahead", "read")]
+    )
+    with clock.running():
+        assert overlap.read_ahead is not original
+        Work().outer()
+    assert overlap.read_ahead is original and "timed" not in Work.outer.__qualname__
+    assert 0.1 <= clock.seconds["inner"] < 0.2 and 0.05 <= clock.seconds["outer"] < 0.1
+    assert clock.calls == {"outer": 1, "inner": 1, "read": 0}
+    record = clock.record(wall=0.2)
+    assert record["steps"]["other"]["seconds"] == pytest.approx(0.05, abs=0.04)
+    assert record["steps"]["inner"]["share"] == pytest.approx(0.5, abs=0.2)

@@ -188,6 +188,28 @@ def _memory_lines(mem: dict[str, Any]) -> list[str]:
     ]
 
 
+def _xla_lines(xla: dict[str, Any]) -> list[str]:
+    """Seconds per training step and prediction call without and with XLA, and their ratio."""
+    lines = [
+        f"XLA on {xla['device']} (batch {xla['batch_size']}, prediction batch "
+        f"{xla['predict_batch_size']}; ratio = today's seconds / XLA's, > 1: XLA faster)"
+    ]
+    rows = [
+        [
+            f"base {r['base_filters']} {r['policy']}",
+            f"{r['train_step_seconds_off']:.3f} / {r['train_step_seconds_on']:.3f}",
+            f"{r['train_xla_speedup']:.2f}",
+            f"{r['predict_seconds_off']:.3f} / {r['predict_seconds_on']:.3f}",
+            f"{r['predict_xla_speedup']:.2f}",
+            f"{r['first_train_seconds_on']:.1f}",
+        ]
+        for r in xla["rows"]
+    ]
+    return lines + _table(
+        ["Model", "Train s off/on", "Ratio", "Predict s off/on", "Ratio", "XLA compile s"], rows
+    )
+
+
 def format_report(results: dict[str, Any]) -> str:
     """Tables of a :func:`~harness.run_benchmarks` result (no trailing newline)."""
     s = results["settings"]
@@ -224,8 +246,14 @@ def format_report(results: dict[str, Any]) -> str:
             f"forward, {m['training_gflop_per_slice']:.2f} GFLOP training per slice",
             f"  ({m['rule']})",
         ]
+    if "xla" in results:
+        lines += ["", *_xla_lines(results["xla"])]
     if "memory" in results:
         lines += ["", *_memory_lines(results["memory"])]
+    if "cv_cell" in results:
+        from harness.cv_cell import format_cell
+
+        lines += ["", format_cell(results["cv_cell"])]
     if results.get("targets"):
         rows = [
             [t["name"], _num(t["value"]), t["target"], "yes" if t["met"] else "NO"]

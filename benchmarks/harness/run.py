@@ -12,6 +12,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from harness.cv_cell import CELL_FULL, CELL_QUICK, bench_cv_cell
 from harness.data import describe_scan, make_bench_scans, slice_set_from_scans
 from harness.evaluation import bench_evaluation
 from harness.fit_path import bench_fit_path
@@ -22,6 +23,7 @@ from harness.predict_files import bench_predict_files
 from harness.settings import FULL, STAGES, BenchSettings
 from harness.soft_masks import bench_soft_masks
 from harness.timing import CpuShare, load_average
+from harness.xla import bench_xla
 from mssoft.arrays.soft_masks import soft_mask
 from mssoft.errors import ConfigError
 from mssoft.files.folders import package_versions
@@ -52,6 +54,12 @@ def ratios(results: dict[str, Any]) -> dict[str, float]:
             disk = results["pipeline"].get("slices_per_second_disk")
             if disk is not None:
                 out["pipeline_disk_over_training"] = disk / max(rates.values())
+    for row in results.get("xla", {}).get("rows", []):
+        name = f"xla_train_speedup_base{row['base_filters']}_{row['policy']}"
+        out[name] = row["train_xla_speedup"]
+        out[name.replace("train", "predict")] = row["predict_xla_speedup"]
+    if "cv_cell" in results:
+        out["cv_cell_speedup"] = results["cv_cell"]["speedup"]
     return out
 
 
@@ -97,6 +105,9 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     if "evaluation" in results:
         value = results["evaluation"]["seconds_per_scan"]
         add("evaluation, seconds per scan", value, "< 0.1", value < 0.1)
+    if "cv_cell" in results:
+        value = results["cv_cell"]["speedup"]
+        add("cv cell fold, reference seconds / reuse seconds", value, ">= 1.5", value >= 1.5)
     if "memory" in results:
         memory = results["memory"]
         peak = max(r["peak_rss_mb_last_epoch"] for r in memory["runs"])
@@ -220,7 +231,7 @@ def run_benchmarks(
         with stage("machine"):
             results["machine"] = bench_machine(settings)
         machine = results["machine"]
-        if set(wanted) & {"soft_mask", "pipeline", "training", "evaluation"}:
+        if set(wanted) & {"soft_mask", "pipeline", "training", "evaluation", "xla"}:
             with stage("data"):
                 scans = make_bench_scans(settings)
                 results["data"] = [describe_scan(s, i) for i, s in enumerate(scans)]
@@ -257,11 +268,19 @@ def run_benchmarks(
                     settings,
                     stack.enter_context(_scratch(None)),
                 )
+        if "xla" in wanted:
+            with stage("xla"):
+                results["xla"] = bench_xla(slices, settings)
         if memory is not None:
             with stage("memory"):
                 if not settings.memory_parallel:
                     memory.start()
                 results["memory"] = memory.result()
+    if "cv_cell" in wanted:
+        with stage("cv_cell"), _scratch(None) as scratch:
+            results["cv_cell"] = bench_cv_cell(
+                scratch, CELL_QUICK if settings.quick else CELL_FULL
+            )
     results["ratios"] = ratios(results)
     results["targets"] = targets(results)
     results["load_average"]["end"] = load_average()

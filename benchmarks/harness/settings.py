@@ -12,7 +12,17 @@ __all__ = ["STAGES", "BenchSettings", "FULL", "QUICK"]
 #: Stages in the order they run (``machine`` always runs: the others use its peak). The NumPy
 #: stages run before TensorFlow is imported: ``build-masks`` and ``evaluate`` never load it, and
 #: its idle thread pools slow single-threaded SciPy code by 10-20 %.
-STAGES = ("machine", "soft_mask", "evaluation", "pipeline", "training", "prediction", "memory")
+STAGES = (
+    "machine",
+    "soft_mask",
+    "evaluation",
+    "pipeline",
+    "training",
+    "prediction",
+    "xla",
+    "memory",
+    "cv_cell",
+)
 _COUNTS = (
     "scans",
     "repeats",
@@ -30,6 +40,7 @@ _COUNTS = (
     "memory_base_filters",
     "memory_depth",
     "memory_batch_size",
+    "xla_steps",
 )
 
 
@@ -84,8 +95,11 @@ class BenchSettings:
     memory_parallel : bool
         Run the two ``fit`` subprocesses at once, alongside the other stages (their peak memory
         does not depend on it; every timing does, so only for the quick setting).
+    xla_steps : int
+        Timed training steps and prediction calls per model of the XLA stage.
     quick : bool
-        The smoke-test setting: its numbers are not meaningful.
+        The smoke-test setting (also of the cv-cell stage: ``harness.cv_cell.CELL_QUICK``): its
+        numbers are not meaningful.
     """
 
     shape: tuple[int, int, int] = (181, 217, 181)
@@ -113,6 +127,7 @@ class BenchSettings:
     memory_depth: int = 3
     memory_batch_size: int = 8
     memory_parallel: bool = False
+    xla_steps: int = 4
     quick: bool = False
 
     def __post_init__(self) -> None:
@@ -170,5 +185,6 @@ QUICK = BenchSettings(
     memory_depth=1,
     memory_batch_size=4,
     memory_parallel=True,
+    xla_steps=1,
     quick=True,
 )

@@ -37,7 +37,9 @@ LEGACY_DEFAULTS: dict[str, Any] = {
     "augment": {"name": "paper"},
 }
 #: Fields that ``fit --resume`` may change; every other field must match the stored run.
-RESUMABLE_FIELDS = frozenset({"data", "epochs", "strategy", "devices", "slice_cache"})
+RESUMABLE_FIELDS = frozenset(
+    {"data", "epochs", "strategy", "devices", "slice_cache", "jit_compile"}
+)
 #: Deepest U-Net a record may declare (``input_multiple`` at most ``2 ** MAX_DEPTH``).
 MAX_DEPTH = 12
 #: Deepest nesting of lists and objects in a record.

@@ -23,6 +23,7 @@ import numpy as np
 
 from mssoft.errors import ConfigError, DataError
 from mssoft.files import bids_layout, isbi_layout, manifest_layout, nnunet_layout
+from mssoft.files.memo import active_memo, file_stamps, memo_key
 from mssoft.files.nifti import VolumeMeta, check_same_grid, read_header, read_volume
 from mssoft.files.scan_files import LabelMap, ScanFiles, ScanLayout, normalise_modality
 from mssoft.files.nnunet_layout import discover_nnunet_images, is_nnunet_images_folder
@@ -325,6 +326,20 @@ def load_scan(
         (:func:`check_image`), or a mask that is all NaN or not binary (values other than 0 and 1).
     """
     names = tuple(modalities) if modalities is not None else tuple(scan.images)
+    memo = active_memo()
+    if memo is not None:  # inside keep_in_memory: read each scan once (mssoft.files.memo)
+        files = [scan.images[n] for n in names if n in scan.images]
+        if rater is not None and rater in scan.masks:
+            files.append(scan.mask_path(rater))
+        key = memo_key(
+            "scan", scan=scan.scan_id, files=file_stamps(files), modalities=names, rater=rater
+        )
+        return memo.get_or_make(key, lambda: _read_scan(scan, names, rater))
+    return _read_scan(scan, names, rater)
+
+
+def _read_scan(scan: Scan, names: tuple[str, ...], rater: int | None) -> LoadedScan:
+    """:func:`load_scan` without the memo."""
     meta = check_scan(scan, modalities=names, rater=rater)
     channels = []
     for name in names:

@@ -26,6 +26,7 @@ __all__ = [
     "predict_volume",
     "predict_volume_resampled",
     "model_input_multiple",
+    "full_batch",
 ]
 
 
@@ -144,10 +145,17 @@ def predict_volume(
     slices = to_axial_slices((normaliser or Normaliser()).apply(image))  # (Z, X, Y, C)
     n_slices, nx, ny = slices.shape[:3]
     prob = np.empty((n_slices, nx, ny), dtype=np.float32)
+    # an XLA-compiled model recompiles for every new input shape: give it full batches only
+    fixed = getattr(model, "jit_compile", False) is True
     for start in range(0, n_slices, int(batch_size)):
         batch = pad_slices(np.ascontiguousarray(slices[start : start + int(batch_size)]), multiple)
+        if fixed:
+            batch = full_batch(batch, int(batch_size))
         # predict_on_batch runs Keras's compiled predict step: ~1.3x faster than model(batch).
         output = np.asarray(model.predict_on_batch(batch))
+        if fixed:  # the slices of this scan only
+            kept = min(int(batch_size), n_slices - start)
+            batch, output = batch[:kept], output[:kept]
         if output.shape != (*batch.shape[:3], 1):
             raise ValueError(
                 f"model output has shape {output.shape}, expected {(*batch.shape[:3], 1)} "
@@ -155,6 +163,19 @@ def predict_volume(
             )
         prob[start : start + batch.shape[0]] = output[:, :nx, :ny, 0]
     return from_axial_slices(prob)
+
+
+def full_batch(batch: np.ndarray, size: int) -> np.ndarray:
+    """``batch`` ``(B, X, Y, C)`` with zero slices appended up to ``size`` (B <= size).
+
+    An XLA-compiled model compiles once per input shape; padding the last batch of each scan
+    keeps one shape per run (scans on one grid) at the cost of up to ``size - 1`` wasted slices
+    per scan.
+    """
+    missing = size - batch.shape[0]
+    if missing <= 0:
+        return batch
+    return np.concatenate([batch, np.zeros((missing, *batch.shape[1:]), batch.dtype)])
 
 
 def predict_volume_resampled(

@@ -142,6 +142,7 @@ def calibrate_run(
     resample: bool = False,
     mixed_precision: bool = False,
     trust_savedmodel: bool = False,
+    model: Any = None,
 ) -> Calibration:
     """Predict the calibration scans once, search the threshold, write ``RUN/calibration.json``.
 
@@ -181,6 +182,10 @@ def calibrate_run(
     trust_savedmodel : bool, optional
         Allow running the TensorFlow SavedModel of an export folder that holds no ``model.keras``
         (a SavedModel is a program; see :func:`mssoft.nn.model_files.load_model_folder`).
+    model : object with ``predict_on_batch``, optional
+        The model of ``run`` already loaded (:func:`mssoft.nn.model_files.load_ensemble` with
+        the same ``tta`` and ``mixed_precision``), so that calibration and prediction of one
+        model load it once; default: loaded here.
 
     Returns
     -------
@@ -220,9 +225,10 @@ def calibrate_run(
         check_not_in_use(folder, command="calibrate", option="RUN")
     from mssoft.nn.model_files import load_ensemble  # imports TensorFlow
 
-    model = load_ensemble(
-        runs, tta=tta, mixed_precision=mixed_precision, trust_savedmodel=trust_savedmodel
-    )
+    if model is None:
+        model = load_ensemble(
+            runs, tta=tta, mixed_precision=mixed_precision, trust_savedmodel=trust_savedmodel
+        )
     curves = []
     # the next scan is read while the model predicts this one (mssoft.workflows.overlap)
     loads = read_ahead(selected, lambda s: load_scan(s, modalities=info.modalities, rater=rater))

@@ -250,6 +250,7 @@ def build_model(
         ),
         loss=SoftDiceLoss(eps=config.eps),
         metrics=[BinarisedDice()],
+        jit_compile=config.keras_jit_compile,
     )
     return model
 
@@ -423,7 +424,12 @@ def _check_resumable(stored: dict[str, Any], current: dict[str, Any], out: Path)
         )
 
 
-def fit(config: TrainConfig, *, callbacks: Sequence[keras.callbacks.Callback] = ()) -> FitResult:
+def fit(
+    config: TrainConfig,
+    *,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    slice_cache: Path | None = None,
+) -> FitResult:
     """Train a U-Net and write the run folder ``config.out`` (see the module docstring).
 
     Parameters
@@ -431,6 +437,10 @@ def fit(config: TrainConfig, *, callbacks: Sequence[keras.callbacks.Callback] = 
     config : TrainConfig
     callbacks : sequence of keras.callbacks.Callback
         Extra callbacks, called after mssoft's own.
+    slice_cache : Path, optional
+        Folder of the on-disk slice cache when the slices go to disk (default
+        ``config.out / "slice_cache"``); runs on the same scans and targets may share one
+        (``mssoft cv`` shares one per fold and mask setting between repeats).
 
     Returns
     -------
@@ -462,7 +472,7 @@ def fit(config: TrainConfig, *, callbacks: Sequence[keras.callbacks.Callback] = 
         check_output_location(config.out, data=config.data)
     lock = folder_lock(config.out, command="fit") if role.is_chief else contextlib.nullcontext()
     with lock:
-        return _fit_locked(config, strategy, role, callbacks)
+        return _fit_locked(config, strategy, role, callbacks, slice_cache)
 
 
 def _fit_locked(
@@ -470,6 +480,7 @@ def _fit_locked(
     strategy: tf.distribute.Strategy,
     role: Any,
     callbacks: Sequence[keras.callbacks.Callback],
+    slice_cache: Path | None = None,
 ) -> FitResult:
     """:func:`fit` once the chief holds the run folder's lock."""
     with _dtype_policy(config.mixed_precision) as policy:
@@ -480,6 +491,8 @@ def _fit_locked(
             out, stored = config.out.expanduser().resolve(), None
         # the chief caches slices in the run folder; another worker in a folder of its own
         cache = out / SLICE_CACHE_DIR if role.is_chief else Path(tempfile.mkdtemp("_mssoft"))
+        if slice_cache is not None and role.is_chief:
+            cache = Path(slice_cache).expanduser().resolve()
         data = prepare_data(config, inputs, cache=cache)
         steps = steps_per_epoch(config, data)
         logger.info(

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mssoft.workflows.calibrate import Calibration, calibrate_run
 from mssoft.workflows.evaluate import Evaluation, evaluate_folder
@@ -60,6 +60,16 @@ class PipelineResult:
     evaluation: Evaluation | None
 
 
+def _trained_model(train: TrainConfig, tta: str) -> Any:
+    """The run's best model as calibration and prediction use it, XLA as ``train`` says."""
+    from mssoft.nn.model_files import load_ensemble  # imports TensorFlow
+
+    model = load_ensemble([train.out], tta=tta)
+    if train.jit_compile != "auto" and hasattr(model, "jit_compile"):
+        model.jit_compile = train.jit_compile == "on"
+    return model
+
+
 def run_pipeline(
     train: TrainConfig,
     *,
@@ -73,6 +83,8 @@ def run_pipeline(
     progress: Progress = no_progress,
     step: Step = log_step,
     tta: str = "none",
+    share_model: bool = True,
+    slice_cache: str | Path | None = None,
 ) -> PipelineResult:
     """Fit a model, calibrate its threshold, segment scans and evaluate them.
 
@@ -101,6 +113,12 @@ def run_pipeline(
     tta : {"none", "flip"}
         Test-time augmentation of calibration and prediction (``flip``: mean with the left-right
         mirror of each slice).
+    share_model : bool
+        Load the trained model once for calibration and prediction (compiled with XLA as
+        ``train.jit_compile`` says); False loads it in each step, as the commands do.
+    slice_cache : path-like, optional
+        On-disk slice cache folder of the fit (default: in the run folder); see
+        :func:`mssoft.workflows.fit.fit`.
 
     Returns
     -------
@@ -109,7 +127,8 @@ def run_pipeline(
     from mssoft.workflows.fit import fit  # imports TensorFlow
 
     with step(f"training the {name} ({train.epochs} epochs)"):
-        fitted = fit(train)
+        fitted = fit(train, slice_cache=None if slice_cache is None else Path(slice_cache))
+    model = _trained_model(train, tta) if share_model else None
     with step(f"calibrating the {name} on {len(calibrate_scans)} scans"):
         calibration = calibrate_run(
             train.out,
@@ -117,6 +136,7 @@ def run_pipeline(
             scans=list(calibrate_scans),
             progress=labelled(progress, f"calibrate {name}"),
             tta=tta,
+            model=model,
         )
     to_evaluate = list(predict_scans if evaluate_scans is None else evaluate_scans)
     prediction = evaluation = None
@@ -131,6 +151,7 @@ def run_pipeline(
             progress=labelled(progress, f"predict {name}"),
             tta=tta,
             qc=False,  # experiments report their own figures; the lesion tables are written
+            model=model,
         )
         if eval_dir is not None and to_evaluate:
             evaluation = evaluate_folder(

@@ -240,6 +240,7 @@ class _Options:
     naming: str | None = None
     qc: bool = True
     trust_savedmodel: bool = False
+    model: Any = None
 
 
 def predict_folder(
@@ -285,6 +286,9 @@ def predict_folder(
         trust_savedmodel : Allow running the TensorFlow SavedModel of an export folder that
         holds no ``model.keras`` (a SavedModel is a program; see
         :func:`mssoft.nn.model_files.load_model_folder`).
+        model : The model of ``run`` already loaded (:func:`mssoft.nn.model_files.load_ensemble`
+        with the same ``tta`` and ``mixed_precision``), so that calibration and prediction of
+        one model load it once; default: loaded here.
 
     Returns
     -------
@@ -394,12 +398,14 @@ def _predict(
     from mssoft.nn.model_files import load_ensemble  # imports TensorFlow
 
     # before creating the output folder: a bad model leaves nothing
-    model = load_ensemble(
-        runs,
-        tta=options.tta,
-        mixed_precision=options.mixed_precision,
-        trust_savedmodel=options.trust_savedmodel,
-    )
+    model = options.model
+    if model is None:
+        model = load_ensemble(
+            runs,
+            tta=options.tta,
+            mixed_precision=options.mixed_precision,
+            trust_savedmodel=options.trust_savedmodel,
+        )
     config = {
         "run": str(runs[0].resolve()),
         "runs": [str(r.resolve()) for r in runs],

@@ -25,6 +25,7 @@ from mssoft.arrays.soft_masks import (
 )
 from mssoft.choices import (
     AUGMENTATIONS,
+    JIT_COMPILE_MODES,
     NORMALISATIONS,
     NORMALIZATIONS,
     OUTPUT_BIASES,
@@ -47,6 +48,7 @@ TRAINING_CHOICES: dict[str, tuple[str, ...]] = {
     "target_interpolation": TARGET_INTERPOLATIONS,
     "output_bias": OUTPUT_BIASES,
     "normalization": NORMALIZATIONS,
+    "jit_compile": JIT_COMPILE_MODES,
 }
 
 
@@ -259,6 +261,11 @@ class TrainingSettings:
         Linear learning-rate warm-up over this many epochs' worth of steps (0 = none).
     normalization : {"none", "batch"}
         "none" is the paper's U-Net; "batch" adds batch normalisation after each 3x3 convolution.
+    jit_compile : {"auto", "on", "off"}
+        Compile the training step (and the calibration and prediction of ``cv``/``demo``) with
+        XLA: ``auto`` is Keras's choice (XLA on a GPU, not on a CPU-only machine, where it was
+        measured 2-8x slower: docs/explanation/performance-cv.md). A speed option: results
+        differ only by floating-point round-off.
     """
 
     modalities: tuple[str, ...] | None = None
@@ -282,6 +289,7 @@ class TrainingSettings:
     output_bias: str = "prior"
     warmup_epochs: float = 1.0
     normalization: str = "none"
+    jit_compile: str = "auto"
 
     def __post_init__(self) -> None:
         for name in ("modalities", "devices"):
@@ -314,6 +322,11 @@ class TrainingSettings:
         for name, choices in TRAINING_CHOICES.items():
             value = getattr(self, name)
             _check(value in choices, f"--{name.replace('_', '-')}", one_of(choices), value)
+
+    @property
+    def keras_jit_compile(self) -> bool | str:
+        """``jit_compile`` as Keras's ``Model.compile`` takes it: ``"auto"``, True or False."""
+        return {"auto": "auto", "on": True, "off": False}[self.jit_compile]
 
     def settings(self) -> dict[str, Any]:
         """The training settings alone, as keyword arguments (also of a :class:`TrainConfig`)."""

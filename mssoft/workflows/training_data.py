@@ -39,6 +39,7 @@ from mssoft.choices import SLICE_CACHES
 from mssoft.errors import ConfigError, DataError
 from mssoft.files.folders import read_config, soft_mask_files
 from mssoft.files.layout import CONFIG_NAME, soft_mask_path
+from mssoft.files.memo import active_memo, memo_key
 from mssoft.files.nifti import check_same_grid, read_header, read_volume
 from mssoft.files.scans import LoadedScan, Scan, check_scan, load_scan, patients_of, read_mask
 from mssoft.files.slice_cache import read_cached_slices, scan_cache_key, write_cached_slices
@@ -442,6 +443,31 @@ def _cache_key(
     )
 
 
+def _memo_scan_slices(
+    scan: Scan,
+    *,
+    modalities: Sequence[str],
+    source: MaskSource,
+    normaliser: Normaliser | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """:func:`load_scan_slices`, kept in the process's memo inside
+    :func:`mssoft.files.memo.keep_in_memory` (the repeats of a cross-validation fold train on
+    the same slices: read, normalised and cut once), keyed as the on-disk slice cache is."""
+    memo = active_memo()
+    if memo is None:
+        return load_scan_slices(scan, modalities=modalities, source=source, normaliser=normaliser)
+    try:
+        key = memo_key("slices", key=_cache_key(scan, modalities, source, normaliser))
+    except OSError:  # a missing file: load_scan_slices names it
+        return load_scan_slices(scan, modalities=modalities, source=source, normaliser=normaliser)
+    return memo.get_or_make(
+        key,
+        lambda: load_scan_slices(
+            scan, modalities=modalities, source=source, normaliser=normaliser
+        ),
+    )
+
+
 def _cached_scan_slices(
     scan: Scan,
     *,
@@ -511,7 +537,7 @@ def load_slices(
     images, targets, kept_all, n_slices = [], [], [], []
     for scan in scans:
         if cache is None:
-            image, target, kept, n = load_scan_slices(
+            image, target, kept, n = _memo_scan_slices(
                 scan, modalities=modalities, source=source, normaliser=normaliser
             )
         else:

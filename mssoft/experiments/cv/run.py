@@ -10,6 +10,12 @@ re-running the same command skips them. ``shard=(k, n)`` runs every n-th cell, s
 machines sharing the output folder split a sweep; :func:`run_cv` with ``jobs > 1`` starts such
 processes itself.
 
+A process reads each scan once and cuts the training slices of a fold and mask setting once for
+all of its cells (:func:`run_cells`, :mod:`mssoft.files.memo`), and loads each cell's model once
+for calibration and prediction; results are those of the separate commands (up to
+floating-point noise). With ``jobs > 1`` on a CPU-only machine, each job gets its share of the
+cores (:func:`job_threads`).
+
 Output folder::
 
     config.json         the sweep (written first; a re-run must match it)
@@ -17,6 +23,8 @@ Output folder::
     cells/...           one folder per cell: run/, pred/, eval/, result.json
     cells/<patient>/flair_baseline.json
                         the fold's FLAIR-threshold baseline (computed once, reused on re-runs)
+    slice_cache/...     training slices on disk (only when they do not fit in memory), one
+                        folder per fold and mask setting, shared by its repeats; safe to delete
     cv_results.csv      a row per fold × grid point × repeat × rater (means over the fold's scans)
     cv_scans.csv        a row per held-out scan × grid point × repeat × rater
     comparison.csv      every grid point against binary and against the FLAIR-threshold
@@ -35,6 +43,7 @@ rows without retraining any finished cell.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gc
 import json
@@ -101,12 +110,15 @@ from mssoft.files.layout import (
     CV_SCANS_NAME,
     CV_TABLE_NAME,
     HISTORY_NAME,
+    SLICE_CACHE_DIR,
     soft_mask_path,
 )
 from mssoft.files.scans import Scan, discover_scans, resolve_modalities
+from mssoft.files.memo import keep_in_memory
 from mssoft.workflows.build_masks import build_soft_masks
 from mssoft.workflows.pipeline import run_pipeline
 from mssoft.workflows.settings import MaskConfig, TrainConfig, TrainingSettings
+from mssoft.workflows.training_data import available_memory_bytes
 
 __all__ = [
     "CVConfig",
@@ -116,14 +128,28 @@ __all__ = [
     "collect_rows",
     "collect_cells",
     "write_reports",
+    "job_threads",
+    "limit_threads",
 ]
 
 logger = logging.getLogger(__name__)
 
+#: Share of the available memory the scans and slices kept between cells may take.
+MEMO_SHARE = 0.25
+#: Fewest cores per job for which ``--jobs`` bounds each CPU-only job's threads
+#: (:func:`job_threads`).
+MIN_JOB_THREADS = 2
 #: Options that may differ between runs of one sweep (they do not change any cell's result).
 _FREE_OPTIONS = ("shard", "jobs", "data", "out", "strategy", "devices")
 #: Grid axes added after the first sweeps, with the values those sweeps had.
-_NEW_AXES = {"raters": [None], "rings": ["constant"], "ring_sigma": 2.0, "tta": ["none"]}
+#: (``jit_compile``: a training option added later; a sweep from before it ran with ``auto``.)
+_NEW_AXES = {
+    "raters": [None],
+    "rings": ["constant"],
+    "ring_sigma": 2.0,
+    "tta": ["none"],
+    "jit_compile": "auto",
+}
 #: Soft-mask settings that are grid axes (``--ratios``, ``--gammas``, ``--rings``), not options.
 _AXIS_PARAMS = ("ratio", "gamma", "ring")
 
@@ -331,8 +357,13 @@ def _run_cell(
     modalities: tuple[str, ...],
     masks: Path | None,
     patients: tuple[str, ...],
+    *,
+    reuse: bool = True,
 ) -> dict[str, Any]:
-    """Fit on ``patients``, calibrate, predict and evaluate one cell; returns its result record."""
+    """Fit on ``patients``, calibrate, predict and evaluate one cell; returns its result record.
+
+    ``reuse``: load the trained model once for calibration and prediction (see
+    :func:`run_cells`)."""
     folder = cell.folder(config.out)
     folder.mkdir(parents=True, exist_ok=True)  # emptied by run_cells
     train_config = TrainConfig.from_settings(
@@ -353,6 +384,8 @@ def _run_cell(
         eval_dir=folder / CELL_EVAL_DIR,
         name=f"model of {cell.key}",
         tta=cell.point.tta,
+        share_model=reuse,
+        slice_cache=_shared_slice_cache(config, cell) if reuse else None,
     )
     fitted, calibration, evaluation = result.fit, result.calibration, result.evaluation
     assert evaluation is not None
@@ -399,6 +432,14 @@ def _run_cell(
     return record
 
 
+def _shared_slice_cache(config: CVConfig, cell: Cell) -> Path:
+    """``out/slice_cache/<held-out patient>/<mask setting>``: the on-disk slice cache (when the
+    slices go to disk) that the repeats of a fold and mask setting share; the cache's own key
+    (files, channels, target source, normalisation) rebuilds any scan whose slices differ."""
+    mask_name = replace(cell.point, tta="none").name  # TTA: same training slices
+    return Path(config.out) / SLICE_CACHE_DIR / cell.fold.held_out / mask_name
+
+
 def _saved_epoch_dice(history: Sequence[dict[str, float]], best_epoch: int | None) -> float | None:
     """Validation Dice (else training Dice) at 0.5 of the saved epoch; None without that row."""
     for row in history:
@@ -431,14 +472,32 @@ def _calibration_values(
     return values
 
 
-def run_cells(config: CVConfig, *, plan: _PlanT | None = None) -> int:
+def run_cells(config: CVConfig, *, plan: _PlanT | None = None, reuse: bool = True) -> int:
     """Run this shard's unfinished cells (in this process). Returns how many were run.
 
     A cell that another process is running (it holds the cell folder's lock) is skipped.
 
     ``plan`` is :func:`_plan`'s result when the caller has already made it and checked the output
     folder; a spawned shard process plans (and checks) itself.
+
+    ``reuse`` (default) keeps the scans and training slices read for one cell in memory for the
+    next cells of the process (:func:`mssoft.files.memo.keep_in_memory`, at most
+    :data:`MEMO_SHARE` of the available memory: the cells of a fold share them, in the order the
+    plan runs them) and loads each trained model once for calibration and prediction. False runs
+    every cell as the separate commands would (the reference the results are compared with).
     """
+    with keep_in_memory(_memo_bytes()) if reuse else contextlib.nullcontext():
+        return _run_cells(config, plan, reuse)
+
+
+def _memo_bytes() -> int:
+    """Bytes the memo of :func:`run_cells` may hold."""
+    available = available_memory_bytes()
+    return int(MEMO_SHARE * available) if available > 0 else 2**30
+
+
+def _run_cells(config: CVConfig, plan: _PlanT | None, reuse: bool) -> int:
+    """:func:`run_cells` inside its memo."""
     if plan is None:
         plan = _plan(config)
         _prepare_out(config, plan[1])
@@ -470,7 +529,9 @@ def run_cells(config: CVConfig, *, plan: _PlanT | None = None) -> int:
                 if (folder / CELL_RESULT_NAME).is_file():
                     continue  # finished by another process meanwhile
                 clear_folder(folder)  # a cell interrupted earlier: start it again
-                record = _run_cell(cell, config, modalities, masks[cell.point], patients)
+                record = _run_cell(
+                    cell, config, modalities, masks[cell.point], patients, reuse=reuse
+                )
         except FolderInUseError:
             logger.warning("cell %s is being run by another process: skipped", cell.key)
             continue
@@ -496,8 +557,46 @@ def run_cells(config: CVConfig, *, plan: _PlanT | None = None) -> int:
     return run
 
 
-def _run_shard(config: CVConfig) -> None:
-    """Entry point of a spawned shard process: logs to stderr, tagged with the shard."""
+def job_threads(jobs: int, gpus: int, cores: int | None = None) -> int | None:
+    """Compute threads for each of ``jobs`` CPU-only shard processes: the usable cores shared out
+    when that leaves each job at least :data:`MIN_JOB_THREADS`, else None (TensorFlow's default);
+    None too when each job has a GPU of its own.
+
+    Measured on 2 cores (docs/explanation/performance-cv.md): ``--jobs 2`` with one thread each
+    took 1.55x as long as with TensorFlow's default threads, which took about as long as
+    ``--jobs 1``; so small machines keep the default.
+    """
+    if gpus >= jobs:
+        return None
+    if cores is None:
+        try:
+            cores = len(os.sched_getaffinity(0))
+        except AttributeError:  # pragma: no cover - macOS, Windows
+            cores = os.cpu_count() or 1
+    share = cores // jobs
+    return share if share >= MIN_JOB_THREADS else None
+
+
+def limit_threads(threads: int) -> None:
+    """Bound this process's operator threads (before TensorFlow starts): TensorFlow's intra-op
+    pool, OpenMP and OpenCV (the inter-op pool and ``tf.data`` keep their defaults)."""
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    try:
+        import cv2
+
+        cv2.setNumThreads(threads)
+    except ImportError:  # pragma: no cover - OpenCV is a dependency
+        pass
+
+
+def _run_shard(config: CVConfig, threads: int | None = None) -> None:
+    """Entry point of a spawned shard process: logs to stderr, tagged with the shard; at most
+    ``threads`` compute threads (:func:`job_threads`)."""
+    if threads is not None:
+        limit_threads(threads)
     tag = f"shard{config.shard[0] + 1}/{config.shard[1]}"
     logging.basicConfig(
         level=logging.WARNING,
@@ -663,6 +762,9 @@ def run_cv(config: CVConfig) -> CVResult:
 
 def _run_processes(config: CVConfig) -> None:
     gpus = _gpu_count()
+    threads = job_threads(config.jobs, gpus)
+    if threads is not None:
+        logger.info("%d jobs on the CPU: %d compute threads each", config.jobs, threads)
     context = multiprocessing.get_context("spawn")
     processes = []
     saved = os.environ.get("CUDA_VISIBLE_DEVICES")
@@ -671,7 +773,8 @@ def _run_processes(config: CVConfig) -> None:
             if gpus >= config.jobs:
                 os.environ["CUDA_VISIBLE_DEVICES"] = str(k)  # inherited by the spawned process
             process = context.Process(
-                target=_run_shard, args=(replace(config, jobs=1, shard=(k, config.jobs)),)
+                target=_run_shard,
+                args=(replace(config, jobs=1, shard=(k, config.jobs)), threads),
             )
             process.start()
             processes.append(process)
