@@ -55,7 +55,7 @@ import mssoft.nn.losses  # noqa: F401  (registers the loss and metric for load_m
 from mssoft.arrays.intensity import Normaliser
 from mssoft.arrays.slices import SliceSet, Split, split_slices
 from mssoft.errors import ConfigError, DataError
-from mssoft.files.atomic import atomic_path, write_json
+from mssoft.files.atomic import write_json
 from mssoft.files.folders import (
     check_output_location,
     folder_lock,

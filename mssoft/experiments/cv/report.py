@@ -32,7 +32,6 @@ from mssoft.arrays.metrics import nanmean
 from mssoft.arrays.paired_stats import GridComparison, compare_grid
 from mssoft.arrays.soft_masks import is_binary_setting
 from mssoft.experiments.cv.plan import FLAIR_POINT, FLAIR_VARIANT
-from mssoft.files.atomic import atomic_path
 from mssoft.files.figures import pyplot, save_figure
 
 __all__ = [
