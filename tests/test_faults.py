@@ -580,7 +580,7 @@ def test_cv_skips_a_cell_another_process_is_running_and_never_deletes_it(
 
     ran = []
 
-    def fake_cell(cell, config, modalities, masks, patients):
+    def fake_cell(cell, config, modalities, masks, patients, **_):
         ran.append(cell.key)
         folder = cell.folder(config.out)
         assert not (folder / "stale.txt").exists()  # an interrupted cell starts afresh
