@@ -103,7 +103,7 @@ def _config(data, out, **training):
     return CVConfig(
         data=data,
         out=out,
-        ratios=(1.2,),
+        ratios=(1.0,),  # the binary point alone: no point is added to the grid
         gammas=(0.3,),
         repeats=2,
         training=TrainingSettings(
@@ -156,7 +156,7 @@ def test_repeats_share_one_on_disk_slice_cache_per_fold_and_mask_setting(tmp_pat
     _prepare_out(config, plan[1])
     cells = [c for c in plan[3] if c.fold.held_out == "training01"]
     assert run_cells(config, plan=(*plan[:3], cells[:1])) == 1
-    shared = config.out / "slice_cache" / "training01" / "ratio1.20_gamma0.30"
+    shared = config.out / "slice_cache" / "training01" / "binary"
     records = sorted(shared.glob("*.json"))
     assert len(records) == 2  # the fold's two training scans
     stamps = {p: p.stat().st_mtime_ns for p in records}
