@@ -42,6 +42,7 @@ import numpy as np
 from mssoft._version import __version__
 from mssoft.errors import ConfigError, DataError
 from mssoft.files.atomic import write_json
+from mssoft.files.bids_layout import BIDS_SUFFIXES
 from mssoft.files.isbi_layout import ISBI_FILE_NAMES, isbi_image_path, isbi_mask_path
 from mssoft.files.layout import SYNTHETIC_NAME, truth_path
 from mssoft.files.nifti import grid_meta, write_volume
@@ -415,8 +416,8 @@ def write_site_dataset(
     )
 
 
-#: mssoft modality -> BIDS suffix of the anatomical image.
-BIDS_IMAGE_SUFFIXES = {"flair": "FLAIR", "t1": "T1w", "t2": "T2w", "pd": "PDw"}
+#: mssoft modality -> BIDS suffix of the anatomical image (the inverse of what the reader maps).
+BIDS_IMAGE_SUFFIXES = {modality: suffix for suffix, modality in BIDS_SUFFIXES.items()}
 
 
 def write_bids_dataset(
