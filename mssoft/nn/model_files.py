@@ -27,8 +27,8 @@ import keras
 import mssoft.nn.legacy_layers  # noqa: F401  (layers of models saved by earlier versions)
 import mssoft.nn.losses  # noqa: F401  (registers the loss and metric for load_model)
 from mssoft.errors import DataError
-from mssoft.files.layout import CONFIG_NAME, EXPORT_INFO_NAME, MODEL_NAME, SAVED_MODEL_DIR
 from mssoft.files.folders import read_config
+from mssoft.files.layout import CONFIG_NAME, EXPORT_INFO_NAME, MODEL_NAME, SAVED_MODEL_DIR
 from mssoft.files.run_record import RunRecord, parse_run_record
 from mssoft.nn.inference import averaged_model
 from mssoft.nn.saved_model import ExportedModel, load_saved_model
@@ -79,7 +79,11 @@ def with_dtype_policy(model: keras.Model, policy: str) -> keras.Model:
 
 
 def load_run_model(
-    run_dir: str | Path, *, compile: bool = False, mixed_precision: bool = False
+    run_dir: str | Path,
+    *,
+    compile: bool = False,
+    mixed_precision: bool = False,
+    record: RunRecord | None = None,
 ) -> keras.Model:
     """Load ``run_dir/model.keras`` (any process; the custom objects are registered on import).
 
@@ -92,6 +96,9 @@ def load_run_model(
     mixed_precision : bool
         Compute in bfloat16 on CPU / float16 on GPU (:func:`with_dtype_policy`; the output layer
         stays float32), whatever precision the model was trained in. Not with ``compile``.
+    record : RunRecord, optional
+        The run record the model must match (an export folder's, from its ``mssoft.json``);
+        default: read from ``run_dir/config.json`` when there is one.
 
     Returns
     -------
@@ -111,13 +118,9 @@ def load_run_model(
         model = keras.saving.load_model(path, compile=compile, safe_mode=True)
     except (OSError, ValueError, TypeError) as exc:
         raise DataError(f"{path}: cannot load model ({type(exc).__name__}: {exc})") from None
-    if (Path(run_dir) / EXPORT_INFO_NAME).is_file():  # an export: its mssoft.json run_config
-        info_path = Path(run_dir) / EXPORT_INFO_NAME
-        run_config = json.loads(info_path.read_text()).get("run_config")
-        config = run_config.get("config") if isinstance(run_config, dict) else None
-        check_model_matches_record(model, parse_run_record(config, info_path), path)
-    elif (Path(run_dir) / CONFIG_NAME).is_file():
+    if record is None and (Path(run_dir) / CONFIG_NAME).is_file():
         record = parse_run_record(read_config(run_dir).get("config"), Path(run_dir) / CONFIG_NAME)
+    if record is not None:
         check_model_matches_record(model, record, path)
     return with_dtype_policy(model, mixed_precision_policy()) if mixed_precision else model
 
@@ -211,7 +214,13 @@ def load_model_folder(
                 f"{keras_file}: its SHA-256 differs from the one {info_path} records (a changed "
                 "or damaged file); export the run again"
             )
-        return load_run_model(folder, mixed_precision=mixed_precision)
+        run_config = info.get("run_config")
+        config = run_config.get("config") if isinstance(run_config, dict) else None
+        return load_run_model(
+            folder,
+            mixed_precision=mixed_precision,
+            record=parse_run_record(config, info_path),  # the export's, not its config.json
+        )
     saved_model = folder / SAVED_MODEL_DIR
     if not trust_savedmodel:
         raise DataError(
