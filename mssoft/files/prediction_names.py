@@ -47,15 +47,17 @@ class ScanOutputs:
 
     Attributes
     ----------
-    prob, seg, qc : Path
-        Probabilities (float32 NIfTI), segmentation (uint8 NIfTI), QC picture (PNG).
+    prob, seg : Path
+        Probabilities (float32 NIfTI), segmentation (uint8 NIfTI).
+    qc : Path or None
+        QC picture (PNG); None when no QC pictures are drawn.
     prob_sidecar, seg_sidecar : Path or None
         JSON sidecars (BIDS naming only).
     """
 
     prob: Path
     seg: Path
-    qc: Path
+    qc: Path | None
     prob_sidecar: Path | None = None
     seg_sidecar: Path | None = None
 
@@ -78,7 +80,9 @@ def default_naming(data_kind: str) -> str:
     return {"nnunet": "nnunet", "bids": "bids"}.get(data_kind, "mssoft")
 
 
-def scan_outputs(folder: Path, scan_id: str, naming: str, flair: Path | None = None) -> ScanOutputs:
+def scan_outputs(
+    folder: Path, scan_id: str, naming: str, flair: Path | None = None, *, qc: bool = True
+) -> ScanOutputs:
     """The output files of one scan under ``folder``.
 
     Parameters
@@ -89,17 +93,19 @@ def scan_outputs(folder: Path, scan_id: str, naming: str, flair: Path | None = N
     naming : {"mssoft", "nnunet", "bids"}
     flair : Path, optional
         The scan's FLAIR file (required by the BIDS naming: its entities name the outputs).
+    qc : bool, optional
+        Whether a QC picture is drawn (else ``ScanOutputs.qc`` is None).
 
     Raises
     ------
     ConfigError
         Unknown naming, or BIDS naming for a FLAIR file that is not BIDS-named.
     """
-    qc = qc_path(folder, scan_id)
+    picture = qc_path(folder, scan_id) if qc else None
     if naming == "mssoft":
-        return ScanOutputs(prob_path(folder, scan_id), seg_path(folder, scan_id), qc)
+        return ScanOutputs(prob_path(folder, scan_id), seg_path(folder, scan_id), picture)
     if naming == "nnunet":
-        return ScanOutputs(prob_path(folder, scan_id), folder / f"{scan_id}.nii.gz", qc)
+        return ScanOutputs(prob_path(folder, scan_id), folder / f"{scan_id}.nii.gz", picture)
     if naming != "bids":
         raise ConfigError(f"Invalid value for `--naming`: {naming!r} (one of {', '.join(NAMINGS)})")
     entities = bids_entities(flair) if flair is not None else []
@@ -116,7 +122,7 @@ def scan_outputs(folder: Path, scan_id: str, naming: str, flair: Path | None = N
     return ScanOutputs(
         anat / f"{stem}_probseg.nii.gz",
         anat / f"{stem}_mask.nii.gz",
-        qc,
+        picture,
         anat / f"{stem}_probseg.json",
         anat / f"{stem}_mask.json",
     )

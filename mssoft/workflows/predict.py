@@ -426,12 +426,10 @@ def _predict(
         out, command="predict", data=data, input_files=inputs, overwrite=options.overwrite
     ) as out:
         outputs = {
-            s.scan_id: scan_outputs(out, s.scan_id, naming, s.images["flair"]) for s in selected
+            s.scan_id: scan_outputs(out, s.scan_id, naming, s.images["flair"], qc=options.qc)
+            for s in selected
         }
-        listed = {
-            scan_id: {k: v for k, v in o.relative(out).items() if options.qc or k != "qc"}
-            for scan_id, o in outputs.items()
-        }
+        listed = {scan_id: o.relative(out) for scan_id, o in outputs.items()}
         # first: lists every file this run is about to write (an --overwrite removes them all)
         write_config(out, "predict", config, status=STATUS_INCOMPLETE, scans=listed)
         settings = OutputSettings(out, naming, options.qc, tuple(runs), binarisation, root)
@@ -501,7 +499,7 @@ def _predict_scans(
                 summary.lesion_volume_ml,
                 files.prob,
                 files.seg,
-                files.qc if settings.qc else None,
+                files.qc,
             )
             logger.info(
                 "%s: %d lesions, %.3f mL", scan.scan_id, summary.lesions, summary.lesion_volume_ml

@@ -80,7 +80,7 @@ def write_scan_outputs(
             settings.runs,
             settings.binarisation.to_dict(),
         )
-    if settings.qc:
+    if outputs.qc is not None:  # drawn only with settings.qc
         scan_id = outputs.qc.name[: -len("_qc.png")]
         plot_scan_qc(outputs.qc, scan_id, flair, prob, seg, lesions, meta.spacing_mm)
 
