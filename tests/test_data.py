@@ -285,14 +285,20 @@ def test_training_batches_are_the_gathered_slices_rotated_and_padded(soft):
 
 
 def test_a_repeated_pipeline_gives_the_epochs_of_fresh_iterations(soft):
-    """`mssoft fit` repeats the training pipeline: epoch k is what the k-th iteration gives."""
+    """`mssoft fit` repeats the training pipeline once per epoch to run (a counted repetition, so
+    the last epoch drains it): epoch k is what the k-th iteration gives."""
+    from mssoft.workflows.fit import training_stream
+
     positions = np.arange(len(soft))
 
     def pipeline():
         return make_dataset(soft, positions, batch_size=4, training=True, seed=5)
 
     per_batch = -(-len(positions) // 4)
-    repeated = epoch(pipeline().repeat(3))
+    stream = training_stream(pipeline(), 3)
+    assert int(stream.cardinality()) == 3 * per_batch  # finite: nothing left in flight
+    assert int(training_stream(pipeline(), 0).cardinality()) == per_batch  # at least one pass
+    repeated = epoch(stream)
     fresh = pipeline()  # (each pipeline's reshuffling advances with its own iterations)
     iterated = [batch for _ in range(3) for batch in epoch(fresh)]
     assert len(repeated) == 3 * per_batch == len(iterated)

@@ -136,6 +136,7 @@ def test_prediction_feeds_the_model_the_runs_normalisation():
     for normaliser in (Normaliser(), Normaliser("percentile"), Normaliser("histogram", standard)):
         model = Recorder()
         predict_volume(model, image, batch_size=3, normaliser=normaliser)
-        np.testing.assert_array_equal(
-            np.concatenate(model.seen), to_axial_slices(normaliser.apply(image))
-        )
+        expected = to_axial_slices(normaliser.apply(image))
+        with_brain = expected[expected.reshape(len(expected), -1).any(axis=1)]
+        seen = np.concatenate(model.seen)  # the slices with brain first, in order
+        np.testing.assert_array_equal(seen[: len(with_brain)], with_brain)

@@ -69,6 +69,46 @@ def test_predict_volume_normalises_like_training_and_ignores_batch_size(isbi_roo
         predict_volume(model, image[..., 0])
 
 
+class CountingModel:
+    """A model that counts the slices and batch shapes it is given."""
+
+    def __init__(self, model):
+        self.model, self.slices, self.shapes = model, 0, set()
+        self.input_multiple = 4
+
+    def predict_on_batch(self, batch):
+        self.slices += len(batch)
+        self.shapes.add(batch.shape)
+        return self.model.predict_on_batch(batch)
+
+
+def test_slices_without_brain_are_predicted_once(isbi_root):
+    """Every all-zero slice gets the probabilities of one of them (a U-Net's are not constant)."""
+    from mssoft.arrays.intensity import Normaliser
+    from mssoft.arrays.slices import pad_slices, to_axial_slices
+    from mssoft.nn.inference import predict_volume
+    from mssoft.nn.unet import build_unet
+
+    image = np.array(load_scan(discover_scans(isbi_root)[0]).image)  # (24, 28, 20, 4)
+    image[:, :, [0, 1, 2, 9, 19]] = 0  # 5 slices without brain, one inside the volume
+    unet = build_unet((None, None, 4), base_filters=2, depth=2)
+    rng = np.random.default_rng(0)
+    for weight in unet.weights:  # non-zero biases: an empty slice's output varies in the plane
+        if "bias" in weight.path:
+            weight.assign(rng.normal(0.0, 0.5, weight.shape).astype(np.float32))
+    model = CountingModel(unet)
+    got = predict_volume(model, image, batch_size=4)
+    with_brain = int(image.any(axis=(0, 1, 3)).sum())
+    assert with_brain <= 15  # the slices with brain and one empty slice, in full batches of 4:
+    assert model.slices == 4 * -(-(with_brain + 1) // 4) and model.shapes == {(4, 24, 28, 4)}
+    slices = pad_slices(to_axial_slices(Normaliser().apply(image)), 4)  # (20, 24, 28, 4)
+    every = np.asarray(model.model.predict_on_batch(slices))[:, :24, :28, 0]
+    np.testing.assert_allclose(got, np.moveaxis(every, 0, -1), atol=1e-6)
+    empty = got[:, :, [0, 1, 2, 9, 19]]
+    assert np.ptp(empty[:, :, 0]) > 0  # not a constant image: the test sees the copy
+    np.testing.assert_array_equal(empty, np.repeat(empty[:, :, :1], 5, axis=2))
+
+
 def test_predict_writes_outputs_with_default_threshold_and_says_so(tmp_path):
     data = write_isbi(
         tmp_path / "isbi", patients=1, timepoints=1, test_patients=1

@@ -6,21 +6,34 @@ for the FLAIR, nearest for the masks: generating at full size takes minutes per 
 out patient is ``training01``: 4 training scans, 2 predicted.
 
 One sweep of one grid point (ratio 1.2, gamma 0.3) and two repeats runs the two cells of that
-fold, first with ``reuse=True`` (what ``mssoft cv`` runs) then with ``reuse=False`` (every step
-as the separate commands run it: the code before the reuse), each in a fresh output folder of
-the same process, after one tiny untimed cell that pays TensorFlow's start-up costs. Every
-step's wall time is taken by
-:class:`harness.step_clock.StepClock`:
-reading and normalising scans, soft masks, slice loading, training, calibration, prediction,
-evaluation (exclusive times; the remainder is ``other``). The predictions of both runs are
-compared voxel by voxel.
+fold twice, each in a new process that first runs one tiny untimed cell (TensorFlow's start-up
+costs):
+
+- **reuse** (this code): this checkout, as ``mssoft cv`` runs it (scans and slices kept for the
+  fold's cells, one model load for calibration and prediction, a counted training stream,
+  slices without brain predicted once);
+- **reference**: the code before this work, commit :data:`REFERENCE_COMMIT` (extracted with
+  ``git archive``), on the same data and settings. Where that commit is not in the clone (a
+  shallow clone, an sdist), the reference is this checkout with the reuse turned off, and
+  ``reference_code`` says so.
+
+Every step's wall time is taken by :class:`harness.step_clock.StepClock`: reading and
+normalising scans, soft masks, slice loading, training, calibration, prediction, evaluation
+(exclusive times; the remainder is ``other``). The predictions of both runs are compared voxel
+by voxel.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import io
+import json
 import logging
 import shutil
+import subprocess
+import sys
+import tarfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,9 +43,21 @@ import numpy as np
 
 from harness.step_clock import StepClock
 
-__all__ = ["CellSettings", "CELL_FULL", "CELL_QUICK", "write_cell_data", "bench_cv_cell"]
+__all__ = [
+    "CellSettings",
+    "CELL_FULL",
+    "CELL_QUICK",
+    "REFERENCE_COMMIT",
+    "write_cell_data",
+    "reference_code",
+    "bench_cv_cell",
+]
 
 logger = logging.getLogger(__name__)
+
+#: The commit the cv-cell speed-ups started from: the reference of the stage.
+REFERENCE_COMMIT = "b8918fa92889ec65c32dd8a3fa0f9c5241b14e75"
+BENCHMARKS = Path(__file__).resolve().parents[1]
 
 
 @dataclass(frozen=True)
@@ -92,7 +117,7 @@ def _step_targets() -> list[tuple[Any, str, str]]:
     from mssoft.arrays.intensity import Normaliser
     from mssoft.workflows.settings import MaskConfig
 
-    return [
+    targets = [
         (scans, "load_scan", "reading and normalising scans"),
         (Normaliser, "apply", "reading and normalising scans"),
         (build_masks, "build_soft_masks", "soft masks"),
@@ -104,46 +129,63 @@ def _step_targets() -> list[tuple[Any, str, str]]:
         (predict, "predict_folder", "prediction"),
         (evaluate, "evaluate_folder", "evaluation"),
     ]
+    # the reference code has no shared model load
+    return [t for t in targets if t[1] in vars(t[0])]
 
 
-def _run_sweep(data: Path, out: Path, settings: CellSettings, *, reuse: bool) -> dict[str, Any]:
-    """The fold's cells (held-out ``training01``, every repeat), timed step by step."""
+def _run_sweep(
+    data: Path, out: Path, settings: CellSettings, *, reuse: bool | None
+) -> dict[str, Any]:
+    """The fold's cells (held-out ``training01``, every repeat), timed step by step.
+
+    ``reuse`` None runs the code of :data:`REFERENCE_COMMIT` (it has no such option); True and
+    False this checkout's :func:`~mssoft.experiments.cv.run.run_cells` with and without reuse.
+    """
     import keras
 
     from mssoft.experiments.cv.run import CVConfig, _plan, _prepare_out, run_cells
-    from mssoft.files.memo import keep_in_memory
     from mssoft.workflows.settings import TrainingSettings
 
+    wanted = {
+        "modalities": ("flair",),
+        "epochs": settings.epochs,
+        "base_filters": settings.base_filters,
+        "seed": settings.seed,
+        "mixed_precision": settings.mixed_precision,
+        "jit_compile": settings.jit_compile,  # not an option of the reference code
+    }
+    known = {f.name for f in dataclasses.fields(TrainingSettings)}
     config = CVConfig(
         data=data,
         out=out,
         ratios=(1.2,),
         gammas=(0.3,),
         repeats=settings.repeats,
-        training=TrainingSettings(
-            modalities=("flair",),
-            epochs=settings.epochs,
-            base_filters=settings.base_filters,
-            seed=settings.seed,
-            mixed_precision=settings.mixed_precision,
-            jit_compile=settings.jit_compile,
-        ),
+        training=TrainingSettings(**{k: v for k, v in wanted.items() if k in known}),
     )
     plan = _plan(config)
     _prepare_out(config, plan[1])
-    # the soft point's repeats of one fold (cv adds the binary point to a grid without it)
+    # the soft point's repeats of one fold (cv now adds the binary point to a grid without it)
     cells = [
-        c for c in plan[3] if c.fold.held_out == "training01" and not c.point.is_binary
+        c
+        for c in plan[3]
+        if c.fold.held_out == "training01" and not getattr(c.point, "is_binary", False)
     ]
     keras.backend.clear_session()
     clock = StepClock(_step_targets())
     seconds = []
+    options = {} if reuse is None else {"reuse": reuse}
+    memo: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+    if reuse:
+        from mssoft.files.memo import keep_in_memory
+
+        memo = keep_in_memory(2**34)
     t0 = time.perf_counter()
     # one run_cells call per cell, inside one memo (as one run_cells call over them would be)
-    with clock.running(), keep_in_memory(2**34) if reuse else contextlib.nullcontext():
+    with clock.running(), memo:
         for cell in cells:
             start = time.perf_counter()
-            run_cells(config, plan=(*plan[:3], [cell]), reuse=reuse)
+            run_cells(config, plan=(*plan[:3], [cell]), **options)
             seconds.append(round(time.perf_counter() - start, 1))
     wall = time.perf_counter() - t0
     record = clock.record(wall)
@@ -152,11 +194,67 @@ def _run_sweep(data: Path, out: Path, settings: CellSettings, *, reuse: bool) ->
     return record
 
 
-def _warm_up(workdir: Path) -> None:
-    """One tiny cell, untimed: TensorFlow's start-up costs are paid before either sweep."""
-    data = write_cell_data(workdir / "warmup", CELL_QUICK)
+def reference_code(workdir: Path) -> Path | None:
+    """The ``mssoft`` package of :data:`REFERENCE_COMMIT`, extracted into ``workdir``.
+
+    Returns
+    -------
+    Path or None
+        The folder to put first on ``sys.path``; None when git or the commit is not available.
+    """
+    command = ["git", "-C", str(BENCHMARKS.parent), "archive", REFERENCE_COMMIT, "mssoft"]
+    try:
+        archive = subprocess.run(command, capture_output=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError) as error:
+        logger.warning("cv cell: commit %s not available (%s)", REFERENCE_COMMIT[:7], error)
+        return None
+    target = workdir / "reference_code"
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(target, filter="data")
+    return target
+
+
+def _sweep_in_new_process(
+    code: Path | None, data: Path, warmup: Path, out: Path, settings: CellSettings, *, reuse: bool
+) -> dict[str, Any]:
+    """:func:`_run_sweep` in a new Python process (``code``, if given, first on its path) after
+    one tiny untimed cell on the ``warmup`` data; its record."""
+    job = {
+        "code": None if code is None else str(code),
+        "data": str(data),
+        "warmup": str(warmup),
+        "out": str(out),
+        "result": str(out.with_suffix(".json")),
+        "settings": asdict(settings),
+        "reuse": None if code is not None else reuse,
+    }
+    shutil.rmtree(out, ignore_errors=True)
+    shutil.rmtree(Path(f"{out}_warmup"), ignore_errors=True)
+    # the reference's mssoft goes first on the path before anything imports mssoft
+    child = (
+        "import json, sys; code = json.loads(sys.argv[1])['code']; "
+        "code and sys.path.insert(0, code); "
+        "from harness.cv_cell import run_child; run_child(sys.argv[1])"
+    )
+    subprocess.run([sys.executable, "-c", child, json.dumps(job)], check=True, cwd=BENCHMARKS)
+    return json.loads(Path(job["result"]).read_text())
+
+
+def run_child(job_json: str) -> None:
+    """The body of :func:`_sweep_in_new_process`: one tiny cell, then the timed sweep."""
+    job = json.loads(job_json)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    given = job["settings"]
+    settings = CellSettings(**{**given, "shape": tuple(given["shape"])})
     tiny = CellSettings(**{**asdict(CELL_QUICK), "repeats": 1})
-    _run_sweep(data, workdir / "warmup" / "out", tiny, reuse=False)
+    _run_sweep(Path(job["warmup"]), Path(job["out"] + "_warmup"), tiny, reuse=job["reuse"])
+    record = _run_sweep(Path(job["data"]), Path(job["out"]), settings, reuse=job["reuse"])
+    import mssoft
+
+    record["mssoft"] = str(Path(mssoft.__file__).parent)
+    Path(job["result"]).write_text(json.dumps(record))
 
 
 def _max_prob_difference(out_a: Path, out_b: Path, cells: list[str]) -> float:
@@ -178,20 +276,29 @@ def bench_cv_cell(workdir: Path, settings: CellSettings = CELL_FULL) -> dict[str
     Returns
     -------
     dict
-        ``settings``; ``reuse`` and ``reference`` (:meth:`StepClock.record` of each sweep, with
-        ``cells`` and ``cell_seconds``); ``speedup`` (reference wall / reuse wall over the fold's
-        cells), ``speedup_first_cell`` and ``speedup_later_cells``; ``max_prob_difference``.
+        ``settings``; ``reuse`` (this code) and ``reference`` (:meth:`StepClock.record` of each
+        sweep, with ``cells`` and ``cell_seconds``); ``reference_code`` (what the reference
+        ran); ``speedup`` (reference wall / this code's wall over the fold's cells),
+        ``speedup_first_cell`` and ``speedup_later_cells``; ``max_prob_difference``.
     """
     t0 = time.perf_counter()
     data = write_cell_data(workdir, settings)
+    warmup = write_cell_data(workdir / "warmup", CELL_QUICK)
     record: dict[str, Any] = {
         "settings": asdict(settings),
         "data_seconds": round(time.perf_counter() - t0, 1),
     }
-    _warm_up(workdir)
-    for name, reuse in (("reuse", True), ("reference", False)):
+    code = reference_code(workdir)
+    record["reference_code"] = (
+        f"commit {REFERENCE_COMMIT[:7]}"
+        if code is not None
+        else "this checkout without reuse (the reference commit is not in this clone)"
+    )
+    for name, where in (("reuse", None), ("reference", code)):
         logger.info("cv cell: %s", name)
-        record[name] = _run_sweep(data, workdir / name, settings, reuse=reuse)
+        record[name] = _sweep_in_new_process(
+            where, data, warmup, workdir / name, settings, reuse=name == "reuse"
+        )
     new, old = record["reuse"], record["reference"]
     record["speedup"] = old["wall_seconds"] / new["wall_seconds"]
     record["speedup_first_cell"] = old["cell_seconds"][0] / max(new["cell_seconds"][0], 1e-9)
@@ -210,7 +317,9 @@ def format_cell(record: dict[str, Any]) -> str:
     new, old = record["reuse"], record["reference"]
     lines = [
         f"cv cell ({record['settings']['shape']}, {len(new['cells'])} cells of one fold): "
-        f"reuse {new['wall_seconds']:.1f} s, reference {old['wall_seconds']:.1f} s, "
+        f"this code {new['wall_seconds']:.1f} s, reference "
+        f"({record.get('reference_code', 'this checkout without reuse')}) "
+        f"{old['wall_seconds']:.1f} s, "
         f"speed-up {record['speedup']:.2f}x (first cell {record['speedup_first_cell']:.2f}x"
         + (
             f", later cells {record['speedup_later_cells']:.2f}x"
@@ -218,12 +327,12 @@ def format_cell(record: dict[str, Any]) -> str:
             else ""
         )
         + f"); max |prob difference| {record['max_prob_difference']:.2g}",
-        f"{'step':32s} {'reuse s':>9s} {'share':>6s} {'reference s':>12s} {'share':>6s}",
+        f"{'step':32s} {'this code s':>11s} {'share':>6s} {'reference s':>12s} {'share':>6s}",
     ]
     for step in old["steps"]:
         a, b = new["steps"][step], old["steps"][step]
         lines.append(
-            f"{step:32s} {a['seconds']:9.1f} {a['share']:6.1%} "
+            f"{step:32s} {a['seconds']:11.1f} {a['share']:6.1%} "
             f"{b['seconds']:12.1f} {b['share']:6.1%}"
         )
     return "\n".join(lines)
