@@ -285,20 +285,14 @@ def test_training_batches_are_the_gathered_slices_rotated_and_padded(soft):
 
 
 def test_a_repeated_pipeline_gives_the_epochs_of_fresh_iterations(soft):
-    """`mssoft fit` repeats the training pipeline once per epoch to run (a counted repetition, so
-    the last epoch drains it): epoch k is what the k-th iteration gives."""
-    from mssoft.workflows.fit import training_stream
-
+    """`mssoft fit` repeats the training pipeline: epoch k is what the k-th iteration gives."""
     positions = np.arange(len(soft))
 
     def pipeline():
         return make_dataset(soft, positions, batch_size=4, training=True, seed=5)
 
     per_batch = -(-len(positions) // 4)
-    stream = training_stream(pipeline(), 3)
-    assert int(stream.cardinality()) == 3 * per_batch  # finite: nothing left in flight
-    assert int(training_stream(pipeline(), 0).cardinality()) == per_batch  # at least one pass
-    repeated = epoch(stream)
+    repeated = epoch(pipeline().repeat(3))
     fresh = pipeline()  # (each pipeline's reshuffling advances with its own iterations)
     iterated = [batch for _ in range(3) for batch in epoch(fresh)]
     assert len(repeated) == 3 * per_batch == len(iterated)
@@ -306,3 +300,12 @@ def test_a_repeated_pipeline_gives_the_epochs_of_fresh_iterations(soft):
         np.testing.assert_array_equal(xa, xb)
         np.testing.assert_array_equal(ya, yb)
     assert not np.array_equal(repeated[0][0], repeated[per_batch][0])  # reshuffled and re-rotated
+
+
+def test_pipeline_parallelism_and_prefetch_are_fixed_not_autotuned(binary):
+    """Autotuned, the pipeline made the end of `model.fit` wait up to a minute on a busy CPU."""
+    from mssoft.nn.dataset import PIPELINE_PARALLELISM, PREFETCH_BATCHES
+
+    dataset = make_dataset(binary, np.arange(len(binary)), batch_size=4, training=True)
+    assert int(dataset._buffer_size) == PREFETCH_BATCHES == 2  # the prefetch
+    assert int(dataset._input_dataset._num_parallel_calls) == PIPELINE_PARALLELISM == 2  # the map

@@ -113,7 +113,6 @@ __all__ = [
     "resolve_inputs",
     "prepare_data",
     "make_datasets",
-    "training_stream",
     "steps_per_epoch",
     "check_depth",
     "build_model",
@@ -311,33 +310,6 @@ def check_depth(depth: int, slice_shapes: Sequence[Sequence[int]]) -> None:
 def steps_per_epoch(config: TrainConfig, data: TrainingData) -> int:
     """Batches in one pass over the training slices (the last one may be smaller), at least 1."""
     return max(1, -(-len(data.split.train) // config.batch_size))
-
-
-def training_stream(train: Any, epochs_left: int) -> Any:
-    """``train`` repeated once per epoch still to run: what ``model.fit`` iterates over.
-
-    One iterator serves the whole run: over a finite dataset Keras makes a new iterator at every
-    epoch (and another, discarded, at each epoch's end); that cost start-up time every epoch and,
-    on a 2-core CPU, made some epochs run far slower (``benchmarks/epoch_iterators.py``). The
-    repetitions are *counted*, not endless: with ``steps_per_epoch`` one pass, the last epoch
-    drains the pipeline, so nothing is in flight when Keras drops the iterator. Dropping the
-    iterator of an endless repetition blocked for 25-33 s at the end of each 3-epoch fit of
-    256 x 256 slices on 2 cores (measured in the cv-cell stage of ``make bench``); the counted
-    one is dropped at once. Both give the same batches.
-
-    Parameters
-    ----------
-    train : tf.data.Dataset
-        One pass over the training slices (:func:`make_datasets`), reshuffled at each repetition.
-    epochs_left : int
-        Epochs :func:`keras.Model.fit` will run (``--epochs`` minus those a resumed run has
-        done); at least one repetition is kept.
-
-    Returns
-    -------
-    tf.data.Dataset
-    """
-    return train.repeat(max(int(epochs_left), 1))
 
 
 def make_datasets(config: TrainConfig, data: TrainingData) -> tuple[Any, Any]:
@@ -650,8 +622,12 @@ def _fit_keras(
     done = completed_epochs(out / BACKUP_DIR)
     if done >= config.epochs:
         logger.info("%s holds %d trained epochs: nothing to do (raise --epochs)", out, done)
+    # One iterator for the whole run: `train` repeated, one pass per epoch. Over a finite dataset
+    # Keras makes a new iterator every epoch (and another, discarded, at each epoch's end); that
+    # cost start-up time every epoch and, on a 2-core CPU, made some epochs run far slower
+    # (benchmarks/epoch_iterators.py). The repeated pipeline gives the same batches.
     model.fit(
-        training_stream(train, config.epochs - done),
+        train.repeat(),
         steps_per_epoch=steps_per_epoch(config, data),
         validation_data=val,
         epochs=config.epochs,
