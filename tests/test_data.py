@@ -301,11 +301,3 @@ def test_a_repeated_pipeline_gives_the_epochs_of_fresh_iterations(soft):
         np.testing.assert_array_equal(ya, yb)
     assert not np.array_equal(repeated[0][0], repeated[per_batch][0])  # reshuffled and re-rotated
 
-
-def test_pipeline_parallelism_and_prefetch_are_fixed_not_autotuned(binary):
-    """Autotuned, the pipeline made the end of `model.fit` wait up to a minute on a busy CPU."""
-    from mssoft.nn.dataset import PIPELINE_PARALLELISM, PREFETCH_BATCHES
-
-    dataset = make_dataset(binary, np.arange(len(binary)), batch_size=4, training=True)
-    assert int(dataset._buffer_size) == PREFETCH_BATCHES == 2  # the prefetch
-    assert int(dataset._input_dataset._num_parallel_calls) == PIPELINE_PARALLELISM == 2  # the map

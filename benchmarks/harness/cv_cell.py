@@ -10,8 +10,8 @@ fold twice, each in a new process that first runs one tiny untimed cell (TensorF
 costs):
 
 - **reuse** (this code): this checkout, as ``mssoft cv`` runs it (scans and slices kept for the
-  fold's cells, one model load for calibration and prediction, a counted training stream,
-  slices without brain predicted once);
+  fold's cells, one model load for calibration and prediction, slices without brain predicted
+  once, in full batches);
 - **reference**: the code before this work, commit :data:`REFERENCE_COMMIT` (extracted with
   ``git archive``), on the same data and settings. Where that commit is not in the clone (a
   shallow clone, an sdist), the reference is this checkout with the reuse turned off, and

@@ -14,11 +14,9 @@ prefetch. No array is embedded in the TensorFlow graph, and the pipeline is dete
 its seed.
 
 On a CPU the pipeline shares the cores with the training step, so it is kept cheap: about 6 ms
-of CPU per batch of 8 slices of 181 x 217 x 4 (``benchmarks/rotation_speed.py``), at most
-:data:`PIPELINE_PARALLELISM` batches prepared at once and :data:`PREFETCH_BATCHES` kept ready.
-With ``model.fit``, repeat the training dataset and pass ``steps_per_epoch`` (as
-:func:`mssoft.workflows.fit.fit` does): over a finite dataset Keras builds new iterators every
-epoch, which costs time at every epoch start.
+of CPU per batch of 8 slices of 181 x 217 x 4 (``benchmarks/rotation_speed.py``). With ``model.fit``, repeat the
+training dataset and pass ``steps_per_epoch`` (as :func:`mssoft.workflows.fit.fit` does): over a
+finite dataset Keras builds new iterators every epoch, which costs time at every epoch start.
 
 Importing this module imports TensorFlow; ``import mssoft`` does not.
 """
@@ -35,15 +33,7 @@ from mssoft.errors import ConfigError
 from mssoft.nn.augment import sample_angles
 from mssoft.nn.strong_augment import strong_augment_pair
 
-__all__ = ["make_dataset", "PIPELINE_PARALLELISM", "PREFETCH_BATCHES"]
-
-#: Batches the pipeline prepares at once, and batches it keeps ready ahead of the training step.
-#: Fixed, not ``tf.data.AUTOTUNE``: with autotuning, on a CPU busy with other work, Keras's
-#: dropping of the training iterator at the end of ``model.fit`` blocked for 53 s (a 3-epoch fit
-#: of 256 x 256 slices beside a 2-process CPU load); with these values it does not wait, and the
-#: pipeline still delivers about 1,600 slices/s, 80x the fastest training step of ``make bench``.
-PIPELINE_PARALLELISM = 2
-PREFETCH_BATCHES = 2
+__all__ = ["make_dataset"]
 
 #: TensorFlow takes a NumPy array over without a copy when its data start on such a boundary.
 _TENSOR_ALIGNMENT = 64
@@ -179,5 +169,5 @@ def make_dataset(
         # one random draw per batch: the seeds of its angles and of its strong transforms
         draws = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
         dataset = tf.data.Dataset.zip(dataset, draws)
-    dataset = dataset.map(load, num_parallel_calls=PIPELINE_PARALLELISM, deterministic=True)
-    return dataset.prefetch(PREFETCH_BATCHES)
+    dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return dataset.prefetch(tf.data.AUTOTUNE)
