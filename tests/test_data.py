@@ -300,4 +300,3 @@ def test_a_repeated_pipeline_gives_the_epochs_of_fresh_iterations(soft):
         np.testing.assert_array_equal(xa, xb)
         np.testing.assert_array_equal(ya, yb)
     assert not np.array_equal(repeated[0][0], repeated[per_batch][0])  # reshuffled and re-rotated
-
