@@ -148,7 +148,7 @@ def predict_volume(
     # A slice without brain is all zeros after normalisation, and every such slice gets the same
     # probabilities: the model runs on one of them, not on each (11-18 % of the axial slices of
     # a skull-stripped 1 mm scan).
-    with_brain = np.flatnonzero(slices.reshape(n_slices, -1).any(axis=1))
+    with_brain = np.flatnonzero(slices.any(axis=(1, 2, 3)))
     empty = np.setdiff1d(np.arange(n_slices), with_brain)
     order = np.concatenate([with_brain, empty[:1]])
     for start in range(0, len(order), int(batch_size)):
