@@ -178,6 +178,11 @@ def test_quick_bench_writes_every_figure(tmp_path):
         "bfloat16_speedup",
     ):
         assert math.isfinite(record["ratios"][name]) and record["ratios"][name] > 0, name
+    teardown = record["teardown"]
+    for pipeline in ("fixed", "autotuned"):
+        drops = teardown[pipeline]["drop_seconds"]
+        assert len(drops) == teardown["rounds"] and min(drops) >= 0
+    assert any(t["name"].startswith("pipeline iterator drop") for t in record["targets"])
     runs = record["memory"]["runs"]
     assert [r["scans"] for r in runs] == [2, 4]
     assert runs[0]["slices_kept"] < runs[1]["slices_kept"]
@@ -185,8 +190,9 @@ def test_quick_bench_writes_every_figure(tmp_path):
         assert list(run["peak_rss_mb_after_epoch"]) == ["1", "2"]
         assert run["peak_rss_mb_last_epoch"] >= run["peak_rss_mb_first_epoch"] > 50
     # soft mask, 2 pipelines, 2 fit paths (1 width x 2 policies), bf16 speed-up (on CPUs with
-    # AVX512_BF16), fraction of peak, evaluation, 2 memory targets, the cv cell's speed-up
-    assert len(record["targets"]) == 10 + ("avx512_bf16" in machine["vector_flags"])
+    # AVX512_BF16), fraction of peak, evaluation, the pipeline's teardown, 2 memory targets, the
+    # cv cell's speed-up
+    assert len(record["targets"]) == 11 + ("avx512_bf16" in machine["vector_flags"])
     for row in record["xla"]["rows"]:  # 1 width x 2 policies
         assert row["train_xla_speedup"] > 0 and row["predict_xla_speedup"] > 0
     assert len(record["xla"]["rows"]) == 2
@@ -198,8 +204,10 @@ def test_quick_bench_writes_every_figure(tmp_path):
         assert steps["training"]["seconds"] > 0 and steps["calibration"]["calls"] >= 2
         assert steps["prediction"]["calls"] == 2 and steps["evaluation"]["calls"] == 2
         assert len(cell[run]["cell_seconds"]) == 2
+        assert len(cell[run]["fit_end_seconds"]) == 2  # one per fit, both codes
     assert cell["reuse"]["steps"]["slice loading"]["calls"] == 2
     assert "cv cell" in result.output and "XLA on" in result.output
+    assert "Pipeline iterator drop" in result.output
     for row in record["training"]["paths"]:
         assert row["fit_slices_per_second"] > 0 and row["plain_slices_per_second"] > 0
     assert record["pipeline"]["slices_per_second_disk"] > 0

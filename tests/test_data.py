@@ -300,3 +300,24 @@ def test_a_repeated_pipeline_gives_the_epochs_of_fresh_iterations(soft):
         np.testing.assert_array_equal(xa, xb)
         np.testing.assert_array_equal(ya, yb)
     assert not np.array_equal(repeated[0][0], repeated[per_batch][0])  # reshuffled and re-rotated
+
+
+def test_the_fixed_pipeline_gives_the_autotuned_batches_without_autotuning(soft):
+    """Fixed parallelism and prefetch (no autotuning thread to wait for when the iterator is
+    dropped) change nothing in what the pipeline yields, epoch after epoch."""
+    from mssoft.nn.dataset import PARALLEL_BATCHES, PREFETCH_BATCHES
+
+    positions = np.arange(len(soft))
+
+    def pipeline(autotune):
+        return make_dataset(soft, positions, batch_size=3, training=True, seed=4, autotune=autotune)
+
+    fixed, tuned = pipeline(False), pipeline(True)
+    assert fixed.options().autotune.enabled is False
+    assert tuned.options().autotune.enabled is not False
+    assert PARALLEL_BATCHES >= 1 and PREFETCH_BATCHES >= 1
+    a, b = epoch(fixed.repeat(2)), epoch(tuned.repeat(2))
+    assert len(a) == len(b) == 2 * -(-len(positions) // 3)
+    for (xa, ya), (xb, yb) in zip(a, b, strict=True):
+        np.testing.assert_array_equal(xa, xb)
+        np.testing.assert_array_equal(ya, yb)

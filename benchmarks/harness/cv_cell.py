@@ -19,8 +19,10 @@ costs):
 
 Every step's wall time is taken by :class:`harness.step_clock.StepClock`: reading and
 normalising scans, soft masks, slice loading, training, calibration, prediction, evaluation
-(exclusive times; the remainder is ``other``). The predictions of both runs are compared voxel
-by voxel.
+(exclusive times; the remainder is ``other``); within training, the time from the end of each
+``model.fit``'s last epoch to its return (``fit_end_seconds``: dropping the training pipeline,
+which waited up to a minute in the reference code, :mod:`harness.teardown`). The predictions of
+both runs are compared voxel by voxel.
 """
 
 from __future__ import annotations
@@ -182,7 +184,7 @@ def _run_sweep(
         memo = keep_in_memory(2**34)
     t0 = time.perf_counter()
     # one run_cells call per cell, inside one memo (as one run_cells call over them would be)
-    with clock.running(), memo:
+    with clock.running(), memo, _fit_end_clock() as fit_ends:
         for cell in cells:
             start = time.perf_counter()
             run_cells(config, plan=(*plan[:3], [cell]), **options)
@@ -191,7 +193,42 @@ def _run_sweep(
     record = clock.record(wall)
     record["cells"] = [c.key for c in cells]
     record["cell_seconds"] = seconds
+    record["fit_end_seconds"] = [round(s, 2) for s in fit_ends]
     return record
+
+
+@contextlib.contextmanager
+def _fit_end_clock() -> Any:
+    """Seconds from the end of each ``keras.Model.fit``'s training to its return, in a list.
+
+    ``fit`` drops its training iterator between the two: with an autotuned ``tf.data``
+    pipeline that can wait up to a minute (:mod:`harness.teardown`). Both codes train with
+    ``keras.Model.fit``, so the same wrapper measures them.
+    """
+    import keras
+
+    ends: list[float] = []
+    original = keras.Model.fit
+
+    class _TrainEnd(keras.callbacks.Callback):
+        at: float | None = None
+
+        def on_train_end(self, logs: Any = None) -> None:
+            self.at = time.perf_counter()
+
+    def fit(model: Any, *args: Any, callbacks: Any = None, **kwargs: Any) -> Any:
+        end = _TrainEnd()
+        try:
+            return original(model, *args, callbacks=[*(callbacks or []), end], **kwargs)
+        finally:
+            if end.at is not None:
+                ends.append(time.perf_counter() - end.at)
+
+    keras.Model.fit = fit
+    try:
+        yield ends
+    finally:
+        keras.Model.fit = original
 
 
 def reference_code(workdir: Path) -> Path | None:
@@ -334,5 +371,11 @@ def format_cell(record: dict[str, Any]) -> str:
         lines.append(
             f"{step:32s} {a['seconds']:11.1f} {a['share']:6.1%} "
             f"{b['seconds']:12.1f} {b['share']:6.1%}"
+        )
+    if "fit_end_seconds" in new and "fit_end_seconds" in old:
+        ends = [sum(run["fit_end_seconds"]) for run in (new, old)]
+        lines.append(
+            f"{'  of training: end of fit':32s} {ends[0]:11.1f} {'':6s} {ends[1]:12.1f}"
+            "   (training's end to fit's return: the pipeline's teardown)"
         )
     return "\n".join(lines)

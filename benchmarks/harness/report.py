@@ -210,6 +210,25 @@ def _xla_lines(xla: dict[str, Any]) -> list[str]:
     )
 
 
+def _teardown_lines(teardown: dict[str, Any]) -> list[str]:
+    """Seconds to drop a pipeline iterator under CPU load, fixed against autotuned."""
+    lines = [
+        f"Pipeline iterator drop beside {teardown['load_processes']} busy processes "
+        f"({teardown['rounds']} drops each, after {teardown['seconds_per_round']:g} s of batches; "
+        f"wait = over {teardown['wait_threshold_seconds']:g} s)"
+    ]
+    rows = [
+        [
+            label,
+            f"{teardown[key]['max_seconds']:.2f}",
+            f"{teardown[key]['total_seconds']:.2f}",
+            str(teardown[key]["waits"]),
+        ]
+        for key, label in (("fixed", "fixed (mssoft)"), ("autotuned", "autotuned (earlier)"))
+    ]
+    return lines + _table(["Pipeline", "Max s", "Total s", "Waits"], rows)
+
+
 def format_report(results: dict[str, Any]) -> str:
     """Tables of a :func:`~harness.run_benchmarks` result (no trailing newline)."""
     s = results["settings"]
@@ -248,6 +267,8 @@ def format_report(results: dict[str, Any]) -> str:
         ]
     if "xla" in results:
         lines += ["", *_xla_lines(results["xla"])]
+    if "teardown" in results:
+        lines += ["", *_teardown_lines(results["teardown"])]
     if "memory" in results:
         lines += ["", *_memory_lines(results["memory"])]
     if "cv_cell" in results:

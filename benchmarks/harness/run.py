@@ -22,6 +22,7 @@ from harness.network import POLICIES, bench_pipeline, bench_prediction
 from harness.predict_files import bench_predict_files
 from harness.settings import FULL, STAGES, BenchSettings
 from harness.soft_masks import bench_soft_masks
+from harness.teardown import bench_teardown
 from harness.timing import CpuShare, load_average
 from harness.xla import bench_xla
 from mssoft.arrays.soft_masks import soft_mask
@@ -105,6 +106,9 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     if "evaluation" in results:
         value = results["evaluation"]["seconds_per_scan"]
         add("evaluation, seconds per scan", value, "< 0.1", value < 0.1)
+    if "teardown" in results:
+        value = results["teardown"]["fixed"]["max_seconds"]
+        add("pipeline iterator drop under CPU load, max seconds", value, "< 0.5", value < 0.5)
     if "cv_cell" in results:
         value = results["cv_cell"]["speedup"]
         add("cv cell fold, reference seconds / reuse seconds", value, ">= 1.5", value >= 1.5)
@@ -231,7 +235,7 @@ def run_benchmarks(
         with stage("machine"):
             results["machine"] = bench_machine(settings)
         machine = results["machine"]
-        if set(wanted) & {"soft_mask", "pipeline", "training", "evaluation", "xla"}:
+        if set(wanted) & {"soft_mask", "pipeline", "training", "evaluation", "xla", "teardown"}:
             with stage("data"):
                 scans = make_bench_scans(settings)
                 results["data"] = [describe_scan(s, i) for i, s in enumerate(scans)]
@@ -271,6 +275,9 @@ def run_benchmarks(
         if "xla" in wanted:
             with stage("xla"):
                 results["xla"] = bench_xla(slices, settings)
+        if "teardown" in wanted:
+            with stage("teardown"):
+                results["teardown"] = bench_teardown(slices, settings)
         if memory is not None:
             with stage("memory"):
                 if not settings.memory_parallel:

@@ -20,6 +20,7 @@ STAGES = (
     "training",
     "prediction",
     "xla",
+    "teardown",
     "memory",
     "cv_cell",
 )
@@ -41,6 +42,7 @@ _COUNTS = (
     "memory_depth",
     "memory_batch_size",
     "xla_steps",
+    "teardown_rounds",
 )
 
 
@@ -97,6 +99,11 @@ class BenchSettings:
         does not depend on it; every timing does, so only for the quick setting).
     xla_steps : int
         Timed training steps and prediction calls per model of the XLA stage.
+    teardown_rounds : int
+        Iterators dropped per pipeline in the teardown stage (:mod:`harness.teardown`).
+    teardown_seconds : float
+        Seconds of batches drawn before each drop, > 0 (the autotuning timer it may have to
+        wait for grows with them, up to 60 s).
     quick : bool
         The smoke-test setting (also of the cv-cell stage: ``harness.cv_cell.CELL_QUICK``): its
         numbers are not meaningful.
@@ -128,6 +135,8 @@ class BenchSettings:
     memory_batch_size: int = 8
     memory_parallel: bool = False
     xla_steps: int = 4
+    teardown_rounds: int = 8
+    teardown_seconds: float = 8.0
     quick: bool = False
 
     def __post_init__(self) -> None:
@@ -143,6 +152,8 @@ class BenchSettings:
             raise ConfigError(
                 f"Invalid value for `memory_scans`: expected 1 <= N1 < N2, got {self.memory_scans}"
             )
+        if not self.teardown_seconds > 0:
+            raise ConfigError("Invalid value for `teardown_seconds`: expected a number > 0")
         if self.memory_epochs < 2:
             raise ConfigError("Invalid value for `memory_epochs`: expected at least 2")
 
@@ -186,5 +197,7 @@ QUICK = BenchSettings(
     memory_batch_size=4,
     memory_parallel=True,
     xla_steps=1,
+    teardown_rounds=1,
+    teardown_seconds=0.5,
     quick=True,
 )

@@ -13,10 +13,19 @@ target by default so that a binary target stays binary and a soft one keeps its 
 prefetch. No array is embedded in the TensorFlow graph, and the pipeline is deterministic given
 its seed.
 
+The pipeline runs with fixed settings (:data:`PARALLEL_BATCHES` batches prepared at once,
+:data:`PREFETCH_BATCHES` kept ready) and TensorFlow's autotuning switched off. With autotuning
+on, dropping the iterator (which ``model.fit`` does when it returns) waits for TensorFlow's
+autotuning thread, which sleeps on a timer that grows to 60 s; on a busy CPU the wake-up can be
+missed and ``model.fit`` then returned 26-48 s late (3 of 5 loaded 3-epoch fits of the cv-cell
+benchmark's data, and 3 of 24 deletions of 8-s iterators under load). Without autotuning the
+iterator has no such thread and is dropped at once (``make bench`` stage ``teardown``).
+
 On a CPU the pipeline shares the cores with the training step, so it is kept cheap: about 6 ms
-of CPU per batch of 8 slices of 181 x 217 x 4 (``benchmarks/rotation_speed.py``). With ``model.fit``, repeat the
-training dataset and pass ``steps_per_epoch`` (as :func:`mssoft.workflows.fit.fit` does): over a
-finite dataset Keras builds new iterators every epoch, which costs time at every epoch start.
+of CPU per batch of 8 slices of 181 x 217 x 4 (``benchmarks/rotation_speed.py``). With
+``model.fit``, repeat the training dataset and pass ``steps_per_epoch`` (as
+:func:`mssoft.workflows.fit.fit` does): over a finite dataset Keras builds new iterators every
+epoch, which costs time at every epoch start.
 
 Importing this module imports TensorFlow; ``import mssoft`` does not.
 """
@@ -33,7 +42,13 @@ from mssoft.errors import ConfigError
 from mssoft.nn.augment import sample_angles
 from mssoft.nn.strong_augment import strong_augment_pair
 
-__all__ = ["make_dataset"]
+__all__ = ["PARALLEL_BATCHES", "PREFETCH_BATCHES", "make_dataset"]
+
+#: Batches gathered and rotated at once. One batch takes a few ms of CPU against hundreds of ms
+#: for a training step on a CPU (tens on a GPU), so two workers keep any step fed.
+PARALLEL_BATCHES = 2
+#: Finished batches kept ready ahead of the training step.
+PREFETCH_BATCHES = 2
 
 #: TensorFlow takes a NumPy array over without a copy when its data start on such a boundary.
 _TENSOR_ALIGNMENT = 64
@@ -58,6 +73,7 @@ def make_dataset(
     multiple: int = 1,
     strong: bool = False,
     target_interpolation: str = "nearest",
+    autotune: bool = False,
 ) -> tf.data.Dataset:
     """A ``tf.data`` pipeline of ``(images, targets)`` batches.
 
@@ -88,6 +104,11 @@ def make_dataset(
         Resampling of the rotated targets (:func:`mssoft.arrays.rotation.rotate_pairs`): "nearest"
         keeps their label values (binary stays {0, 1}, soft stays {0, gamma, 1}); "bilinear" is
         the old behaviour, kept for comparison. Images are always bilinear.
+    autotune : bool
+        Let TensorFlow tune the parallelism and the prefetch buffer (the earlier behaviour;
+        its iterator can take up to a minute to drop, see the module docstring). False: fixed
+        :data:`PARALLEL_BATCHES` and :data:`PREFETCH_BATCHES`, autotuning off. The batches are
+        the same either way.
 
     Returns
     -------
@@ -169,5 +190,10 @@ def make_dataset(
         # one random draw per batch: the seeds of its angles and of its strong transforms
         draws = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
         dataset = tf.data.Dataset.zip(dataset, draws)
-    dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return dataset.prefetch(tf.data.AUTOTUNE)
+    if autotune:
+        dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        return dataset.prefetch(tf.data.AUTOTUNE)
+    dataset = dataset.map(load, num_parallel_calls=PARALLEL_BATCHES, deterministic=True)
+    options = tf.data.Options()
+    options.autotune.enabled = False  # no autotuning thread to wait for (module docstring)
+    return dataset.prefetch(PREFETCH_BATCHES).with_options(options)
