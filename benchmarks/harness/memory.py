@@ -109,7 +109,7 @@ class _Child:
         slice_mb = slices * height * width * (len(config["modalities"]) + 1) * 4 / 2**20
         peaks = self.peak_after_epoch
         last = max(peaks)
-        middle = max(last // 2, 1)
+        middle = max((last + 1) // 2, 1)  # epoch 2 of 3, 2 of 4, 3 of 6
         return {
             "scans": _patients(self.scans) * _TIMEPOINTS,
             "slices_kept": slices,
