@@ -37,6 +37,7 @@ import subprocess
 import sys
 import tarfile
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -198,7 +199,7 @@ def _run_sweep(
 
 
 @contextlib.contextmanager
-def _fit_end_clock() -> Any:
+def _fit_end_clock() -> Iterator[list[float]]:
     """Seconds from the end of each ``keras.Model.fit``'s training to its return, in a list.
 
     ``fit`` drops its training iterator between the two: with an autotuned ``tf.data``
