@@ -20,6 +20,7 @@ from harness.timing import timed
 
 __all__ = [
     "POLICIES",
+    "training_pipeline",
     "bench_pipeline",
     "unet_macs",
     "model_flops",
@@ -30,6 +31,35 @@ logger = logging.getLogger(__name__)
 
 #: Keras dtype policies measured: float32 and mixed precision (bfloat16 on CPU).
 POLICIES = ("float32", "mixed_bfloat16")
+
+
+def training_pipeline(slices: Any, settings: BenchSettings, **options: Any) -> Any:
+    """The training pipeline of ``mssoft fit`` over every slice of ``slices``, repeated.
+
+    Parameters
+    ----------
+    slices : mssoft.arrays.slices.SliceSet
+    settings : BenchSettings
+        ``batch_size`` and ``seed``.
+    **options
+        Further keywords of :func:`mssoft.nn.dataset.make_dataset` (``max_degrees``,
+        ``autotune``, ...).
+
+    Returns
+    -------
+    tf.data.Dataset
+        Endless ``(images, targets)`` batches, reshuffled and re-rotated at every pass.
+    """
+    from mssoft.nn.dataset import make_dataset
+
+    return make_dataset(
+        slices,
+        np.arange(len(slices), dtype=np.int64),
+        batch_size=settings.batch_size,
+        training=True,
+        seed=settings.seed,
+        **options,
+    ).repeat()
 
 
 def bench_pipeline(slices: Any, settings: BenchSettings) -> dict[str, Any]:
@@ -50,9 +80,6 @@ def bench_pipeline(slices: Any, settings: BenchSettings) -> dict[str, Any]:
     dict
         ``slices_per_second`` (rotation on), ``slices_per_second_no_rotation``, sizes.
     """
-    from mssoft.nn.dataset import make_dataset
-
-    positions = np.arange(len(slices), dtype=np.int64)
     record: dict[str, Any] = {
         "what": "mssoft.nn.dataset.make_dataset(training=True): shuffle, batch, gather, rotate, "
         "prefetch; drained without a model",
@@ -63,14 +90,7 @@ def bench_pipeline(slices: Any, settings: BenchSettings) -> dict[str, Any]:
         "batches": settings.pipeline_batches,
     }
     for degrees, key in ((5.0, "slices_per_second"), (0.0, "slices_per_second_no_rotation")):
-        dataset = make_dataset(
-            slices,
-            positions,
-            batch_size=settings.batch_size,
-            training=True,
-            seed=settings.seed,
-            max_degrees=degrees,
-        ).repeat()
+        dataset = training_pipeline(slices, settings, max_degrees=degrees)
         record[key] = _drain_rate(dataset, settings.pipeline_batches)
     record["slices_per_second_disk"] = _disk_pipeline_rate(slices, settings)
     return record
@@ -82,7 +102,6 @@ def _disk_pipeline_rate(slices: Any, settings: BenchSettings) -> float:
 
     from mssoft.arrays.slices import SliceSet
     from mssoft.files.slice_cache import read_cached_slices, write_cached_slices
-    from mssoft.nn.dataset import make_dataset
 
     with tempfile.TemporaryDirectory(prefix="mssoft-bench-cache-") as folder:
         parts = []
@@ -101,14 +120,7 @@ def _disk_pipeline_rate(slices: Any, settings: BenchSettings) -> float:
             slices.modalities,
             slices.source,
         )
-        dataset = make_dataset(
-            disk,
-            np.arange(len(disk), dtype=np.int64),
-            batch_size=settings.batch_size,
-            training=True,
-            seed=settings.seed,
-        ).repeat()
-        return _drain_rate(dataset, settings.pipeline_batches)
+        return _drain_rate(training_pipeline(disk, settings), settings.pipeline_batches)
 
 
 def _drain_rate(dataset: Any, batches: int) -> float:

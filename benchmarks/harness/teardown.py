@@ -22,8 +22,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import numpy as np
-
+from harness.network import training_pipeline
 from harness.settings import BenchSettings
 
 __all__ = ["bench_teardown"]
@@ -87,26 +86,13 @@ def bench_teardown(slices: Any, settings: BenchSettings) -> dict[str, Any]:
         with ``drop_seconds`` per round, ``max_seconds``, ``total_seconds`` and ``waits`` (drops
         over :data:`WAIT_SECONDS`); the load and the sizes.
     """
-    from mssoft.nn.dataset import make_dataset
-
-    positions = np.arange(len(slices), dtype=np.int64)
-
-    def pipeline(autotune: bool) -> Any:
-        return make_dataset(
-            slices,
-            positions,
-            batch_size=settings.batch_size,
-            training=True,
-            seed=settings.seed,
-            autotune=autotune,
-        ).repeat()
-
     cores = os.cpu_count() or 1
     drops: dict[str, list[float]] = {"fixed": [], "autotuned": []}
     with _cpu_load(cores):
         for _ in range(settings.teardown_rounds):
             for name, autotune in (("fixed", False), ("autotuned", True)):
-                drops[name].append(_drop_seconds(pipeline(autotune), settings.teardown_seconds))
+                pipeline = training_pipeline(slices, settings, autotune=autotune)
+                drops[name].append(_drop_seconds(pipeline, settings.teardown_seconds))
     return {
         "what": "drop an iterator of mssoft.nn.dataset.make_dataset(training=True).repeat() "
         f"after drawing batches for {settings.teardown_seconds} s, beside {cores} busy-looping "
