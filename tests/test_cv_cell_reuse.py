@@ -114,7 +114,7 @@ def _config(data, out, **training):
 
 
 @pytest.mark.slow
-def test_reused_cells_give_the_reference_predictions_and_resume(tmp_path, data):
+def test_reused_cells_give_the_reference_predictions_and_resume(tmp_path, data, caplog):
     from mssoft.experiments.cv.run import _plan, _prepare_out, run_cells, run_cv
 
     results = {}
@@ -123,7 +123,12 @@ def test_reused_cells_give_the_reference_predictions_and_resume(tmp_path, data):
         plan = _plan(config)
         _prepare_out(config, plan[1])
         cells = [c for c in plan[3] if c.fold.held_out == "training01"]  # two repeats, one fold
-        assert run_cells(config, plan=(*plan[:3], cells), reuse=reuse) == 2
+        caplog.clear()
+        with caplog.at_level("INFO", logger="mssoft.nn.model_reuse"):
+            assert run_cells(config, plan=(*plan[:3], cells), reuse=reuse) == 2
+        # with reuse the second cell trains the compiled model of the first (mssoft.nn.model_reuse)
+        kept = [r for r in caplog.records if r.name == "mssoft.nn.model_reuse"]
+        assert len(kept) == (1 if reuse else 0)
         results[reuse] = config.out
     for path in sorted(results[True].glob("cells/*/*/*/pred/*_prob.nii.gz")):
         reused, _ = read_volume(path, dtype=np.float32)

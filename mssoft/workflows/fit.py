@@ -66,7 +66,6 @@ from mssoft.files.folders import (
 )
 from mssoft.files.geometry import training_geometry
 from mssoft.files.history import read_history
-from mssoft.files.nifti import read_header
 from mssoft.files.layout import (
     BACKUP_DIR,
     HISTORY_NAME,
@@ -74,6 +73,7 @@ from mssoft.files.layout import (
     SLICE_CACHE_DIR,
     SPLIT_NAME,
 )
+from mssoft.files.nifti import read_header
 from mssoft.files.normalisation import normalise_record, write_landmarks
 from mssoft.files.run_record import resume_differences, settings_entry
 from mssoft.files.scans import Scan, discover_scans, resolve_modalities
@@ -91,6 +91,7 @@ from mssoft.nn.distribute import (
     worker_role,
 )
 from mssoft.nn.losses import BinarisedDice, SoftDiceLoss
+from mssoft.nn.model_reuse import kept_or_built
 from mssoft.nn.multiworker_loop import train_loop
 from mssoft.nn.strong_augment import STRONG_RANGES
 from mssoft.nn.unet import build_unet, input_multiple
@@ -275,6 +276,32 @@ def _model_builder(config: TrainConfig, data: TrainingData) -> Callable[[], kera
         )
     return lambda: build_model(
         config, len(data.modalities), lesion_prior=prior, steps_per_epoch=steps
+    )
+
+
+def _graph_key(
+    config: TrainConfig, data: TrainingData, strategy: tf.distribute.Strategy
+) -> tuple[Any, ...] | None:
+    """Everything that shapes :func:`build_model`'s compiled training graph (the key under which
+    :func:`mssoft.nn.model_reuse.kept_or_built` reuses a model), or None under any strategy but
+    TensorFlow's default one.
+
+    The lesion prior is not in it: it sets only the head's initial bias, a variable.
+    """
+    if tf.distribute.has_strategy() or strategy is not tf.distribute.get_strategy():
+        return None
+    warmup_steps = int(math.ceil(config.warmup_epochs * steps_per_epoch(config, data)))
+    return (
+        "build_model",
+        len(data.modalities),
+        config.base_filters,
+        config.depth,
+        config.normalization,
+        config.eps,
+        config.learning_rate,
+        warmup_steps,
+        config.keras_jit_compile,
+        keras.config.dtype_policy().name,
     )
 
 
@@ -617,8 +644,9 @@ def _fit_keras(
             f"Invalid value for `--resume`: {out / BACKUP_DIR} holds the state of a run trained "
             "with --strategy multiworker; resume it with that strategy, or use a new --out folder"
         )
-    with strategy.scope():
-        model = _model_builder(config, data)()
+    key = _graph_key(config, data, strategy)
+    with strategy.scope():  # inside keep_compiled_models (mssoft cv), the last run's model
+        model = kept_or_built(_model_builder(config, data), key)
     done = completed_epochs(out / BACKUP_DIR)
     if done >= config.epochs:
         logger.info("%s holds %d trained epochs: nothing to do (raise --epochs)", out, done)

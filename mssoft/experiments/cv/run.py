@@ -43,7 +43,6 @@ rows without retraining any finished cell.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import gc
 import json
@@ -115,6 +114,7 @@ from mssoft.files.layout import (
 )
 from mssoft.files.scans import Scan, discover_scans, resolve_modalities
 from mssoft.files.memo import keep_in_memory
+from mssoft.nn.model_reuse import keep_compiled_models
 from mssoft.workflows.build_masks import build_soft_masks
 from mssoft.workflows.pipeline import run_pipeline
 from mssoft.workflows.settings import MaskConfig, TrainConfig, TrainingSettings
@@ -483,10 +483,14 @@ def run_cells(config: CVConfig, *, plan: _PlanT | None = None, reuse: bool = Tru
     ``reuse`` (default) keeps the scans and training slices read for one cell in memory for the
     next cells of the process (:func:`mssoft.files.memo.keep_in_memory`, at most
     :data:`MEMO_SHARE` of the available memory: the cells of a fold share them, in the order the
-    plan runs them) and loads each trained model once for calibration and prediction. False runs
-    every cell as the separate commands would (the reference the results are compared with).
+    plan runs them), loads each trained model once for calibration and prediction, and trains
+    every cell after the first on the compiled model of the one before, set to the cell's own
+    initial weights (:mod:`mssoft.nn.model_reuse`: its traced training steps are reused). False
+    runs every cell as the separate commands would (the reference the results are compared with).
     """
-    with keep_in_memory(_memo_bytes()) if reuse else contextlib.nullcontext():
+    if not reuse:
+        return _run_cells(config, plan, reuse)
+    with keep_in_memory(_memo_bytes()), keep_compiled_models():
         return _run_cells(config, plan, reuse)
 
 

@@ -69,6 +69,7 @@ from mssoft.files.layout import (
 )
 from mssoft.files.run_record import parse_run_record
 from mssoft.files.scans import Scan, discover_scans
+from mssoft.nn.model_reuse import keep_compiled_models
 from mssoft.workflows.build_masks import build_soft_masks
 from mssoft.workflows.evaluate import PRED_SOURCE, Evaluation
 from mssoft.workflows.pipeline import run_pipeline
@@ -227,11 +228,12 @@ def run_demo(config: DemoConfig, *, progress: Progress = no_progress) -> DemoRes
     runs: dict[str, ModelRun] = {}
     scores: list[Score] = []
     human: list[Score] = []
-    for name in MODELS:
-        runs[name], evaluation = _model_run(name, config, out, data, masks_dir, stage, progress)
-        model_scores, inter_rater = _scores(name, evaluation)
-        scores += model_scores
-        human = human or inter_rater  # the same for every model
+    with keep_compiled_models():  # the second model trains the first's compiled graph
+        for name in MODELS:
+            runs[name], evaluation = _model_run(name, config, out, data, masks_dir, stage, progress)
+            model_scores, inter_rater = _scores(name, evaluation)
+            scores += model_scores
+            human = human or inter_rater  # the same for every model
     with stage("scoring against the synthetic truth"):
         truth_models, truth_raters = analysis.truth_scores(
             heldout, {name: run.pred_dir for name, run in runs.items()}
