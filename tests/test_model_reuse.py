@@ -76,6 +76,17 @@ def test_only_the_same_key_and_variables_inside_the_context_are_reused():
         assert kept_or_built(_builder(0, config), key="other") is not other
 
 
+def test_a_context_inside_another_shares_its_kept_model():
+    """As ``mssoft cv``'s run_cells, called once per cell inside an outer context."""
+    config = _config()
+    with keep_compiled_models():
+        with keep_compiled_models():
+            first = kept_or_built(_builder(0, config), key="unet")
+            _train(first, seed=0)
+        with keep_compiled_models():
+            assert kept_or_built(_builder(1, config), key="unet") is first
+
+
 def test_a_kept_model_that_never_trained_is_replaced():
     """Its optimizer has no moments yet: the variables differ, so the new model is trained."""
     config = _config()

@@ -10,8 +10,8 @@ fold twice, each in a new process that first runs one tiny untimed cell (TensorF
 costs):
 
 - **reuse** (this code): this checkout, as ``mssoft cv`` runs it (scans and slices kept for the
-  fold's cells, one model load for calibration and prediction, slices without brain predicted
-  once, in full batches);
+  fold's cells, the compiled training model kept from cell to cell, one model load for
+  calibration and prediction, slices without brain predicted once, in full batches);
 - **reference**: the code before this work, commit :data:`REFERENCE_COMMIT` (extracted with
   ``git archive``), on the same data and settings. Where that commit is not in the clone (a
   shallow clone, an sdist), the reference is this checkout with the reuse turned off, and
@@ -178,14 +178,16 @@ def _run_sweep(
     clock = StepClock(_step_targets())
     seconds = []
     options = {} if reuse is None else {"reuse": reuse}
-    memo: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
-    if reuse:
+    kept = contextlib.ExitStack()
+    if reuse:  # what one run_cells call over all the cells keeps from cell to cell
         from mssoft.files.memo import keep_in_memory
+        from mssoft.nn.model_reuse import keep_compiled_models
 
-        memo = keep_in_memory(2**34)
+        kept.enter_context(keep_in_memory(2**34))
+        kept.enter_context(keep_compiled_models())
     t0 = time.perf_counter()
-    # one run_cells call per cell, inside one memo (as one run_cells call over them would be)
-    with clock.running(), memo, _fit_end_clock() as fit_ends:
+    # one run_cells call per cell (timed each), inside what one call over them all would keep
+    with clock.running(), kept, _fit_end_clock() as fit_ends:
         for cell in cells:
             start = time.perf_counter()
             run_cells(config, plan=(*plan[:3], [cell]), **options)
@@ -354,7 +356,9 @@ def format_cell(record: dict[str, Any]) -> str:
     """The stage's table: seconds and share of each step, both runs side by side."""
     new, old = record["reuse"], record["reference"]
     lines = [
-        f"cv cell ({record['settings']['shape']}, {len(new['cells'])} cells of one fold): "
+        f"cv cell ({record['settings']['shape']}, "
+        f"{'mixed bfloat16' if record['settings'].get('mixed_precision') else 'float32'}, "
+        f"{len(new['cells'])} cells of one fold): "
         f"this code {new['wall_seconds']:.1f} s, reference "
         f"({record.get('reference_code', 'this checkout without reuse')}) "
         f"{old['wall_seconds']:.1f} s, "

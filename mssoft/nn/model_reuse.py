@@ -40,14 +40,18 @@ _kept: list[tuple[Hashable, Any]] | None = None
 def keep_compiled_models() -> Iterator[None]:
     """Keep the last compiled model of :func:`kept_or_built` for later runs in this context.
 
-    One model is kept at a time (the last key's); it is dropped when the context ends.
+    One model is kept at a time (the last key's); it is dropped when the outermost context ends
+    (a context inside another shares the outer one's model).
     """
     global _kept
-    previous, _kept = _kept, []
+    if _kept is not None:
+        yield
+        return
+    _kept = []
     try:
         yield
     finally:
-        _kept = previous
+        _kept = None
 
 
 def kept_or_built(build: Callable[[], Any], key: Hashable | None) -> Any:
