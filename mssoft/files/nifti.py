@@ -210,8 +210,11 @@ def read_volume(
 
 def _check_intensities(data: np.ndarray, path: Path) -> None:
     """Refuse infinite voxels and any beyond +-:data:`MAX_INTENSITY` (NaN is left to callers)."""
-    if data.dtype.kind != "f":
+    if data.dtype.kind != "f" or data.size == 0:
         return
+    low, high = float(data.min()), float(data.max())  # NaN if any voxel is NaN
+    if -MAX_INTENSITY <= low and high <= MAX_INTENSITY:
+        return  # every voxel is finite and in range: two reductions, no temporary arrays
     with np.errstate(invalid="ignore"):
         bad = np.count_nonzero(np.isinf(data) | (np.abs(data) > MAX_INTENSITY))
     if bad:

@@ -44,7 +44,6 @@ rows without retraining any finished cell.
 from __future__ import annotations
 
 import csv
-import gc
 import json
 import logging
 import multiprocessing
@@ -112,8 +111,8 @@ from mssoft.files.layout import (
     SLICE_CACHE_DIR,
     soft_mask_path,
 )
-from mssoft.files.scans import Scan, discover_scans, resolve_modalities
 from mssoft.files.memo import keep_in_memory
+from mssoft.files.scans import Scan, discover_scans, resolve_modalities
 from mssoft.nn.model_reuse import keep_compiled_models
 from mssoft.workflows.build_masks import build_soft_masks
 from mssoft.workflows.pipeline import run_pipeline
@@ -556,8 +555,7 @@ def _run_cells(config: CVConfig, plan: _PlanT | None, reuse: bool) -> int:
             ", ".join(f"{r['scan']} R{r['rater']} {r['dice']:.3f}" for r in record["scans"]),
             _remaining(durations, len(todo) - number),
         )
-        keras.backend.clear_session()
-        gc.collect()
+        keras.backend.clear_session()  # its free_memory runs the garbage collector
     return run
 
 
