@@ -31,8 +31,8 @@ __all__ = ["keep_compiled_models", "kept_or_built"]
 
 logger = logging.getLogger(__name__)
 
-#: (key, model) of the last model :func:`kept_or_built` returned inside the context, or None
-#: (an empty list outside it: nothing is kept).
+#: Inside :func:`keep_compiled_models`, a list of at most one (key, model): the last model
+#: :func:`kept_or_built` returned with a key; None outside it (nothing is kept).
 _kept: list[tuple[Hashable, Any]] | None = None
 
 
