@@ -244,16 +244,20 @@ def build_model(
         output_bias=bias,
         normalization=config.normalization,
     )
-    warmup_steps = int(math.ceil(config.warmup_epochs * max(int(steps_per_epoch), 1)))
     model.compile(
         optimizer=keras.optimizers.Adam(
-            learning_rate=LinearWarmup(config.learning_rate, warmup_steps)
+            learning_rate=LinearWarmup(config.learning_rate, _warmup_steps(config, steps_per_epoch))
         ),
         loss=SoftDiceLoss(eps=config.eps),
         metrics=[BinarisedDice()],
         jit_compile=config.keras_jit_compile,
     )
     return model
+
+
+def _warmup_steps(config: TrainConfig, steps_per_epoch: int) -> int:
+    """Steps of the learning-rate warm-up: ``config.warmup_epochs`` epochs of at least 1 step."""
+    return int(math.ceil(config.warmup_epochs * max(int(steps_per_epoch), 1)))
 
 
 def lesion_prior(data: TrainingData) -> float:
@@ -290,7 +294,6 @@ def _graph_key(
     """
     if tf.distribute.has_strategy() or strategy is not tf.distribute.get_strategy():
         return None
-    warmup_steps = int(math.ceil(config.warmup_epochs * steps_per_epoch(config, data)))
     return (
         "build_model",
         len(data.modalities),
@@ -299,7 +302,7 @@ def _graph_key(
         config.normalization,
         config.eps,
         config.learning_rate,
-        warmup_steps,
+        _warmup_steps(config, steps_per_epoch(config, data)),
         config.keras_jit_compile,
         keras.config.dtype_policy().name,
     )
