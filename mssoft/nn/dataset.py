@@ -190,10 +190,10 @@ def make_dataset(
         # one random draw per batch: the seeds of its angles and of its strong transforms
         draws = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
         dataset = tf.data.Dataset.zip(dataset, draws)
-    if autotune:
-        dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        return dataset.prefetch(tf.data.AUTOTUNE)
-    dataset = dataset.map(load, num_parallel_calls=PARALLEL_BATCHES, deterministic=True)
+    parallel, ready = (
+        (tf.data.AUTOTUNE, tf.data.AUTOTUNE) if autotune else (PARALLEL_BATCHES, PREFETCH_BATCHES)
+    )
+    dataset = dataset.map(load, num_parallel_calls=parallel, deterministic=True).prefetch(ready)
     options = tf.data.Options()
-    options.autotune.enabled = False  # no autotuning thread to wait for (module docstring)
-    return dataset.prefetch(PREFETCH_BATCHES).with_options(options)
+    options.autotune.enabled = autotune  # off: no autotuning thread to wait for (module docstring)
+    return dataset.with_options(options)
